@@ -1,0 +1,13 @@
+"""netdsl: a compact language for neural networks, checked before any framework loads.
+
+    >>> import netdsl
+    >>> net = netdsl.parse("conv 6x5 sigmoid; maxpool 2/2; flatten; dense 10 softmax")
+    >>> net.output_shape
+    (None, 10)
+"""
+
+from .errors import NetdslError
+from .net import Layer, Net, load, parse
+
+__all__ = ["Layer", "Net", "NetdslError", "load", "parse"]
+__version__ = "0.1.0"

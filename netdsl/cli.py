@@ -1,0 +1,152 @@
+"""The ``netdsl`` command: parse arguments, call the library, print, return a code.
+
+Exit codes: 0 success, 1 an error in a spec (printed like a compiler), 2 a usage
+error, 3 an internal error (a bug: please report it; ``--traceback`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from . import __version__
+
+_DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
+
+
+class _Usage(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints and exits 2; we want a return code
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise _Usage
+
+
+def _define(text: str) -> tuple[str, object]:
+    m = _DEFINE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    name, raw = m.group(1), m.group(2).strip()
+    if re.fullmatch(r"[+-]?\d+", raw):
+        return name, int(raw)
+    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", raw):
+        return name, float(raw)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):
+        return name, raw
+    raise argparse.ArgumentTypeError(f"the value of {name} must be a number or a word, got {raw!r}")
+
+
+def _input(text: str) -> tuple[int, ...]:
+    from .net import parse_input_shape
+
+    try:
+        return parse_input_shape(text)  # type: ignore[return-value]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-D", dest="defines", metavar="NAME=VALUE", type=_define, action="append", default=[],
+                        help="bind a free parameter of the spec (repeatable)")
+    common.add_argument("--input", metavar="HxWxC", type=_input, help="override the input shape (HxWxC or N)")
+    common.add_argument("--traceback", action="store_true", help="show Python tracebacks (for debugging netdsl)")
+
+    p = _Parser(prog="netdsl", description="Check, summarise and compile netdsl network specs.")
+    p.add_argument("--version", action="version", version=f"netdsl {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("check", parents=[common], help="check specs; exit 0 when all are valid",
+                       description="Parse and check every FILE (- for stdin); exit 0 when all are valid, 1 otherwise.")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+    s = sub.add_parser("summary", parents=[common], help="print a Keras-style table of layers, shapes and parameters",
+                       description="Print the layer table of FILE (- for stdin): output shapes, parameters, MACs.")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _Usage:
+        return 2
+    except SystemExit as e:  # --help / --version
+        return int(e.code or 0)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("netdsl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `netdsl summary x | head`
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return 0
+    except Exception as e:  # a bug in netdsl, never the user's fault
+        if getattr(args, "traceback", False):
+            raise
+        print(f"netdsl: internal error: {type(e).__name__}: {e}\n"
+              "  this is a bug in netdsl; rerun with --traceback and report it", file=sys.stderr)
+        return 3
+
+
+def _run(args) -> int:
+    from .errors import NetdslError
+    from .net import compile_source, read_spec
+
+    params = dict(args.defines)
+    if args.command == "check":
+        status = 0
+        for path in args.files:
+            try:
+                source = read_spec(path)
+                net = compile_source(source, params, args.input, _stem(source.filename))
+            except NetdslError as e:
+                if args.traceback:
+                    raise
+                print(str(e), file=sys.stderr)
+                status = 1
+                continue
+            if not args.quiet:
+                n = len(net.graph) - 1
+                print(f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
+                      f"output {_fmt(net.output_shape)}")
+        return status
+    try:
+        source = read_spec(args.file)
+        net = compile_source(source, params, args.input, _stem(source.filename))
+    except NetdslError as e:
+        if args.traceback:
+            raise
+        print(str(e), file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+
+        print(json.dumps(net.to_json(), indent=2))
+    else:
+        print(net.summary())
+    return 0
+
+
+def _stem(filename: str) -> str:
+    from pathlib import Path
+
+    return "net" if filename.startswith("<") else Path(filename).stem or "net"
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

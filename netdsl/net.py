@@ -1,0 +1,220 @@
+"""The user-facing :class:`Net`, and :func:`parse` / :func:`load` that make one."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import NetdslError, Source
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class Layer(NamedTuple):
+    """One row of the summary: a node of the graph other than the input."""
+
+    name: str
+    op: str
+    type: str  # the Keras class it becomes, e.g. Conv2D
+    args: dict
+    output_shape: tuple  # with None for the batch, like Keras
+    params: int
+    trainable: int
+    non_trainable: int
+    macs: int
+    inputs: tuple
+    line: int | None
+    column: int | None
+
+
+class Net:
+    """A parsed and checked network.
+
+    ``graph`` is the :class:`networkx.DiGraph` IR (see :mod:`netdsl.ir`); shapes
+    are channels last with ``None`` for the batch, as Keras reports them.
+    """
+
+    def __init__(self, graph, source: Source, name: str = "net"):
+        self.graph = graph
+        self.source = source
+        self.name = name
+
+    # -- shapes and counts ----------------------------------------------------
+
+    @property
+    def layers(self) -> list[Layer]:
+        from . import ops
+
+        out = []
+        for name, n in self.graph.nodes.items():
+            if n["op"] == "input":
+                continue
+            op = ops.OPS.get(n["op"])
+            out.append(
+                Layer(
+                    name,
+                    n["op"],
+                    op.keras if op else "?",
+                    n["args"],
+                    (None, *n["shape"]),
+                    n["params"],
+                    n["trainable"],
+                    n["non_trainable"],
+                    n["macs"],
+                    tuple(n["inputs"]),
+                    n["span"].line if n["span"] else None,
+                    n["span"].column if n["span"] else None,
+                )
+            )
+        return out
+
+    @property
+    def input_shape(self) -> tuple:
+        return (None, *self.graph.nodes["input"]["shape"])
+
+    @property
+    def output_shape(self) -> tuple:
+        return (None, *self.graph.nodes[self.graph.graph["output"]]["shape"])
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(n["trainable"] for n in self.graph.nodes.values())
+
+    @property
+    def non_trainable_params(self) -> int:
+        return sum(n["non_trainable"] for n in self.graph.nodes.values())
+
+    @property
+    def total_params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def total_macs(self) -> int:
+        return sum(n["macs"] for n in self.graph.nodes.values())
+
+    @property
+    def train_config(self) -> dict:
+        """Settings from the spec's ``train`` and ``data`` lines (only those written)."""
+        return dict(self.graph.graph.get("train", {}))
+
+    # -- presentation -------------------------------------------------------------
+
+    def summary(self) -> str:
+        """The Keras-style table, as text."""
+        from .summary import table
+
+        return table(self)
+
+    def to_json(self) -> dict:
+        from .summary import as_json
+
+        return as_json(self)
+
+    def __repr__(self) -> str:
+        shape = lambda s: "(" + ", ".join(map(str, s)) + ")"  # noqa: E731
+        return (
+            f"<Net {self.name}: {len(self.graph) - 1} layers, {self.total_params:,} params, "
+            f"{shape(self.input_shape)} -> {shape(self.output_shape)}>"
+        )
+
+
+def _check_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or not _NAME.match(k):
+            raise NetdslError("E106", f"`{k}` is not a valid parameter name")
+        if isinstance(v, str):
+            if not _NAME.match(v):
+                raise NetdslError("E106", f"parameter `{k}`: `{v}` is neither a number nor a word")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise NetdslError("E106", f"parameter `{k}` must be a number or a word, got {type(v).__name__}")
+        out[k] = v
+    return out
+
+
+def parse_input_shape(value) -> tuple[int, ...] | None:
+    """``"28x28x1"``, ``784`` or a tuple → a shape tuple; raises ValueError if bad."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not re.fullmatch(r"\d+(x\d+){0,2}", value.strip()):
+            raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
+        value = tuple(int(x) for x in value.strip().split("x"))
+    elif isinstance(value, int):
+        value = (value,)
+    value = tuple(value)
+    if None in value[:1] and len(value) in (2, 4):  # (None, 28, 28, 1), Keras style
+        value = value[1:]
+    if len(value) not in (1, 3) or not all(isinstance(x, int) and 0 < x < 2**31 for x in value):
+        raise ValueError(f"an input shape is HxWxC or N with positive sizes, got {value!r}")
+    return value
+
+
+def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
+    """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
+    from .infer import infer
+    from .parse import Expander, parse_tree
+
+    try:
+        params = _check_params(params or {})
+        try:
+            shape = parse_input_shape(input_shape)
+        except ValueError as e:
+            raise NetdslError("E103", str(e)) from None
+        tree = parse_tree(source.text)
+        exp = Expander(source, params, shape)
+        exp.run(tree)
+        exp.graph.graph["train"] = exp.train
+        errors = exp.errors
+        if exp.graph.output is not None:
+            later = infer(exp.graph, source)
+            errors = errors + [e for e in later if e.code != "E208" or not errors]
+        if errors:
+            errors.sort(key=lambda e: (e.span is None, e.span or ()))
+            err = NetdslError.many(errors)
+            err.graph = exp.graph
+            raise err
+    except NetdslError as e:
+        raise e.located(source) from None
+    return Net(exp.graph, source, name)
+
+
+def parse(text: str, *, filename: str = "<string>", input_shape=None, **params) -> Net:
+    """Parse and check a spec given as a string.
+
+    Free names in the spec are bound from ``params`` (``netdsl.parse(text, width=64)``);
+    ``input_shape`` (``"28x28x1"`` or a tuple) overrides the spec's ``input``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"netdsl.parse takes the spec as a str, got {type(text).__name__}")
+    name = Path(filename).stem if filename not in ("<string>", "<stdin>") else "net"
+    return compile_source(Source(text.removeprefix("\ufeff"), filename), params, input_shape, name or "net")
+
+
+def read_spec(path: str | os.PathLike) -> Source:
+    """Read a spec file (or ``-`` for stdin) into a :class:`Source`, with located errors."""
+    from .parse import MAX_SOURCE_BYTES, decode
+
+    filename = os.fspath(path)
+    try:
+        if filename == "-":
+            import sys
+
+            data = sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)
+            filename = "<stdin>"
+        else:
+            with open(filename, "rb") as f:
+                data = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as e:
+        why = e.strerror or str(e)
+        raise NetdslError("E005", f"cannot read `{filename}`: {why}", source=Source("", filename)) from None
+    return Source(decode(data, filename), filename)
+
+
+def load(path: str | os.PathLike, *, input_shape=None, **params) -> Net:
+    """Read, parse and check a ``.net`` file (``-`` reads standard input)."""
+    source = read_spec(path)
+    name = Path(source.filename).stem if source.filename != "<stdin>" else "net"
+    return compile_source(source, params, input_shape, name or "net")

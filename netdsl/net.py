@@ -155,7 +155,7 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
 def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
     """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
     from .infer import infer
-    from .parse import Expander, parse_tree
+    from .parser import Expander, parse_tree
 
     try:
         params = _check_params(params or {})
@@ -195,7 +195,7 @@ def parse(text: str, *, filename: str = "<string>", input_shape=None, **params) 
 
 def read_spec(path: str | os.PathLike) -> Source:
     """Read a spec file (or ``-`` for stdin) into a :class:`Source`, with located errors."""
-    from .parse import MAX_SOURCE_BYTES, decode
+    from .parser import MAX_SOURCE_BYTES, decode
 
     filename = os.fspath(path)
     try:

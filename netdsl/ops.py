@@ -154,6 +154,7 @@ class Op(NamedTuple):
     macs: Callable = lambda a, ins, out: 0
     describe: Callable = lambda a: ""  # key arguments, for tables and drawings
     arity: int = 1  # 0: any number of inputs (merges)
+    finish: Callable = lambda a: a  # cross-argument checks and derived defaults
 
 
 REQUIRED = object()
@@ -268,15 +269,20 @@ def _pool_size(d: tuple, stride: int | None) -> dict:
 def _pool_shape(name: str) -> Callable:
     def rule(a: dict, ins: list) -> Shape:
         (s,) = ins
-        stride = a["stride"] or a["size"]
-        oh, ow = _spatial(name, "window", s, a["size"], stride, a["padding"])
+        oh, ow = _spatial(name, "window", s, a["size"], a["stride"], a["padding"])
         return (oh, ow, s[2])
 
     return rule
 
 
+def _pool_finish(a: dict) -> dict:
+    if a["stride"] is None:  # Keras: strides default to pool_size
+        a["stride"] = a["size"]
+    return a
+
+
 def _pool_describe(a: dict) -> str:
-    p, s = a["size"], a["stride"] or a["size"]
+    p, s = a["size"], a["stride"]
     txt = (f"{p[0]}" if p[0] == p[1] else f"{p[0]}x{p[1]}") + "/" + (f"{s[0]}" if s[0] == s[1] else f"{s[0]}x{s[1]}")
     return txt + (" same" if a["padding"] == "same" else "")
 
@@ -411,6 +417,7 @@ OPS: dict[str, Op] = {
             _conv_params,
             _conv_macs,
             _conv_describe,
+            finish=_conv_check,
         ),
         Op(
             "maxpool",
@@ -420,6 +427,7 @@ OPS: dict[str, Op] = {
             _pool_size,
             _pool_shape("maxpool"),
             describe=_pool_describe,
+            finish=_pool_finish,
         ),
         Op(
             "avgpool",
@@ -429,6 +437,7 @@ OPS: dict[str, Op] = {
             _pool_size,
             _pool_shape("avgpool"),
             describe=_pool_describe,
+            finish=_pool_finish,
         ),
         Op("gap", "GlobalAveragePooling2D", "pool", {}, None, _gpool("gap")),
         Op("gmp", "GlobalMaxPooling2D", "pool", {}, None, _gpool("gmp")),
@@ -587,9 +596,7 @@ def resolve(op: Op, positional: list[Pos], keywords: dict[str, tuple[Any, int]])
             raise ArgError(f"{op.name} needs `{key}`", None, _usage(op))
         else:
             out[key] = conv(key, default) if default is not None else None
-    if op.name == "conv":
-        _conv_check(out)
-    return out
+    return op.finish(out)
 
 
 def _size_text(p: Pos) -> str:

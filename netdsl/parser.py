@@ -53,7 +53,7 @@ def _cache_dir() -> Path:
     return Path(base) / "netdsl"
 
 
-def parser():
+def lalr():
     """The LALR parser, built once and cached on disk (building takes ~0.1 s)."""
     global _PARSER
     if _PARSER is not None:
@@ -247,8 +247,10 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
         if tok.type in ("$END", "_SEP") and "RBRACE" in (e.accepts or e.expected):
             open_at = _unclosed(text)
             if tok.type == "$END" and open_at:
-                msg = "unexpected end of input: a block is not closed"
-                hint = f"add `}}` to close the `{{` opened at line {open_at.line}"
+                msg = "this `{` is never closed"
+                span = open_at
+                line_text = text.split("\n")[span.line - 1]
+                hint = "add `}` at the end of the block"
         elif tok.type == "EQUAL":
             hint = "variables are defined with `let NAME = VALUE`; layer arguments are written `conv filters=6`"
         elif tok.type == "LBRACE":
@@ -975,6 +977,6 @@ def parse_tree(text: str):
 
     _precheck(text)
     try:
-        return parser().parse(text)
+        return lalr().parse(text)
     except UnexpectedInput as e:
         raise syntax_error(e, text) from None

@@ -1,0 +1,97 @@
+"""Benchmark: cold `netdsl check` against the bare import of its two dependencies.
+
+Targets (issue 2):
+  * `netdsl check examples/lenet5.net` as a cold process <= 1.3x `python -c "import lark, networkx"`,
+    measured in the same run, and <= 60 MiB peak memory;
+  * a 10,000-layer program checks in <= 1.5 s as a whole process, growing linearly
+    (1,000 vs 10,000 layers).
+
+Runs are interleaved (baseline, netdsl, baseline, ...) so machine noise hits both;
+the figure reported is the ratio of medians.  Usage: python bench/bench_check.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one cold process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{proc.stderr.decode()}")
+    # ru_maxrss of children is the max over all children so far: measure in a wrapper instead
+    del before
+    return wall, 0.0
+
+
+def peak_mib(cmd: list[str]) -> float:
+    """Peak RSS of one process, measured in a fresh wrapper so earlier children do not count."""
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, cwd=ROOT)
+    return int(out.stdout.strip()) / 1024
+
+
+def program(n_layers: int) -> str:
+    """A valid n-layer program: conv/batchnorm/relu blocks on a small map, then a head."""
+    lines = ["input 8x8x4"]
+    body = ["conv 4x3 same", "batchnorm", "relu"]
+    while len(lines) - 1 < n_layers - 3:
+        lines.append(body[(len(lines) - 1) % 3])
+    lines += ["gap", "dense 10 softmax"]
+    return "\n".join(lines[: n_layers + 1]) + "\n"
+
+
+def median_time(cmd: list[str], runs: int) -> float:
+    return statistics.median(run(cmd)[0] for _ in range(runs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=21)
+    args = ap.parse_args()
+    exe = [sys.executable, "-m", "netdsl"]
+    base_cmd = [sys.executable, "-c", "import lark, networkx"]
+    check_cmd = [*exe, "check", "-q", "examples/lenet5.net"]
+    run(check_cmd)  # warm the grammar cache and the OS file cache
+    base, check = [], []
+    for _ in range(args.runs):
+        base.append(run(base_cmd)[0])
+        check.append(run(check_cmd)[0])
+    b, c = statistics.median(base), statistics.median(check)
+    print(f"python -c 'import lark, networkx'   median {b * 1000:7.1f} ms  ({args.runs} runs)")
+    print(f"netdsl check examples/lenet5.net     median {c * 1000:7.1f} ms  ratio {c / b:.2f}x  (target <= 1.30x)")
+    print(f"peak memory: netdsl check {peak_mib(check_cmd):.1f} MiB (target <= 60), "
+          f"bare import {peak_mib(base_cmd):.1f} MiB")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        times = {}
+        for n in (1_000, 10_000):
+            path = os.path.join(tmp, f"deep{n}.net")
+            Path(path).write_text(program(n))
+            run([*exe, "check", "-q", path])
+            times[n] = median_time([*exe, "check", "-q", path], max(3, args.runs // 4))
+        extra = (times[10_000] - b) / max(times[1_000] - b, 1e-9)
+        print(f"check 1,000 layers  {times[1_000]:.2f} s")
+        print(f"check 10,000 layers {times[10_000]:.2f} s (target <= 1.5 s); "
+              f"time above the bare import grows {extra:.1f}x for 10x the layers")
+
+
+if __name__ == "__main__":
+    main()

@@ -104,6 +104,7 @@ def enum(*choices: str) -> Callable:
         hint = did_you_mean(v, choices) if isinstance(v, str) else None
         raise ArgError(f"{name} must be one of {', '.join(choices)}; got {_show(v)}", hint=hint)
 
+    conv.choices = choices  # type: ignore[attr-defined]  # a bare word here is a choice, not a variable
     return conv
 
 

@@ -522,7 +522,7 @@ class Expander:
                 positional.append(p)
             else:
                 key = a.children[0].value.lower()
-                value = self._value(a.children[1], scope)
+                value = self._value(a.children[1], scope, op.args.get(key, (None,))[0])
                 if value is _MISSING:
                     bad = True
                     continue
@@ -689,6 +689,14 @@ class Expander:
         if not body.children:
             self.error("E109", "empty `repeat { }` block", span)
             return cursor
+        # refuse a runaway expansion before doing it, not after minutes of work
+        steps, nodes = self._cost(body, ())
+        if len(self.graph) + count * nodes > MAX_NODES:
+            self.fatal("E004", f"the program expands to more than {MAX_NODES:,} layers", span,
+                       hint="lower the `repeat` counts")
+        if self.steps + count * steps > MAX_STEPS:
+            self.fatal("E004", f"the program expands to more than {MAX_STEPS:,} statements", span,
+                       hint="lower the `repeat` counts")
         gid = self._group("repeat", f"\u00d7{count}", Span.of(st), count=count)
         self.groups.append(gid)
         try:
@@ -701,6 +709,35 @@ class Expander:
         finally:
             self.groups.pop()
         return cursor
+
+    def _cost(self, body, stack: tuple) -> tuple[int, int]:
+        """A lower bound on (statements, layers) that running ``body`` once costs."""
+        steps = nodes = 0
+        for st in body.children:
+            steps += 1
+            kind = st.data
+            if kind == "labeled":
+                st = st.children[1]
+                kind = st.data
+            if kind == "layer" and st.children[0].value.lower() != "identity" or kind == "merge":
+                nodes += 1
+            elif kind in ("residual", "parallel"):
+                nodes += 1
+                for b in st.children[1:]:
+                    s, n = self._cost(b, stack)
+                    steps, nodes = steps + s, nodes + n
+            elif kind == "repeat":
+                c = st.children[1]
+                times = _number(c.children[0].value) if c.data == "number" else 1
+                times = int(times) if isinstance(times, int) and times > 0 else 1
+                s, n = self._cost(st.children[2], stack)
+                steps, nodes = steps + times * s, nodes + times * n
+            elif kind == "call":
+                name = st.children[0].value
+                if name in self.defs and name not in stack:
+                    s, n = self._cost(self.defs[name].body, stack + (name,))
+                    steps, nodes = steps + s, nodes + n
+        return steps, nodes
 
     # -- def and calls -------------------------------------------------------------
 
@@ -810,18 +847,6 @@ class Expander:
             self.error("E115", "a second `train` statement", span, notes=[f"the first is at line {self.train_span.line}"])
             return
         self.train_span = span
-        cfg: dict[str, Any] = {}
-        for a in st.children[1:]:
-            if hasattr(a, "type"):  # the bare optimizer
-                cfg["optimizer"] = (a.value, Span.of(a))
-                continue
-            key = a.children[0].value.lower()
-            if key in cfg:
-                self.error("E115", f"`{key}` is given twice", Span.of(a))
-                continue
-            v = self._value(a.children[1], scope)
-            if v is not _MISSING:
-                cfg[key] = (v, Span.of(a))
         rules = {
             "optimizer": ops.enum(*OPTIMIZERS),
             "lr": ops.real(0, 1e6, lo_open=True),
@@ -832,6 +857,18 @@ class Expander:
             "metrics": ops.enum(*METRICS),
             "seed": ops.integer(0),
         }
+        cfg: dict[str, Any] = {}
+        for a in st.children[1:]:
+            if hasattr(a, "type"):  # the bare optimizer
+                cfg["optimizer"] = (a.value, Span.of(a))
+                continue
+            key = a.children[0].value.lower()
+            if key in cfg:
+                self.error("E115", f"`{key}` is given twice", Span.of(a))
+                continue
+            v = self._value(a.children[1], scope, rules.get(key))
+            if v is not _MISSING:
+                cfg[key] = (v, Span.of(a))
         for key, (value, vspan) in cfg.items():
             if key not in rules:
                 self.error("E115", f"`train` has no setting `{key}` (its settings: {', '.join(rules)})", vspan,
@@ -864,10 +901,17 @@ class Expander:
             return self.params[name]
         return _MISSING
 
-    def _value(self, node, scope):
-        """A keyword or call argument: a size (``3x3``) or an expression."""
+    def _value(self, node, scope, conv=None):
+        """A keyword or call argument: a size (``3x3``) or an expression.
+
+        Where the argument is a choice (``padding=same``), an undefined bare word is
+        passed on as a word, so the error lists the choices instead of "not defined".
+        """
         if hasattr(node, "type"):  # SIZE token
             return tuple(int(x) for x in node.value.split("x"))
+        if getattr(conv, "choices", None) and node.data == "var":
+            v = self._lookup_var(node.children[0].value, scope)
+            return node.children[0].value if v is _MISSING else v
         v = self._eval(node, scope)
         return _MISSING if v is None else v
 

@@ -1,0 +1,177 @@
+"""The error table: bad program → code, position, message fragment (lark's test_errors style)."""
+
+from __future__ import annotations
+
+import pytest
+
+import netdsl
+from netdsl import NetdslError
+
+LENET_NO_FLATTEN = "input 28x28x1\nconv 6x5 sigmoid\nmaxpool 2/2\nconv 16x5 sigmoid\nmaxpool 2/2\ndense 120 sigmoid\n"
+
+ERRORS = [
+    # (program, code, line, column, fragment)
+    (LENET_NO_FLATTEN, "E201", 6, 1, "dense needs a vector, got a 4x4x16 feature map"),
+    ("cnv 6x5 relu", "E101", 1, 1, "did you mean `conv`"),
+    ("conv 6x5 relu; dense 10 sigmod", "E105", 1, 25, "did you mean `sigmoid`"),
+    ("conv filters=6 kernal=5", "E102", 1, 16, "did you mean `kernel`"),
+    ("conv 6x5relu", "E001", 1, 6, "separate the size"),
+    ("conv 6X5 relu", "E001", 1, 6, "lowercase x"),
+    ('conv 6x5 "relu"', "E001", 1, 10, "no strings"),
+    ("conv 6\u00d75", "E001", 1, 7, "letter x"),
+    ("conv 6x5 relu\nresidual {\n  conv 6x3 same\n", "E002", 2, 10, "never closed"),
+    ("conv 6x5 relu\n}\n", "E002", 2, 1, "closes no block"),
+    ("x = 3\n", "E002", 1, 3, "let NAME = VALUE"),
+    ("import torch\nmodel = nn.Sequential()\n", "E002", 2, 7, "looks like Python"),
+    ("conv filters=w kernel=3", "E105", 1, 14, "-D w=VALUE"),
+    ("def f(c) {\n  relu\n  f(c)\n}\nf(3)\n", "E110", 3, 3, "recursive call: f"),
+    ("def f(c) { g(c) }\ndef g(c) { f(c) }\nf(1)", "E110", 2, 12, "f \u2192 g \u2192 f"),
+    ("repeat 1000000000 { relu }", "E113", 1, 8, "limit"),
+    ("repeat 0 { relu }", "E113", 1, 8, "at least 1"),
+    ("let a = 1/0", "E112", 1, 9, "division by zero"),
+    ("let a = relu + 1", "E112", 1, 9, "arithmetic"),
+    ("conv 8x3 same; add { conv 3x3 same | conv 5x3 same }", "E204", 1, 16, "got 28x28x3 feature map and 28x28x5"),
+    ("conv 8x3 same; maxpool 2\ne1: conv 8x3 same\nconcat e2", "E108", 3, 8, "no layer named `e2`"),
+    ("conv 8x5\nconv 8x3\nfrom conv_1\nflatten\ndense 10", "E208", 2, 1, "never used"),
+    ("conv 6x9 relu; conv 6x9 relu; conv 6x9 relu; conv 6x9 relu",
+     "E203", 1, 46, "does not fit"),
+    ("flatten; conv 8x3", "E202", 1, 10, "needs a HxWxC feature map"),
+    ("flatten; gap", "E202", 1, 10, "gap needs"),
+    ("conv 8x3; reshape 5x5x5", "E207", 1, 11, "needs 125 elements"),
+    ("conv 8x3 same; maxpool 2; e: conv 8x3 same; upsample 2; concat e", "E205", 1, 57, "other axes must match"),
+    ("conv 8x3 same; residual { conv 16x3 same }", "E204", 1, 16, "add needs inputs of one shape"),
+    ("conv 8", "E103", 1, 6, "FxK"),
+    ("conv kernel=3", "E104", 1, 1, "conv needs `filters`"),
+    ("dropout 1.5", "E103", 1, 9, "rate must be in [0, 1)"),
+    ("dense 10.5", "E103", 1, 7, "whole number"),
+    ("dense 99999999999", "E103", 1, 7, "too large"),
+    ("conv 8x3 padding=middle", "E103", 1, 10, "one of valid, same"),
+    ("conv 8x3 relu sigmoid", "E103", 1, 15, "two activations"),
+    ("e: conv 8x3\ne: conv 8x3", "E107", 2, 1, "already used"),
+    ("input 28x28x1\nconv 8x3\ninput 14x14x1", "E114", 3, 1, "second `input`"),
+    ("conv 8x3\ninput 28x28x1", "E114", 2, 1, "before the first layer"),
+    ("residual { train sgd }", "E114", 1, 12, "top level"),
+    ("def f(c) { conv filters=c kernel=3 }\nf(1, 2)", "E111", 2, 6, "takes 1 argument"),
+    ("def f(c) { conv filters=c kernel=3 }\nf(d=1)", "E111", 2, 3, "has no parameter `d`"),
+    ("def f(c) { conv filters=c kernel=3 }\nf()", "E111", 2, 1, "missing the argument `c`"),
+    ("block(3)", "E101", 1, 1, "unknown def `block`"),
+    ("dense(10)", "E101", 1, 1, "is a layer, not a def"),
+    ("train sgd lr=0.1 epoch=3", "E115", 1, 18, "did you mean `epochs`"),
+    ("train nadam", "E115", 1, 7, "optimizer must be one of"),
+    ("train epochs=0", "E115", 1, 7, "at least 1"),
+    ("data cifar10", "E115", 1, 6, "unknown data set"),
+    ("add { conv 8x3 same }", "E109", 1, 1, "at least two paths"),
+    ("add { conv 8x3 same | }", "E109", 1, 1, "path 2"),
+    ("residual { }", "E109", 1, 1, "empty"),
+    ("identity 3", "E109", 1, 10, "identity takes no arguments"),
+    ("conv 8x3/2 dilation=2", "E103", 1, 1, "stride > 1 with a dilation"),
+    ("conv 8x3\x00", "E003", 1, 9, "NUL"),
+    ("{" * 100, "E004", 1, 65, "nested more than 64"),
+    ("let a = 99999999999 * 99999999999 * 99999999999", "E112", 1, 9, "too large"),
+    ("input 28x28\nflatten", "E103", 1, 7, "HxWxC"),
+    ("maxpool 2x2x2", "E103", 1, 9, "pool size is P or PxQ"),
+    ("conv 8x3 same; gap; add { dense 4 | dense 5 }", "E204", 1, 21, "vector of 4 and vector of 5"),
+]
+
+
+@pytest.mark.parametrize("program, code, line, column, fragment", ERRORS, ids=[f"{r[1]}-{i}" for i, r in enumerate(ERRORS)])
+def test_error_table(program, code, line, column, fragment):
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(program)
+    err = info.value
+    assert (err.code, err.line, err.column) == (code, line, column), str(err)
+    assert fragment in str(err)
+    text = str(err)
+    assert text.startswith(f"<string>:{line}:{column}: error[{code}]: ")
+    assert "Traceback" not in text
+
+
+def test_caret_format_matches_the_design():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(LENET_NO_FLATTEN, filename="lenet5.net")
+    assert str(info.value) == (
+        "lenet5.net:6:1: error[E201]: dense needs a vector, got a 4x4x16 feature map\n"
+        "  6 | dense 120 sigmoid\n"
+        "    | ^^^^^\n"
+        "  note: the 4x4x16 feature map comes from `maxpool_2` at line 5: maxpool 2/2\n"
+        "  hint: insert `flatten` (or `gap`) before it"
+    )
+
+
+def test_several_independent_errors_are_reported_together():
+    program = "cnv 6x5 relu\nconv 8x3 same\ndense 10 sigmod\nconv filters=4 kernal=3\n"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(program)
+    assert [(e.code, e.line) for e in info.value.errors] == [("E101", 1), ("E105", 3), ("E102", 4)]
+    assert str(info.value).count("error[") == 3
+
+
+def test_errors_after_an_error_still_found_downstream():
+    # the first conv is wrong; the dense on a feature map further down is still reported
+    program = "conv 8x3 padding=middle\nconv 8x3\ndense 10\n"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(program)
+    assert [e.code for e in info.value.errors] == ["E103"]  # downstream shape unknown: no guesswork
+    program = "conv 8x3 padding=middle\nflatten; conv 8x3\n"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(program)
+    assert [e.code for e in info.value.errors] == ["E103"]
+
+
+def test_partial_graph_is_attached():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(LENET_NO_FLATTEN)
+    g = info.value.graph
+    assert g is not None
+    assert g.nodes["maxpool_2"]["shape"] == (4, 4, 16)
+    assert g.nodes["dense_1"]["error"].startswith("dense needs a vector")
+
+
+def test_unused_and_bad_parameters():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("conv filters=width kernel=3", width=8, widht=9)
+    assert info.value.code == "E106" and "did you mean `width`" in str(info.value)
+    assert info.value.line is None
+    with pytest.raises(NetdslError, match="set with `let`"):
+        netdsl.parse("let w = 3\nconv filters=w kernel=3", w=8)
+    with pytest.raises(NetdslError, match="number or a word"):
+        netdsl.parse("conv filters=w kernel=3", w=[1, 2])
+    with pytest.raises(NetdslError, match="not a valid parameter name"):
+        netdsl.parse("relu", **{"1x": 3})
+
+
+def test_limits_stop_runaway_expansion():
+    # nested repeats: each count is allowed, the product is not
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("repeat 1000 { repeat 1000 { relu } }")
+    assert info.value.code == "E004" and "more than 100,000 layers" in str(info.value)
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("repeat 1000 { repeat 10000 { let a = 1 } }")
+    assert info.value.code == "E004" and "statements" in str(info.value)
+    big = "relu\n" * 450_000  # over 2 MiB
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(big)
+    assert info.value.code == "E004"
+    # exponential growth through `let` is cut off, not computed
+    text = "let a = 99999\n" + "".join(f"let a{i} = a * a\nlet a = a{i}\n" for i in range(40))
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(text)
+    assert info.value.code == "E112"
+
+
+def test_binary_input(tmp_path):
+    path = tmp_path / "x.net"
+    path.write_bytes(b"conv 6x5\n\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(NetdslError) as info:
+        netdsl.load(path)
+    assert info.value.code == "E003" and info.value.line == 2
+    assert str(info.value).startswith(f"{path}:2:")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(NetdslError) as info:
+        netdsl.load(tmp_path / "nope.net")
+    assert info.value.code == "E005" and "No such file" in str(info.value)
+    with pytest.raises(NetdslError) as info:
+        netdsl.load(tmp_path)
+    assert info.value.code == "E005"

@@ -77,8 +77,10 @@ def main() -> None:
     b, c = statistics.median(base), statistics.median(check)
     print(f"python -c 'import lark, networkx'   median {b * 1000:7.1f} ms  ({args.runs} runs)")
     print(f"netdsl check examples/lenet5.net     median {c * 1000:7.1f} ms  ratio {c / b:.2f}x  (target <= 1.30x)")
-    print(f"peak memory: netdsl check {peak_mib(check_cmd):.1f} MiB (target <= 60), "
-          f"bare import {peak_mib(base_cmd):.1f} MiB")
+    print(
+        f"peak memory: netdsl check {peak_mib(check_cmd):.1f} MiB (target <= 60), "
+        f"bare import {peak_mib(base_cmd):.1f} MiB"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         times = {}
@@ -89,8 +91,10 @@ def main() -> None:
             times[n] = median_time([*exe, "check", "-q", path], max(3, args.runs // 4))
         extra = (times[10_000] - b) / max(times[1_000] - b, 1e-9)
         print(f"check 1,000 layers  {times[1_000]:.2f} s")
-        print(f"check 10,000 layers {times[10_000]:.2f} s (target <= 1.5 s); "
-              f"time above the bare import grows {extra:.1f}x for 10x the layers")
+        print(
+            f"check 10,000 layers {times[10_000]:.2f} s (target <= 1.5 s); "
+            f"time above the bare import grows {extra:.1f}x for 10x the layers"
+        )
 
 
 if __name__ == "__main__":

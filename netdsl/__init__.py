@@ -1,9 +1,9 @@
 """netdsl: a compact language for neural networks, checked before any framework loads.
 
-    >>> import netdsl
-    >>> net = netdsl.parse("conv 6x5 sigmoid; maxpool 2/2; flatten; dense 10 softmax")
-    >>> net.output_shape
-    (None, 10)
+>>> import netdsl
+>>> net = netdsl.parse("conv 6x5 sigmoid; maxpool 2/2; flatten; dense 10 softmax")
+>>> net.output_shape
+(None, 10)
 """
 
 from .errors import NetdslError

@@ -51,8 +51,15 @@ def _input(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-D", dest="defines", metavar="NAME=VALUE", type=_define, action="append", default=[],
-                        help="bind a free parameter of the spec (repeatable)")
+    common.add_argument(
+        "-D",
+        dest="defines",
+        metavar="NAME=VALUE",
+        type=_define,
+        action="append",
+        default=[],
+        help="bind a free parameter of the spec (repeatable)",
+    )
     common.add_argument("--input", metavar="HxWxC", type=_input, help="override the input shape (HxWxC or N)")
     common.add_argument("--traceback", action="store_true", help="show Python tracebacks (for debugging netdsl)")
 
@@ -61,13 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    c = sub.add_parser("check", parents=[common], help="check specs; exit 0 when all are valid",
-                       description="Parse and check every FILE (- for stdin); exit 0 when all are valid, 1 otherwise.")
+    c = sub.add_parser(
+        "check",
+        parents=[common],
+        help="check specs; exit 0 when all are valid",
+        description="Parse and check every FILE (- for stdin); exit 0 when all are valid, 1 otherwise.",
+    )
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
-    s = sub.add_parser("summary", parents=[common], help="print a Keras-style table of layers, shapes and parameters",
-                       description="Print the layer table of FILE (- for stdin): output shapes, parameters, MACs.")
+    s = sub.add_parser(
+        "summary",
+        parents=[common],
+        help="print a Keras-style table of layers, shapes and parameters",
+        description="Print the layer table of FILE (- for stdin): output shapes, parameters, MACs.",
+    )
     s.add_argument("file", metavar="FILE")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
@@ -86,16 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `netdsl summary x | head`
-        try:
-            sys.stdout = None  # type: ignore[assignment]
-        finally:
-            return 0
+    except BrokenPipeError:  # `netdsl summary x | head`: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception as e:  # a bug in netdsl, never the user's fault
         if getattr(args, "traceback", False):
             raise
-        print(f"netdsl: internal error: {type(e).__name__}: {e}\n"
-              "  this is a bug in netdsl; rerun with --traceback and report it", file=sys.stderr)
+        print(
+            f"netdsl: internal error: {type(e).__name__}: {e}\n"
+            "  this is a bug in netdsl; rerun with --traceback and report it",
+            file=sys.stderr,
+        )
         return 3
 
 
@@ -118,8 +136,10 @@ def _run(args) -> int:
                 continue
             if not args.quiet:
                 n = len(net.graph) - 1
-                print(f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
-                      f"output {_fmt(net.output_shape)}")
+                print(
+                    f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
+                    f"output {_fmt(net.output_shape)}"
+                )
         return status
     try:
         source = read_spec(args.file)

@@ -11,7 +11,8 @@ Every mistake a user can make in a spec ends as a :class:`NetdslError`::
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 
 class Span(NamedTuple):
@@ -23,7 +24,7 @@ class Span(NamedTuple):
     end_column: int
 
     @classmethod
-    def of(cls, item) -> "Span":
+    def of(cls, item) -> Span:
         """The span of a Lark token or tree (with propagated positions)."""
         meta = getattr(item, "meta", item)
         line = getattr(meta, "line", None) or 1
@@ -32,7 +33,7 @@ class Span(NamedTuple):
         end_column = getattr(meta, "end_column", None) or column + 1
         return cls(line, column, end_line, end_column)
 
-    def to(self, other: "Span") -> "Span":
+    def to(self, other: Span) -> Span:
         return Span(self.line, self.column, other.end_line, other.end_column)
 
 
@@ -90,7 +91,7 @@ class NetdslError(Exception):
     def filename(self) -> str:
         return self.source.filename if self.source else "<string>"
 
-    def located(self, source: Source) -> "NetdslError":
+    def located(self, source: Source) -> NetdslError:
         """Attach the source (once) so the message can quote it."""
         for err in self.errors:
             if err.source is None:
@@ -126,7 +127,7 @@ class NetdslError(Exception):
         return "\n".join(e.format_one() for e in self.errors)
 
     @classmethod
-    def many(cls, errors: list["NetdslError"]) -> "NetdslError":
+    def many(cls, errors: list[NetdslError]) -> NetdslError:
         first = errors[0]
         first.errors = list(errors)
         return first

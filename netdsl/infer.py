@@ -17,7 +17,7 @@ from .errors import NetdslError, Source
 def infer(graph, source: Source) -> list[NetdslError]:
     errors: list[NetdslError] = []
     nodes = graph.nodes
-    for name, node in nodes.items():
+    for node in nodes.values():
         if node["op"] == "input" or node["error"] is not None or node["args"] is None:
             continue
         ins = [nodes[i]["shape"] for i in node["inputs"]]

@@ -44,13 +44,40 @@ class Graph(nx.DiGraph):
         self.graph["output"] = name
 
     def add_input(self, shape: tuple, span) -> None:
-        self.add_node("input", op="input", args={"shape": shape}, inputs=[], span=span, groups=(),
-                      named=False, shape=tuple(shape), trainable=0, non_trainable=0, params=0, macs=0, error=None)
+        self.add_node(
+            "input",
+            op="input",
+            args={"shape": shape},
+            inputs=[],
+            span=span,
+            groups=(),
+            named=False,
+            shape=tuple(shape),
+            trainable=0,
+            non_trainable=0,
+            params=0,
+            macs=0,
+            error=None,
+        )
 
-    def add_layer(self, name: str, op: str, args, span, inputs: list, groups: tuple,
-                  error: str | None = None, named: bool = False) -> None:
+    def add_layer(
+        self, name: str, op: str, args, span, inputs: list, groups: tuple, error: str | None = None, named: bool = False
+    ) -> None:
         inputs = [i for i in inputs if i is not None]
-        self.add_node(name, op=op, args=args, inputs=inputs, span=span, groups=groups, named=named,
-                      shape=None, trainable=0, non_trainable=0, params=0, macs=0, error=error)
+        self.add_node(
+            name,
+            op=op,
+            args=args,
+            inputs=inputs,
+            span=span,
+            groups=groups,
+            named=named,
+            shape=None,
+            trainable=0,
+            non_trainable=0,
+            params=0,
+            macs=0,
+            error=error,
+        )
         for i in inputs:
             self.add_edge(i, name)

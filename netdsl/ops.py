@@ -12,7 +12,8 @@ Shape rules are pure functions of ``(args, input_shapes)``; they raise
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 Shape = tuple  # (H, W, C) or (N,)
 
@@ -301,7 +302,9 @@ def _dense_shape(a: dict, ins: list) -> Shape:
 def _one(name: str, kind: str = "int") -> Callable:
     def size(d: tuple, stride: int | None) -> dict:
         if stride is not None or len(d) != 1:
-            raise ArgError(f"{name} takes a single number here, got {'x'.join(map(str, d))}" + (f"/{stride}" if stride else ""))
+            raise ArgError(
+                f"{name} takes a single number here, got {'x'.join(map(str, d))}" + (f"/{stride}" if stride else "")
+            )
         return {name: d[0]}
 
     return size
@@ -479,10 +482,19 @@ OPS: dict[str, Op] = {
             {"size": (pair(), REQUIRED), "interpolation": (enum("nearest"), "nearest")},
             _upsample_size,
             _upsample,
-            describe=lambda a: f"\u00d7{a['size'][0]}" if a["size"][0] == a["size"][1] else f"\u00d7{a['size'][0]}x{a['size'][1]}",
+            describe=lambda a: (
+                f"\u00d7{a['size'][0]}" if a["size"][0] == a["size"][1] else f"\u00d7{a['size'][0]}x{a['size'][1]}"
+            ),
         ),
-        Op("reshape", "Reshape", "shape", {"shape": (dims, REQUIRED)}, _one("shape"), _reshape,
-           describe=lambda a: "x".join(map(str, a["shape"]))),
+        Op(
+            "reshape",
+            "Reshape",
+            "shape",
+            {"shape": (dims, REQUIRED)},
+            _one("shape"),
+            _reshape,
+            describe=lambda a: "x".join(map(str, a["shape"])),
+        ),
         Op("add", "Add", "merge", {}, None, _add, arity=0),
         Op("concat", "Concatenate", "merge", {}, None, _concat, arity=0),
         *(

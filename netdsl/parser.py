@@ -26,7 +26,12 @@ MAX_NESTING = 64  # `{` and `(` deep
 MAX_ERRORS = 20
 MAX_NUMBER = 2**63
 
-DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashion": "fashion-mnist"}
+DATASETS = {
+    "mnist": "mnist",
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashion": "fashion-mnist",
+}
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 LOSSES = ("sparse_categorical_crossentropy",)
 METRICS = ("accuracy",)
@@ -206,7 +211,9 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
         line_text = text.split("\n")[e.line - 1] if e.line >= 1 else ""
         rest = text[e.pos_in_stream :]
         char = rest[:1]
-        glued = re.match(r"[\w.]+", text[max(0, e.pos_in_stream - 20) : e.pos_in_stream + 40][min(20, e.pos_in_stream):])
+        glued = re.match(
+            r"[\w.]+", text[max(0, e.pos_in_stream - 20) : e.pos_in_stream + 40][min(20, e.pos_in_stream) :]
+        )
         span = Span(e.line, e.column, e.line, e.column + 1)
         hint = None
         if char.isdigit() or (char == "." and rest[1:2].isdigit()):
@@ -282,7 +289,7 @@ class _Scope:
 
     __slots__ = ("vars", "labels", "parent", "prefix", "suffix", "defined")
 
-    def __init__(self, parent: "_Scope | None" = None, prefix: str | None = None, suffix: str = ""):
+    def __init__(self, parent: _Scope | None = None, prefix: str | None = None, suffix: str = ""):
         self.vars: dict[str, Any] = {}
         self.defined: dict[str, Span] = {}
         self.labels: dict[str, str] = {}
@@ -369,7 +376,12 @@ class Expander:
                 self._define(st)
             elif st.data == "input_stmt":
                 if input_stmt is not None:
-                    self.error("E114", "a second `input` statement", Span.of(st), notes=[f"the first is at line {Span.of(input_stmt).line}"])
+                    self.error(
+                        "E114",
+                        "a second `input` statement",
+                        Span.of(st),
+                        notes=[f"the first is at line {Span.of(input_stmt).line}"],
+                    )
                 else:
                     input_stmt = st
         shape = self._input_shape(input_stmt, scope)
@@ -404,7 +416,9 @@ class Expander:
             return (28, 28, 1)
         pos = [self._positional(a, scope, None) for a in st.children[1:]]
         if len(pos) != 1 or pos[0] is None or pos[0].kind != "size" or pos[0].stride is not None:
-            self.error("E103", "input takes one size: HxWxC (channels last) or N", Span.of(st), hint="e.g. `input 28x28x1`")
+            self.error(
+                "E103", "input takes one size: HxWxC (channels last) or N", Span.of(st), hint="e.g. `input 28x28x1`"
+            )
             return (28, 28, 1)
         try:
             return ops.dims("input", pos[0].value)
@@ -417,8 +431,12 @@ class Expander:
     def _stmt(self, st, scope: _Scope, cursor: str | None, top: bool = False) -> str | None:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            self.fatal("E004", f"the program expands to more than {MAX_STEPS:,} statements", Span.of(st),
-                       hint="lower the `repeat` counts")
+            self.fatal(
+                "E004",
+                f"the program expands to more than {MAX_STEPS:,} statements",
+                Span.of(st),
+                hint="lower the `repeat` counts",
+            )
         kind = st.data
         if kind == "layer":
             return self._layer(st, scope, cursor)
@@ -482,10 +500,17 @@ class Expander:
         if value is _MISSING:
             hint = None
             if op is not None:
-                choices = (ops.ACTIVATIONS if "activation" in op.args else ()) + (ops.PADDINGS if "padding" in op.args else ())
+                choices = (ops.ACTIVATIONS if "activation" in op.args else ()) + (
+                    ops.PADDINGS if "padding" in op.args else ()
+                )
                 hint = did_you_mean(tok.value, list(choices) + sorted(scope.visible("vars") | set(self.params)))
             what = f"an argument of {op.name}" if op else "defined"
-            self.error("E105", f"`{tok.value}` is not {what}, nor a defined name", Span.of(tok), hint=hint or _bind_hint(tok.value))
+            self.error(
+                "E105",
+                f"`{tok.value}` is not {what}, nor a defined name",
+                Span.of(tok),
+                hint=hint or _bind_hint(tok.value),
+            )
             return None
         if isinstance(value, str):
             return ops.Pos("word", value)
@@ -512,7 +537,7 @@ class Expander:
         self.seen_layer = True
         positional, keywords, arg_spans = [], {}, []
         bad = False
-        for i, a in enumerate(st.children[1:]):
+        for a in st.children[1:]:
             if hasattr(a, "type"):
                 p = self._positional(a, scope, op)
                 if p is None:
@@ -552,23 +577,38 @@ class Expander:
         """A node that failed: kept in the graph (the drawing shows it), no shape."""
         return self._node(op, None, span, [cursor], label, scope, None, error=why)
 
-    def _node(self, op: str, args, span: Span, inputs: list, label: str | None, scope: _Scope,
-              label_span: Span | None = None, error: str | None = None) -> str:
+    def _node(
+        self,
+        op: str,
+        args,
+        span: Span,
+        inputs: list,
+        label: str | None,
+        scope: _Scope,
+        label_span: Span | None = None,
+        error: str | None = None,
+    ) -> str:
         if len(self.graph) >= MAX_NODES:
-            self.fatal("E004", f"the program expands to more than {MAX_NODES:,} layers", span,
-                       hint="lower the `repeat` counts")
+            self.fatal(
+                "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
+            )
         if label is not None:
             name = scope.node_name(label)
             if name in self.graph:
                 prev = self.graph.nodes[name]["span"]
-                self.error("E107", f"the name `{name}` is already used", label_span or span,
-                           notes=[f"`{name}` was defined at line {prev.line}"] if prev else ())
+                self.error(
+                    "E107",
+                    f"the name `{name}` is already used",
+                    label_span or span,
+                    notes=[f"`{name}` was defined at line {prev.line}"] if prev else (),
+                )
                 name = self._auto(op)
             scope.labels[label] = name
         else:
             name = self._auto(op)
-        self.graph.add_layer(name, op, args, span, [i for i in inputs], tuple(self.groups), error=error,
-                             named=label is not None)
+        self.graph.add_layer(
+            name, op, args, span, [i for i in inputs], tuple(self.groups), error=error, named=label is not None
+        )
         return name
 
     def _auto(self, op: str) -> str:
@@ -626,13 +666,21 @@ class Expander:
 
     def _group(self, kind: str, label: str, span: Span, **extra) -> str:
         gid = f"g{len(self.graph.groups) + 1}"
-        self.graph.groups[gid] = {"kind": kind, "label": label, "span": span,
-                                  "parent": self.groups[-1] if self.groups else None, **extra}
+        self.graph.groups[gid] = {
+            "kind": kind,
+            "label": label,
+            "span": span,
+            "parent": self.groups[-1] if self.groups else None,
+            **extra,
+        }
         return gid
 
     def _block(self, st, scope, cursor, label=None, label_span=None):
-        return self._residual(st, scope, cursor, label, label_span) if st.data == "residual" else \
-            self._parallel(st, scope, cursor, label, label_span)
+        return (
+            self._residual(st, scope, cursor, label, label_span)
+            if st.data == "residual"
+            else self._parallel(st, scope, cursor, label, label_span)
+        )
 
     def _residual(self, st, scope, cursor, label=None, label_span=None):
         body = st.children[1]
@@ -653,8 +701,12 @@ class Expander:
         span = Span.of(st.children[0])
         paths = st.children[1:]
         if len(paths) < 2:
-            self.error("E109", f"`{kind} {{ }}` needs at least two paths separated by `|`", span,
-                       hint="a path that passes its input through is written `identity`")
+            self.error(
+                "E109",
+                f"`{kind} {{ }}` needs at least two paths separated by `|`",
+                span,
+                hint="a path that passes its input through is written `identity`",
+            )
             return cursor
         self.seen_layer = True
         self.groups.append(self._group(kind, kind, Span.of(st), paths=len(paths)))
@@ -662,10 +714,16 @@ class Expander:
             outs = []
             for i, body in enumerate(paths):
                 if not body.children:
-                    self.error("E109", f"path {i + 1} of `{kind} {{ }}` is empty", span,
-                               hint="write `identity` for a path that passes its input through")
+                    self.error(
+                        "E109",
+                        f"path {i + 1} of `{kind} {{ }}` is empty",
+                        span,
+                        hint="write `identity` for a path that passes its input through",
+                    )
                     return cursor
-                self.groups.append(self._group("path", f"path {i + 1}", Span.of(body) if body.meta.line else span, index=i))
+                self.groups.append(
+                    self._group("path", f"path {i + 1}", Span.of(body) if body.meta.line else span, index=i)
+                )
                 try:
                     outs.append(self._stmts(body, scope, cursor))
                 finally:
@@ -681,7 +739,9 @@ class Expander:
         if count is None:
             return cursor
         if not ops._is_int(count) or count < 1:
-            self.error("E113", f"repeat needs a whole number of at least 1, got {ops._show(count)}", Span.of(st.children[1]))
+            self.error(
+                "E113", f"repeat needs a whole number of at least 1, got {ops._show(count)}", Span.of(st.children[1])
+            )
             return cursor
         count = int(count)
         if count > MAX_REPEAT:
@@ -692,11 +752,16 @@ class Expander:
         # refuse a runaway expansion before doing it, not after minutes of work
         steps, nodes = self._cost(body, ())
         if len(self.graph) + count * nodes > MAX_NODES:
-            self.fatal("E004", f"the program expands to more than {MAX_NODES:,} layers", span,
-                       hint="lower the `repeat` counts")
+            self.fatal(
+                "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
+            )
         if self.steps + count * steps > MAX_STEPS:
-            self.fatal("E004", f"the program expands to more than {MAX_STEPS:,} statements", span,
-                       hint="lower the `repeat` counts")
+            self.fatal(
+                "E004",
+                f"the program expands to more than {MAX_STEPS:,} statements",
+                span,
+                hint="lower the `repeat` counts",
+            )
         gid = self._group("repeat", f"\u00d7{count}", Span.of(st), count=count)
         self.groups.append(gid)
         try:
@@ -753,8 +818,12 @@ class Expander:
             seen.add(pname)
             params.append((pname, p.children[1] if len(p.children) > 1 else None, Span.of(p)))
         if name in self.defs:
-            self.error("E107", f"def `{name}` is defined twice", Span.of(name_tok),
-                       notes=[f"the first definition is at line {self.defs[name].span.line}"])
+            self.error(
+                "E107",
+                f"def `{name}` is defined twice",
+                Span.of(name_tok),
+                notes=[f"the first definition is at line {self.defs[name].span.line}"],
+            )
             return
         if ops.lookup(name) is not None or name.lower() in STATEMENT_WORDS:
             self.error("E107", f"`{name}` is a layer name; a def needs a name of its own", Span.of(name_tok))
@@ -768,14 +837,25 @@ class Expander:
         d = self.defs.get(name)
         if d is None:
             if ops.lookup(name) is not None:
-                self.error("E101", f"`{name}` is a layer, not a def: its arguments take no parentheses", Span.of(name_tok),
-                           hint=f"write it like `{ops.usage(ops.lookup(name).name) or name}`".replace("write it like `usage: ", "write `"))
+                self.error(
+                    "E101",
+                    f"`{name}` is a layer, not a def: its arguments take no parentheses",
+                    Span.of(name_tok),
+                    hint=f"write it like `{ops.usage(ops.lookup(name).name) or name}`".replace(
+                        "write it like `usage: ", "write `"
+                    ),
+                )
             else:
                 self.error("E101", f"unknown def `{name}`", Span.of(name_tok), hint=did_you_mean(name, self.defs))
             return cursor
         if name in self.call_stack:
-            chain = " \u2192 ".join(self.call_stack[self.call_stack.index(name):] + [name])
-            self.fatal("E110", f"recursive call: {chain}", Span.of(name_tok), hint="a def cannot call itself, directly or through another def")
+            chain = " \u2192 ".join(self.call_stack[self.call_stack.index(name) :] + [name])
+            self.fatal(
+                "E110",
+                f"recursive call: {chain}",
+                Span.of(name_tok),
+                hint="a def cannot call itself, directly or through another def",
+            )
         # bind arguments
         values: dict[str, Any] = {}
         names = [p[0] for p in d.params]
@@ -785,8 +865,12 @@ class Expander:
             if getattr(a, "data", None) == "kwarg":
                 key = a.children[0].value
                 if key not in names:
-                    self.error("E111", f"{name}() has no parameter `{key}` (its parameters: {', '.join(names) or 'none'})",
-                               Span.of(a.children[0]), hint=did_you_mean(key, names))
+                    self.error(
+                        "E111",
+                        f"{name}() has no parameter `{key}` (its parameters: {', '.join(names) or 'none'})",
+                        Span.of(a.children[0]),
+                        hint=did_you_mean(key, names),
+                    )
                     ok = False
                     continue
                 if key in values:
@@ -796,8 +880,12 @@ class Expander:
                 v = self._value(a.children[1], scope)
             else:
                 if npos >= len(names):
-                    self.error("E111", f"{name}() takes {len(names)} argument{'s' * (len(names) != 1)}, got more",
-                               Span.of(a), notes=[f"def {name} is at line {d.span.line}"])
+                    self.error(
+                        "E111",
+                        f"{name}() takes {len(names)} argument{'s' * (len(names) != 1)}, got more",
+                        Span.of(a),
+                        notes=[f"def {name} is at line {d.span.line}"],
+                    )
                     ok = False
                     break
                 key = names[npos]
@@ -811,7 +899,7 @@ class Expander:
             return cursor
         glob = _Globals(scope)
         local = _Scope(glob, prefix=self._call_name(name))
-        for pname, default, pspan in d.params:
+        for pname, default, _span in d.params:
             if pname in values:
                 local.vars[pname] = values[pname]
             elif default is not None:
@@ -820,8 +908,12 @@ class Expander:
                     return cursor
                 local.vars[pname] = v
             else:
-                self.error("E111", f"{name}() is missing the argument `{pname}`", span,
-                           notes=[f"def {name} is at line {d.span.line}"])
+                self.error(
+                    "E111",
+                    f"{name}() is missing the argument `{pname}`",
+                    span,
+                    notes=[f"def {name} is at line {d.span.line}"],
+                )
                 return cursor
         self.groups.append(self._group("def", name, span, instance=local.prefix, def_line=d.span.line))
         self.call_stack.append(name)
@@ -844,7 +936,9 @@ class Expander:
     def _train(self, st, scope) -> None:
         span = Span.of(st)
         if self.train_span is not None:
-            self.error("E115", "a second `train` statement", span, notes=[f"the first is at line {self.train_span.line}"])
+            self.error(
+                "E115", "a second `train` statement", span, notes=[f"the first is at line {self.train_span.line}"]
+            )
             return
         self.train_span = span
         rules = {
@@ -871,8 +965,12 @@ class Expander:
                 cfg[key] = (v, Span.of(a))
         for key, (value, vspan) in cfg.items():
             if key not in rules:
-                self.error("E115", f"`train` has no setting `{key}` (its settings: {', '.join(rules)})", vspan,
-                           hint=did_you_mean(key, rules))
+                self.error(
+                    "E115",
+                    f"`train` has no setting `{key}` (its settings: {', '.join(rules)})",
+                    vspan,
+                    hint=did_you_mean(key, rules),
+                )
                 continue
             try:
                 self.train[key] = rules[key](key, value)
@@ -882,8 +980,12 @@ class Expander:
     def _data(self, st) -> None:
         name = "-".join(t.value for t in st.children[1:]).lower()
         if name not in DATASETS:
-            self.error("E115", f"unknown data set `{name}` (known: mnist, fashion-mnist)", Span.of(st.children[1]).to(Span.of(st.children[-1])),
-                       hint=did_you_mean(name, ["mnist", "fashion-mnist"]))
+            self.error(
+                "E115",
+                f"unknown data set `{name}` (known: mnist, fashion-mnist)",
+                Span.of(st.children[1]).to(Span.of(st.children[-1])),
+                hint=did_you_mean(name, ["mnist", "fashion-mnist"]),
+            )
             return
         if "dataset" in self.train:
             self.error("E115", "a second `data` statement", Span.of(st))
@@ -928,8 +1030,14 @@ class Expander:
             if tok.value.lower() in ops.WORDS or tok.value.lower() in OPTIMIZERS + LOSSES + METRICS:
                 return tok.value
             names = sorted(scope.visible("vars") | set(self.params))
-            self.error("E105", f"`{tok.value}` is not defined", Span.of(tok),
-                       hint=(did_you_mean(tok.value, names) or "") + ("; " if did_you_mean(tok.value, names) else "") + _bind_hint(tok.value))
+            self.error(
+                "E105",
+                f"`{tok.value}` is not defined",
+                Span.of(tok),
+                hint=(did_you_mean(tok.value, names) or "")
+                + ("; " if did_you_mean(tok.value, names) else "")
+                + _bind_hint(tok.value),
+            )
             return None
         if kind == "neg_op":
             v = self._eval(node.children[0], scope)

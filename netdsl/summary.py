@@ -44,7 +44,7 @@ def table(net) -> str:
     width = sum(widths) - 3
 
     def line(cells) -> str:
-        return "".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        return "".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
     out = [f'Model: "{net.name}"', "_" * width, line(header), "=" * width]
     for i, r in enumerate(rows):

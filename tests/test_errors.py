@@ -33,8 +33,7 @@ ERRORS = [
     ("conv 8x3 same; add { conv 3x3 same | conv 5x3 same }", "E204", 1, 16, "got 28x28x3 feature map and 28x28x5"),
     ("conv 8x3 same; maxpool 2\ne1: conv 8x3 same\nconcat e2", "E108", 3, 8, "no layer named `e2`"),
     ("conv 8x5\nconv 8x3\nfrom conv_1\nflatten\ndense 10", "E208", 2, 1, "never used"),
-    ("conv 6x9 relu; conv 6x9 relu; conv 6x9 relu; conv 6x9 relu",
-     "E203", 1, 46, "does not fit"),
+    ("conv 6x9 relu; conv 6x9 relu; conv 6x9 relu; conv 6x9 relu", "E203", 1, 46, "does not fit"),
     ("flatten; conv 8x3", "E202", 1, 10, "needs a HxWxC feature map"),
     ("flatten; gap", "E202", 1, 10, "gap needs"),
     ("conv 8x3; reshape 5x5x5", "E207", 1, 11, "needs 125 elements"),
@@ -74,7 +73,9 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("program, code, line, column, fragment", ERRORS, ids=[f"{r[1]}-{i}" for i, r in enumerate(ERRORS)])
+@pytest.mark.parametrize(
+    "program, code, line, column, fragment", ERRORS, ids=[f"{r[1]}-{i}" for i, r in enumerate(ERRORS)]
+)
 def test_error_table(program, code, line, column, fragment):
     with pytest.raises(NetdslError) as info:
         netdsl.parse(program)

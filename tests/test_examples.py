@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import EXAMPLES, ROOT
 
 import netdsl
-from conftest import EXAMPLES, ROOT
 
 IDS = [p.stem for p in EXAMPLES]
 
@@ -29,8 +29,13 @@ def test_matches_keras(path):
     expected = json.loads((ROOT / "tests" / "expected" / f"{path.stem}.json").read_text())
     net = netdsl.load(path)
     got = [
-        {"op": layer.op, "line": layer.line, "output_shape": list(layer.output_shape),
-         "trainable": layer.trainable, "non_trainable": layer.non_trainable}
+        {
+            "op": layer.op,
+            "line": layer.line,
+            "output_shape": list(layer.output_shape),
+            "trainable": layer.trainable,
+            "non_trainable": layer.non_trainable,
+        }
         for layer in net.layers
     ]
     assert got == expected["layers"]
@@ -96,6 +101,11 @@ def test_three_forms_of_lenet5_agree():
 def test_seed_recipe():
     net = netdsl.load(ROOT / "examples" / "lenet5_seed.net")
     assert net.train_config == {
-        "optimizer": "sgd", "lr": 0.9, "epochs": 5, "batch": 32, "validation": 0.1, "dataset": "mnist",
+        "optimizer": "sgd",
+        "lr": 0.9,
+        "epochs": 5,
+        "batch": 32,
+        "validation": 0.1,
+        "dataset": "mnist",
     }
     assert netdsl.load(ROOT / "examples" / "lenet5.net").train_config["optimizer"] == "adam"

@@ -344,6 +344,7 @@ class Expander:
         self.defs: dict[str, _Def] = {}
         self.counters: dict[str, int] = {}
         self.reserved: set[str] = set()
+        self.aliases: dict[str, str] = {}  # labels on def calls, which name no node of their own
         self.groups: list[str] = []
         self.call_stack: list[str] = []
         self.steps = 0
@@ -631,10 +632,12 @@ class Expander:
         if inner.data in ("residual", "parallel"):
             return self._block(inner, scope, cursor, label, lspan)
         out = self._stmt(inner, scope, cursor)  # a call: the label names its output
+        full = scope.node_name(label)
         if out is not None:
-            if scope.find("labels", label) is not None or scope.node_name(label) in self.graph:
-                self.error("E107", f"the name `{label}` is already used", lspan)
+            if label in scope.labels or full in self.graph or full in self.aliases:
+                self.error("E107", f"the name `{full}` is already used", lspan)
             scope.labels[label] = out
+            self.aliases[full] = out  # `b: block(8)` inside `repeat` is `b_2` afterwards
         return out
 
     def _resolve_node(self, tok, scope: _Scope) -> str | None:
@@ -644,7 +647,9 @@ class Expander:
             return found
         if name in self.graph:
             return name
-        choices = scope.visible("labels") | set(self.graph.nodes)
+        if name in self.aliases:
+            return self.aliases[name]
+        choices = scope.visible("labels") | set(self.graph.nodes) | set(self.aliases)
         hint = did_you_mean(name, choices)
         if hint is None and name in self.reserved:
             hint = "names must be defined before they are used"

@@ -154,8 +154,9 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
 
 def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
     """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
+    from .expand import Expander
     from .infer import infer
-    from .parser import Expander, parse_tree
+    from .parser import parse_tree
 
     try:
         params = _check_params(params or {})

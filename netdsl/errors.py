@@ -114,6 +114,14 @@ class NetdslError(Exception):
                 else:
                     end = max(len(text), start + 1)
                 end = min(end, max(len(text), start + 1))
+                if len(text) > 120:  # show a window around the caret, not a 100 kB line
+                    lo = max(0, start - 40)
+                    hi = min(len(text), max(end, start + 1) + 40)
+                    text, start, end = text[lo:hi], start - lo, min(end, hi) - lo
+                    if lo:
+                        text, start, end = "\u2026" + text, start + 1, end + 1
+                    if hi < len(self.source.line(self.span.line)):
+                        text += "\u2026"
                 # keep tabs in the caret's indent so it lines up under the text
                 indent = "".join(c if c == "\t" else " " for c in text[:start])
                 out.append(f"  {num} | {_printable(text)}")

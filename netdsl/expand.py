@@ -294,28 +294,22 @@ class Expander:
             return self._broken(word.lower(), span, cursor, label, scope, "unknown layer")
         self.seen_layer = True
         positional, keywords, arg_spans = [], {}, []
-        bad = False
         for a in st.children[1:]:
             if hasattr(a, "type"):
                 p = self._positional(a, scope, op)
-                if p is None:
-                    bad = True
-                    continue
+                if p is None:  # one error per statement is enough
+                    return self._broken(op.name, span, cursor, label, scope, "bad arguments")
                 arg_spans.append(Span.of(a))
                 positional.append(p)
             else:
                 key = a.children[0].value.lower()
                 value = self._value(a.children[1], scope, op.args.get(key, (None,))[0])
                 if value is _MISSING:
-                    bad = True
-                    continue
+                    return self._broken(op.name, span, cursor, label, scope, "bad arguments")
                 if key in keywords:
                     self.error("E103", f"`{key}` is given twice", Span.of(a))
-                    bad = True
-                    continue
+                    return self._broken(op.name, span, cursor, label, scope, "bad arguments")
                 keywords[key] = (value, ("kw", Span.of(a)))
-        if bad:
-            return self._broken(op.name, span, cursor, label, scope, "bad arguments")
         try:
             args = ops.resolve(op, positional, keywords)
         except ops.ArgError as e:
@@ -780,45 +774,54 @@ class Expander:
         return _MISSING if v is None else v
 
     def _eval(self, node, scope):
-        """Evaluate an expression tree; None after reporting an error."""
-        kind = node.data
-        if kind == "number":
-            return _number(node.children[0].value)
-        if kind == "var":
-            tok = node.children[0]
-            v = self._lookup_var(tok.value, scope)
-            if v is not _MISSING:
-                return v
-            if tok.value.lower() in ops.WORDS or tok.value.lower() in OPTIMIZERS + LOSSES + METRICS:
-                return tok.value
-            names = sorted(scope.visible("vars") | set(self.params))
-            self.error(
-                "E105",
-                f"`{tok.value}` is not defined",
-                Span.of(tok),
-                hint=(did_you_mean(tok.value, names) or "")
-                + ("; " if did_you_mean(tok.value, names) else "")
-                + _bind_hint(tok.value),
-            )
-            return None
-        if kind == "neg_op":
-            v = self._eval(node.children[0], scope)
-            if v is None:
-                return None
+        """Evaluate an expression tree; None after reporting an error.
+
+        Iterative (post-order with an explicit stack): `1+1+...+1` with 100,000
+        terms is a tree that deep, and must not exhaust Python's recursion limit.
+        """
+        stack: list = [(node, False)]
+        values: list = []
+        while stack:
+            n, ready = stack.pop()
+            kind = n.data
+            if kind == "number":
+                values.append(_number(n.children[0].value))
+            elif kind == "var":
+                values.append(self._var(n.children[0], scope))
+            elif not ready:
+                stack.append((n, True))
+                stack.extend((c, False) for c in reversed(n.children))
+            elif kind == "neg_op":
+                values.append(self._apply(kind, None, values.pop(), n))
+            else:
+                b = values.pop()
+                values.append(self._apply(kind, values.pop(), b, n))
+        return values[0]
+
+    def _var(self, tok, scope):
+        v = self._lookup_var(tok.value, scope)
+        if v is not _MISSING:
+            return v
+        if tok.value.lower() in ops.WORDS or tok.value.lower() in OPTIMIZERS + LOSSES + METRICS:
+            return tok.value
+        names = sorted(scope.visible("vars") | set(self.params))
+        close = did_you_mean(tok.value, names)
+        hint = (f"{close}; " if close else "") + _bind_hint(tok.value)
+        self.error("E105", f"`{tok.value}` is not defined", Span.of(tok), hint=hint)
+        return None
+
+    def _apply(self, kind: str, a, b, node):
+        if b is None or (kind != "neg_op" and a is None):
+            return None  # an operand already failed (and was reported)
+        for v in (b,) if kind == "neg_op" else (a, b):
             if not _numeric(v):
-                self.error("E112", f"cannot negate `{v}`", Span.of(node))
-                return None
-            return -v
-        a = self._eval(node.children[0], scope)
-        b = self._eval(node.children[1], scope)
-        if a is None or b is None:
-            return None
-        for v in (a, b):
-            if not _numeric(v):
-                self.error("E112", f"cannot do arithmetic with `{v}`", Span.of(node))
+                what = "negate" if kind == "neg_op" else "do arithmetic with"
+                self.error("E112", f"cannot {what} `{v}`", Span.of(node))
                 return None
         try:
-            if kind == "add_op":
+            if kind == "neg_op":
+                r = -b
+            elif kind == "add_op":
                 r = a + b
             elif kind == "sub_op":
                 r = a - b

@@ -176,3 +176,30 @@ def test_missing_file(tmp_path):
     with pytest.raises(NetdslError) as info:
         netdsl.load(tmp_path)
     assert info.value.code == "E005"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "let a = " + "1+" * 50_000 + "1\nrelu",  # a 50,000-deep expression tree
+        "let a = " + "-" * 5_000 + "1\nrelu",
+        "let a = " + "-" * 5_000 + "relu\nrelu",
+        "conv " + "6x5 " * 50_000,
+        "add " + "x " * 50_000,
+        "repeat 3 {" * 60 + "relu" + "}" * 60,
+    ],
+)
+def test_pathological_inputs_end_in_netdsl_errors(text):
+    try:
+        netdsl.parse(text)
+    except NetdslError as e:
+        shown = str(e)
+        assert all(len(line) < 400 for line in shown.splitlines()), "the caret line is cut to a window"
+
+
+def test_long_lines_are_shown_as_a_window():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("conv 8x3 same; " * 30 + "dense 10")
+    lines = str(info.value).splitlines()
+    assert lines[1].endswith("dense 10") and "\u2026" in lines[1]
+    assert lines[2].index("^") == lines[1].index("dense")

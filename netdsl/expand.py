@@ -108,10 +108,14 @@ class Expander:
         self.train: dict[str, Any] = {}
         self.train_span: Span | None = None
         self.seen_layer = False
+        self._seen: set = set()
 
     # -- errors -------------------------------------------------------------------
 
     def error(self, code: str, message: str, span: Span | None, hint: str | None = None, notes=()) -> None:
+        if (code, message, span) in self._seen:  # the same mistake met again in a repeat or call
+            return
+        self._seen.add((code, message, span))
         self.errors.append(NetdslError(code, message, span, hint=hint, notes=notes))
         if len(self.errors) >= MAX_ERRORS:
             raise _Fatal
@@ -165,15 +169,25 @@ class Expander:
             self.reserved.add(t.children[0].value)
 
     def _free_names(self, tree) -> list[str]:
-        return sorted({t.children[0].value for t in tree.find_data("var")})
+        names = {t.children[0].value for t in tree.find_data("var")}
+        for layer in tree.find_data("layer"):  # `dense width` uses a name in shorthand
+            names.update(a.value for a in layer.children[1:] if getattr(a, "type", None) == "NAME")
+        return sorted(n for n in names if n.lower() not in ops.WORDS)
 
     def _input_shape(self, st, scope) -> tuple:
         if self.input_override is not None:
             return tuple(self.input_override)
         if st is None:
             return (28, 28, 1)
+        if any(not hasattr(a, "type") for a in st.children[1:]):  # `input shape=...`: no keywords here
+            self.error(
+                "E103", "input takes one size: HxWxC (channels last) or N", Span.of(st), hint="e.g. `input 28x28x1`"
+            )
+            return (28, 28, 1)
         pos = [self._positional(a, scope, None) for a in st.children[1:]]
-        if len(pos) != 1 or pos[0] is None or pos[0].kind != "size" or pos[0].stride is not None:
+        if None in pos:  # already reported
+            return (28, 28, 1)
+        if len(pos) != 1 or pos[0].kind != "size" or pos[0].stride is not None:
             self.error(
                 "E103", "input takes one size: HxWxC (channels last) or N", Span.of(st), hint="e.g. `input 28x28x1`"
             )
@@ -262,10 +276,11 @@ class Expander:
                     ops.PADDINGS if "padding" in op.args else ()
                 )
                 hint = did_you_mean(tok.value, list(choices) + sorted(scope.visible("vars") | set(self.params)))
-            what = f"an argument of {op.name}" if op else "defined"
             self.error(
                 "E105",
-                f"`{tok.value}` is not {what}, nor a defined name",
+                f"`{tok.value}` is not an argument of {op.name}, nor a defined name"
+                if op
+                else f"`{tok.value}` is not defined",
                 Span.of(tok),
                 hint=hint or _bind_hint(tok.value),
             )
@@ -340,14 +355,14 @@ class Expander:
         label_span: Span | None = None,
         error: str | None = None,
     ) -> str:
-        if len(self.graph) >= MAX_NODES:
+        if len(self.graph) > MAX_NODES:  # the input node is not a layer
             self.fatal(
                 "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
             )
         if label is not None:
             name = scope.node_name(label)
-            if name in self.graph:
-                prev = self.graph.nodes[name]["span"]
+            if name in self.graph or name in self.aliases:
+                prev = self.graph.nodes[name]["span"] if name in self.graph else None
                 self.error(
                     "E107",
                     f"the name `{name}` is already used",
@@ -402,8 +417,13 @@ class Expander:
             return self.aliases[name]
         choices = scope.visible("labels") | set(self.graph.nodes) | set(self.aliases)
         hint = did_you_mean(name, choices)
-        if hint is None and name in self.reserved:
-            hint = "names must be defined before they are used"
+        if hint is None:
+            made = sorted(n for n in choices if n.startswith(f"{name}_") or n.endswith(f"_{name}"))
+            if made:
+                listed = ", ".join(f"`{n}`" for n in made[:3]) + (", ..." if len(made) > 3 else "")
+                hint = f"names made inside `repeat` and `def` get the pass or call in their name: {listed}"
+            elif name in self.reserved:
+                hint = "names must be defined before they are used"
         self.error("E108", f"no layer named `{name}`", Span.of(tok), hint=hint)
         return None
 
@@ -507,7 +527,7 @@ class Expander:
             return cursor
         # refuse a runaway expansion before doing it, not after minutes of work
         steps, nodes = self._cost(body, ())
-        if len(self.graph) + count * nodes > MAX_NODES:
+        if len(self.graph) - 1 + count * nodes > MAX_NODES:
             self.fatal(
                 "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
             )
@@ -582,7 +602,8 @@ class Expander:
             )
             return
         if ops.lookup(name) is not None or name.lower() in STATEMENT_WORDS:
-            self.error("E107", f"`{name}` is a layer name; a def needs a name of its own", Span.of(name_tok))
+            what = "a statement keyword" if name.lower() in STATEMENT_WORDS else "a layer name"
+            self.error("E107", f"`{name}` is {what}; a def needs a name of its own", Span.of(name_tok))
             return
         self.defs[name] = _Def(name, params, body, Span.of(name_tok))
 
@@ -597,9 +618,7 @@ class Expander:
                     "E101",
                     f"`{name}` is a layer, not a def: its arguments take no parentheses",
                     Span.of(name_tok),
-                    hint=f"write it like `{ops.usage(ops.lookup(name).name) or name}`".replace(
-                        "write it like `usage: ", "write `"
-                    ),
+                    hint=f"usage: {ops.usage(ops.lookup(name).name)}" if ops.usage(ops.lookup(name).name) else None,
                 )
             else:
                 self.error("E101", f"unknown def `{name}`", Span.of(name_tok), hint=did_you_mean(name, self.defs))
@@ -768,8 +787,11 @@ class Expander:
         if hasattr(node, "type"):  # SIZE token
             return tuple(int(x) for x in node.value.split("x"))
         if getattr(conv, "choices", None) and node.data == "var":
-            v = self._lookup_var(node.children[0].value, scope)
-            return node.children[0].value if v is _MISSING else v
+            word = node.children[0].value
+            if word.lower() in conv.choices:  # a word wins over a variable, as in shorthand
+                return word
+            v = self._lookup_var(word, scope)
+            return word if v is _MISSING else v
         v = self._eval(node, scope)
         return _MISSING if v is None else v
 

@@ -115,7 +115,7 @@ class Net:
     def __repr__(self) -> str:
         shape = lambda s: "(" + ", ".join(map(str, s)) + ")"  # noqa: E731
         return (
-            f"<Net {self.name}: {len(self.graph) - 1} layers, {self.total_params:,} params, "
+            f"<Net {self.name}: {len(self.graph) - 1} layer{'s' * (len(self.graph) != 2)}, {self.total_params:,} params, "
             f"{shape(self.input_shape)} -> {shape(self.output_shape)}>"
         )
 
@@ -142,12 +142,16 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
         if not re.fullmatch(r"\d+(x\d+){0,2}", value.strip()):
             raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
         value = tuple(int(x) for x in value.strip().split("x"))
+    elif isinstance(value, bool):
+        raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
     elif isinstance(value, int):
         value = (value,)
     value = tuple(value)
     if None in value[:1] and len(value) in (2, 4):  # (None, 28, 28, 1), Keras style
         value = value[1:]
-    if len(value) not in (1, 3) or not all(isinstance(x, int) and 0 < x < 2**31 for x in value):
+    if len(value) not in (1, 3) or not all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 < x < 2**31 for x in value
+    ):
         raise ValueError(f"an input shape is HxWxC or N with positive sizes, got {value!r}")
     return value
 
@@ -158,6 +162,9 @@ def compile_source(source: Source, params: dict[str, Any] | None = None, input_s
     from .infer import infer
     from .parser import parse_tree
 
+    # one line ending for everything after: CRLF and a lone CR (old Mac files) end a line
+    if "\r" in source.text:
+        source = Source(source.text.replace("\r\n", "\n").replace("\r", "\n"), source.filename)
     try:
         params = _check_params(params or {})
         try:

@@ -331,7 +331,8 @@ def _flatten(a: dict, ins: list) -> Shape:
 
 def _upsample_size(d: tuple, stride: int | None) -> dict:
     if stride is not None or len(d) > 2:
-        raise ArgError(f"upsample takes S or SxT, got {'x'.join(map(str, d))}")
+        got = "x".join(map(str, d)) + (f"/{stride}" if stride is not None else "")
+        raise ArgError(f"upsample takes S or SxT, got {got}")
     return {"size": d[0] if len(d) == 1 else d}
 
 

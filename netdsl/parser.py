@@ -74,7 +74,7 @@ def decode(data: bytes, filename: str) -> str:
     if len(data) > MAX_SOURCE_BYTES:
         raise NetdslError(
             "E004",
-            f"the spec is too large: {len(data):,} bytes (the limit is {MAX_SOURCE_BYTES // 1024 // 1024} MiB)",
+            f"the spec is larger than the limit of {MAX_SOURCE_BYTES // 1024 // 1024} MiB",
             source=Source("", filename),
         )
     try:
@@ -200,7 +200,7 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
             msg = f"`{word}` is not a number or a size"
             if re.fullmatch(r"\d+[xX\u00d7]\d+.*", word) and re.search(r"[A-Z\u00d7]", word):
                 hint = "sizes are written with a lowercase x: 28x28x1"
-            elif re.match(r"\d+(x\d+)*(/\d+)?[A-Za-z_]", word):
+            elif re.fullmatch(r"[0-9]+(x[0-9]+)*(/[0-9]+)?[A-Za-z_]\w*", word):
                 hint = "separate the size from the next word with a space, e.g. `6x5 relu`"
             else:
                 hint = "numbers look like 3, 0.5, .5 or 1e-3; sizes like 6x5 or 2/2"
@@ -238,6 +238,9 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
                 hint = "add `}` at the end of the block"
         elif tok.type == "EQUAL":
             hint = "variables are defined with `let NAME = VALUE`; layer arguments are written `conv filters=6`"
+        elif tok.type == "LBRACE" and re.match(r"\s*\w+\s*:\s*repeat\b", line_text, re.I):
+            msg = "a `repeat` cannot be labelled"
+            hint = "label a layer inside it; its names get the pass number: `b` becomes `b_1`, `b_2`, ..."
         elif tok.type == "LBRACE":
             hint = "a block starts with `residual {`, `add {`, `concat {`, `repeat N {` or `def NAME(...) {`"
         elif tok.type == "RBRACE":

@@ -13,6 +13,7 @@ from typing import Any
 from . import ops
 from .errors import NetdslError, Source, Span, did_you_mean
 from .ir import Graph
+from .parser import PYTHON_HINT, looks_like_python
 
 MAX_NODES = 100_000
 MAX_REPEAT = 100_000
@@ -305,7 +306,10 @@ class Expander:
                 self.error("E101", f"`{word}` is a def; call it with parentheses: `{word}(...)`", Span.of(name_tok))
             else:
                 choices = list(ops.OPS) + list(self.defs) + list(STATEMENT_WORDS)
-                self.error("E101", f"unknown layer `{word}`", Span.of(name_tok), hint=did_you_mean(word, choices))
+                hint = did_you_mean(word, choices)
+                if hint is None and looks_like_python(self.source.line(name_tok.line)):
+                    hint = PYTHON_HINT
+                self.error("E101", f"unknown layer `{word}`", Span.of(name_tok), hint=hint)
             return self._broken(word.lower(), span, cursor, label, scope, "unknown layer")
         self.seen_layer = True
         positional, keywords, arg_spans = [], {}, []

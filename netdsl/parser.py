@@ -151,6 +151,13 @@ _PYTHONISH = re.compile(
 )
 
 
+PYTHON_HINT = "this looks like Python; a netdsl spec is a list of layers, e.g. `conv 6x5 relu; maxpool 2`"
+
+
+def looks_like_python(line: str) -> bool:
+    return bool(_PYTHONISH.search(line or ""))
+
+
 def _describe_token(tok) -> str:
     if tok.type == "$END":
         return "end of input"
@@ -248,8 +255,8 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
         err = NetdslError("E002", msg, span, hint=hint)
     else:  # pragma: no cover - lark raises only the two above for LALR
         err = NetdslError("E002", f"syntax error: {e}", None)
-    if _PYTHONISH.search(line_text or ""):
-        err.hint = "this looks like Python; a netdsl spec is a list of layers, e.g. `conv 6x5 relu; maxpool 2`"
+    if looks_like_python(line_text):
+        err.hint = PYTHON_HINT
     return err
 
 

@@ -23,6 +23,8 @@ ERRORS = [
     ("conv 6x5 relu\n}\n", "E002", 2, 1, "closes no block"),
     ("x = 3\n", "E002", 1, 3, "let NAME = VALUE"),
     ("import torch\nmodel = nn.Sequential()\n", "E002", 2, 7, "looks like Python"),
+    ("import torch\n", "E101", 1, 1, "looks like Python"),
+    ("import torch.nn as nn\n", "E001", 1, 13, "looks like Python"),
     ("conv filters=w kernel=3", "E105", 1, 14, "-D w=VALUE"),
     ("def f(c) {\n  relu\n  f(c)\n}\nf(3)\n", "E110", 3, 3, "recursive call: f"),
     ("def f(c) { g(c) }\ndef g(c) { f(c) }\nf(1)", "E110", 2, 12, "f \u2192 g \u2192 f"),

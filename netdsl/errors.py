@@ -105,7 +105,7 @@ class NetdslError(Exception):
         out = [f"{where}: error[{self.code}]: {self.message}"]
         if self.span and self.source is not None:
             text = self.source.line(self.span.line)
-            if text.strip():
+            if text:
                 num = str(self.span.line)
                 pad = " " * len(num)
                 start = max(self.span.column - 1, 0)
@@ -114,10 +114,11 @@ class NetdslError(Exception):
                 else:
                     end = max(len(text), start + 1)
                 end = min(end, max(len(text), start + 1))
+                end = min(end, start + 80)  # a caret under a 400-digit number is not useful
                 if len(text) > 120:  # show a window around the caret, not a 100 kB line
                     lo = max(0, start - 40)
                     hi = min(len(text), max(end, start + 1) + 40)
-                    text, start, end = text[lo:hi], start - lo, min(end, hi) - lo
+                    text, start, end = text[lo:hi], start - lo, max(min(end, hi) - lo, start - lo + 1)
                     if lo:
                         text, start, end = "\u2026" + text, start + 1, end + 1
                     if hi < len(self.source.line(self.span.line)):

@@ -158,7 +158,10 @@ class Expander:
         self.graph.output = cursor
         for name in sorted(set(self.params) - self.used_params):
             free = self._free_names(tree)
-            hint = did_you_mean(name, free)
+            if name in free:
+                hint = f"`{name}` appears only in code that never runs (a def that is not called)"
+            else:
+                hint = did_you_mean(name, free)
             if name in {c.children[1].value for c in tree.find_data("let_stmt")}:
                 msg = f"`{name}` is set with `let` in the spec; it cannot be bound from outside"
             else:
@@ -196,7 +199,7 @@ class Expander:
         try:
             return ops.dims("input", pos[0].value)
         except ops.ArgError as e:
-            self.error("E103", e.message.replace("input must be", "input takes"), Span.of(st.children[1]))
+            self.error("E103", e.message.replace("input must be", "input sizes must be"), Span.of(st.children[1]))
             return (28, 28, 1)
 
     # -- statements --------------------------------------------------------------------

@@ -13,11 +13,13 @@ import networkx as nx
 from . import ops
 from .errors import NetdslError, Source
 
+MAX_ELEMENTS = 2**40  # per sample; a float32 tensor of 4 TiB
+
 
 def infer(graph, source: Source) -> list[NetdslError]:
     errors: list[NetdslError] = []
     nodes = graph.nodes
-    for node in nodes.values():
+    for name, node in nodes.items():
         if node["op"] == "input" or node["error"] is not None or node["args"] is None:
             continue
         ins = [nodes[i]["shape"] for i in node["inputs"]]
@@ -36,6 +38,18 @@ def infer(graph, source: Source) -> list[NetdslError]:
             errors.append(NetdslError(e.code, e.message, node["span"], hint=e.hint, notes=notes))
             continue
         node["shape"] = tuple(shape)
+        if max(shape) > ops.MAX_SIZE or ops._prod(shape) > MAX_ELEMENTS:
+            node["error"] = "too large"
+            errors.append(
+                NetdslError(
+                    "E209",
+                    f"the output of `{name}` would be a {ops.fmt_shape(shape)}: too large for any framework",
+                    node["span"],
+                    hint="check the sizes of this layer and the ones before it",
+                )
+            )
+            node["shape"] = None
+            continue
         t, nt = op.params(node["args"], ins, shape)
         node["trainable"], node["non_trainable"], node["params"] = t, nt, t + nt
         node["macs"] = op.macs(node["args"], ins, shape)

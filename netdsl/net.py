@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -130,6 +131,8 @@ def _check_params(params: dict[str, Any]) -> dict[str, Any]:
                 raise NetdslError("E106", f"parameter `{k}`: `{v}` is neither a number nor a word")
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise NetdslError("E106", f"parameter `{k}` must be a number or a word, got {type(v).__name__}")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise NetdslError("E106", f"parameter `{k}` must be a finite number, got {v}")
         out[k] = v
     return out
 

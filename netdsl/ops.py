@@ -87,7 +87,10 @@ def real(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) 
     def conv(name: str, v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ArgError(f"{name} must be a number, got {_show(v)}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an int with hundreds of digits
+            raise ArgError(f"{name} is too large") from None
         if v != v or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
             lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
             raise ArgError(f"{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {v:g}")
@@ -131,7 +134,10 @@ def _show(v: Any) -> str:
         return "x".join(map(str, v))
     if isinstance(v, str):
         return f"`{v}`"
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        short = f"{v:g}"
+        return short if float(short) == v else repr(v)  # 3.0000000000000004 is not "3"
+    return str(v)
 
 
 # ---- the op table ----------------------------------------------------------------

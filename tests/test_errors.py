@@ -71,6 +71,10 @@ ERRORS = [
     ("let a = 99999999999 * 99999999999 * 99999999999", "E112", 1, 9, "too large"),
     ("input 28x28\nflatten", "E103", 1, 7, "HxWxC"),
     ("maxpool 2x2x2", "E103", 1, 9, "pool size is P or PxQ"),
+    ("input 3x3x1; upsample 2147483647; flatten; dense 10", "E209", 1, 14, "too large for any framework"),
+    ("dropout " + "9" * 400, "E103", 1, 9, "rate is too large"),
+    ("input 0x0x0", "E103", 1, 7, "at least 1, got 0"),
+    ("\x0b", "E001", 1, 1, "U+000B"),
     ("conv 8x3 same; gap; add { dense 4 | dense 5 }", "E204", 1, 21, "vector of 4 and vector of 5"),
 ]
 

@@ -109,7 +109,9 @@ def _signature(exc: BaseException) -> tuple:
         return ("assert", str(exc).split(":")[0][:60])
     frames = traceback.extract_tb(exc.__traceback__)
     inner = [f for f in frames if f"{os.sep}netdsl{os.sep}" in f.filename] or frames
-    return (type(exc).__name__, os.path.basename(inner[-1].filename), inner[-1].lineno) if inner else (type(exc).__name__,)
+    return (
+        (type(exc).__name__, os.path.basename(inner[-1].filename), inner[-1].lineno) if inner else (type(exc).__name__,)
+    )
 
 
 def _fails(check, text: str, params: dict):
@@ -139,7 +141,7 @@ def _minimize(check, text: str, params: dict) -> tuple[str, dict]:
     lines = text.split("\n")
     i = 0
     while i < len(lines) and tries < MINIMIZE_TRIES and len(lines) > 1:
-        cand = lines[:i] + lines[i + 1:]
+        cand = lines[:i] + lines[i + 1 :]
         if same("\n".join(cand), params):
             lines = cand
         else:
@@ -148,7 +150,7 @@ def _minimize(check, text: str, params: dict) -> tuple[str, dict]:
     for size in (32, 16, 8, 4, 2, 1):
         i = 0
         while i < len(text) and tries < MINIMIZE_TRIES:
-            cand = text[:i] + text[i + size:]
+            cand = text[:i] + text[i + size :]
             if cand != text and same(cand, params):
                 text = cand
             else:

@@ -25,6 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+KERAS_LENET = """
+import os
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+L = tf.keras.layers
+m = tf.keras.Sequential([tf.keras.Input((28, 28, 1)), L.Conv2D(6, 5, activation="sigmoid"), L.MaxPool2D(2, 2),
+    L.Conv2D(16, 5, activation="sigmoid"), L.MaxPool2D(2, 2), L.Flatten(), L.Dense(120, activation="sigmoid"),
+    L.Dense(84, activation="sigmoid"), L.Dense(10, activation="softmax")])
+m.summary()
+"""
+
+
 def run(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one cold process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -65,6 +77,7 @@ def median_time(cmd: list[str], runs: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=21)
+    ap.add_argument("--keras-python", help="a python with tensorflow, to time Keras printing the same summary")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "netdsl"]
     base_cmd = [sys.executable, "-c", "import lark, networkx"]
@@ -85,6 +98,14 @@ def main() -> None:
         f"peak memory: netdsl check {peak_mib(check_cmd):.1f} MiB (target <= 60), "
         f"bare import {peak_mib(base_cmd):.1f} MiB"
     )
+
+    if args.keras_python:
+        keras_cmd = [args.keras_python, "-c", KERAS_LENET]
+        k = median_time(keras_cmd, 3)
+        print(
+            f"keras: import tensorflow + build LeNet-5 + summary  median {k:.2f} s, "
+            f"peak {peak_mib(keras_cmd):.0f} MiB ({k / c:.0f}x netdsl check)"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         times = {}

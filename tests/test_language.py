@@ -272,3 +272,12 @@ def test_net_api():
     assert net.summary().startswith('Model: "x"')
     with pytest.raises(TypeError):
         netdsl.parse(b"conv 6x5")
+
+
+def test_grammar_has_no_conflicts_in_strict_mode():
+    """The cached parser could hide a grammar change: build the grammar afresh, strictly."""
+    import lark
+
+    from netdsl.parser import grammar_path
+
+    lark.Lark(grammar_path().read_text(), parser="lalr", strict=True, propagate_positions=True)

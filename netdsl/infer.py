@@ -50,7 +50,7 @@ def infer(graph, source: Source) -> list[NetdslError]:
             )
             node["shape"] = None
             continue
-        t, nt = op.params(node["args"], ins, shape)
+        t, nt = ops.count(op, node["args"], ins)
         node["trainable"], node["non_trainable"], node["params"] = t, nt, t + nt
         node["macs"] = op.macs(node["args"], ins, shape)
     if not errors:

@@ -158,7 +158,7 @@ class Op(NamedTuple):
     args: dict  # name -> (converter, default); REQUIRED marks a required one
     size: Callable | None  # shorthand size/number -> {arg: value}; None: takes none
     shape: Callable  # (args, [input shapes]) -> output shape
-    params: Callable = lambda a, ins, out: (0, 0)  # -> (trainable, non-trainable)
+    weights: Callable = lambda a, ins: ()  # -> ((name, shape, trainable), ...) in Keras's layout
     macs: Callable = lambda a, ins, out: 0
     describe: Callable = lambda a: ""  # key arguments, for tables and drawings
     arity: int = 1  # 0: any number of inputs (merges)
@@ -230,10 +230,11 @@ def _conv_shape(a: dict, ins: list) -> Shape:
     return (oh, ow, a["filters"])
 
 
-def _conv_params(a: dict, ins: list, out: Shape) -> tuple[int, int]:
+def _conv_weights(a: dict, ins: list) -> tuple:
     kh, kw = a["kernel"]
     f = a["filters"]
-    return (kh * kw * ins[0][2] * f + (f if a["bias"] else 0), 0)
+    kernel = ("kernel", (kh, kw, ins[0][2], f), True)  # HWIO, as Keras holds it
+    return (kernel, ("bias", (f,), True)) if a["bias"] else (kernel,)
 
 
 def _conv_macs(a: dict, ins: list, out: Shape) -> int:
@@ -384,13 +385,25 @@ def _concat(a: dict, ins: list) -> Shape:
     return first[:-1] + (sum(s[-1] for s in ins),)
 
 
-def _bn_params(a: dict, ins: list, out: Shape) -> tuple[int, int]:
-    c = ins[0][-1]
-    return (2 * c, 2 * c)
+def _bn_weights(a: dict, ins: list) -> tuple:
+    c = (ins[0][-1],)
+    return (("gamma", c, True), ("beta", c, True), ("moving_mean", c, False), ("moving_variance", c, False))
 
 
-def _dense_params(a: dict, ins: list, out: Shape) -> tuple[int, int]:
-    return (ins[0][0] * a["units"] + (a["units"] if a["bias"] else 0), 0)
+def _dense_weights(a: dict, ins: list) -> tuple:
+    kernel = ("kernel", (ins[0][0], a["units"]), True)  # (in, out), as Keras holds it
+    return (kernel, ("bias", (a["units"],), True)) if a["bias"] else (kernel,)
+
+
+def count(op: Op, args: dict, ins: list) -> tuple[int, int]:
+    """(trainable, non-trainable) parameters: the sizes of the op's weights."""
+    t = nt = 0
+    for _, shape, trainable in op.weights(args, ins):
+        if trainable:
+            t += _prod(shape)
+        else:
+            nt += _prod(shape)
+    return t, nt
 
 
 def _act_describe(a: dict) -> str:
@@ -425,7 +438,7 @@ OPS: dict[str, Op] = {
             },
             _conv_size,
             _conv_shape,
-            _conv_params,
+            _conv_weights,
             _conv_macs,
             _conv_describe,
             finish=_conv_check,
@@ -460,7 +473,7 @@ OPS: dict[str, Op] = {
             {"units": (integer(), REQUIRED), **_ACT, "bias": (boolean, True)},
             _one("units"),
             _dense_shape,
-            _dense_params,
+            _dense_weights,
             lambda a, ins, out: ins[0][0] * a["units"],
             lambda a: f"{a['units']}" + (f" {a['activation']}" if a["activation"] != "linear" else ""),
         ),
@@ -480,7 +493,7 @@ OPS: dict[str, Op] = {
             {"eps": (real(0, 1, lo_open=True), 1e-3), "momentum": (real(0, 1), 0.99)},
             None,
             _same,
-            _bn_params,
+            _bn_weights,
         ),
         Op(
             "upsample",

@@ -85,7 +85,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("file", metavar="FILE")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    g = sub.add_parser(
+        "compile",
+        parents=[common],
+        help="write standalone PyTorch or Keras source for a spec",
+        description="Write Python that builds the network of FILE without netdsl: an nn.Module class (torch) "
+        "or a function building a functional keras.Model (keras), each with build_model().",
+    )
+    g.add_argument("file", metavar="FILE")
+    g.add_argument("-b", "--backend", required=True, type=_backend, metavar="{torch,keras}", help="the framework")
+    g.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.py",
+        help="where to write; - for stdout (default: <stem>_<backend>.py beside FILE)",
+    )
+
+    d = sub.add_parser(
+        "devices",
+        help="show the device each installed backend would use",
+        description="Show which device torch and keras would pick (cuda, mps, xpu, cpu; TF GPUs).",
+    )
+    d.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def _backend(text: str) -> str:
+    from .backends import ALIASES, NAMES
+
+    key = ALIASES.get(text.lower(), text.lower())
+    if key not in NAMES:
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r} (choose torch or keras)")
+    return key
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +153,8 @@ def _run(args) -> int:
     from .errors import NetdslError
     from .net import compile_source, read_spec
 
+    if args.command == "devices":
+        return _devices()
     params = dict(args.defines)
     if args.command == "check":
         status = 0
@@ -149,12 +183,72 @@ def _run(args) -> int:
             raise
         print(str(e), file=sys.stderr)
         return 1
+    if args.command == "compile":
+        return _compile(args, source, net)
     if args.json:
         import json
 
         print(json.dumps(net.to_json(), indent=2))
     else:
         print(net.summary())
+    return 0
+
+
+def _compile(args, source, net) -> int:
+    from pathlib import Path
+
+    from .errors import NetdslError
+
+    try:
+        code = net.generate(args.backend)
+    except NetdslError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    out = args.output
+    if out is None:
+        if source.filename.startswith("<"):
+            out = "-"
+        else:
+            spec = Path(source.filename)
+            out = str(spec.with_name(f"{spec.stem}_{args.backend}.py"))
+    if out == "-":
+        sys.stdout.write(code)
+        return 0
+    try:
+        _write_atomic(Path(out), code)
+    except OSError as e:
+        print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out} ({args.backend}; build_model() returns the model)", file=sys.stderr)
+    return 0
+
+
+def _write_atomic(path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _devices() -> int:
+    from . import backends
+    from .errors import NetdslError
+
+    for name in backends.NAMES:
+        try:
+            mod = backends.get(name)
+        except NetdslError as e:
+            print(f"{name}: not installed ({e.hint})")
+            continue
+        print(f"{name}: {mod.device()}")
     return 0
 
 

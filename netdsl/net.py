@@ -100,6 +100,34 @@ class Net:
         """Settings from the spec's ``train`` and ``data`` lines (only those written)."""
         return dict(self.graph.graph.get("train", {}))
 
+    # -- frameworks (imported only here, when asked for) ------------------------
+
+    def to_torch(self, device: str | None = None):
+        """A ``torch.nn.Module`` (NCHW in and out) with Keras's initialisation."""
+        return _build("torch", self, device)
+
+    def to_keras(self, device: str | None = None):
+        """A functional ``keras.Model`` (NHWC in and out)."""
+        return _build("keras", self, device)
+
+    def generate(self, backend: str) -> str:
+        """Standalone Python source for ``backend`` (``torch`` or ``keras``)."""
+        from . import backends
+
+        return backends.get(backend).generate(self)
+
+    def save_weights(self, model, path) -> None:
+        """Write a model's weights (either framework) to a safetensors file, atomically."""
+        from .weights import save
+
+        save(self, model, path)
+
+    def load_weights(self, model, path) -> None:
+        """Load a weights file written from either framework; all of it or nothing."""
+        from .weights import load
+
+        load(self, model, path)
+
     # -- presentation -------------------------------------------------------------
 
     def summary(self) -> str:
@@ -119,6 +147,23 @@ class Net:
             f"<Net {self.name}: {len(self.graph) - 1} layer{'s' * (len(self.graph) != 2)}, {self.total_params:,} params, "
             f"{shape(self.input_shape)} -> {shape(self.output_shape)}>"
         )
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def _build(backend: str, net: Net, device: str | None):
+    """Build with a backend, saying once per process which device it picked."""
+    import sys
+
+    from . import backends
+
+    mod = backends.get(backend)
+    picked = mod.device(device)
+    if backend not in _ANNOUNCED:
+        _ANNOUNCED.add(backend)
+        print(f"netdsl: {backend} on {picked}", file=sys.stderr)
+    return mod.build(net, device=picked)
 
 
 def _check_params(params: dict[str, Any]) -> dict[str, Any]:

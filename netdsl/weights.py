@@ -1,0 +1,125 @@
+"""One weights file for both frameworks: safetensors, keyed by node name.
+
+The canonical layout is Keras's (conv kernels HWIO, dense kernels (in, out),
+batchnorm gamma/beta/moving_mean/moving_variance), whatever framework wrote the
+file, so a net trained in PyTorch loads into Keras and back.  Files are written
+atomically; a file that does not fit the net is refused before anything is
+loaded, naming the first offending tensor.  Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+from . import ops
+from .errors import NetdslError
+
+FORMAT = "netdsl-weights"
+VERSION = "1"
+
+
+def specs(net) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """``{"conv_1.kernel": ((5, 5, 1, 6), True), ...}`` in graph order (True: trainable)."""
+    out = {}
+    nodes = net.graph.nodes
+    for name, node in nodes.items():
+        op = ops.OPS.get(node["op"])
+        if op is None or node["op"] == "input":
+            continue
+        ins = [nodes[i]["shape"] for i in node["inputs"]]
+        for wname, shape, trainable in op.weights(node["args"], ins):
+            out[f"{name}.{wname}"] = (tuple(shape), trainable)
+    return out
+
+
+def backend_of(model):
+    """The backend module that built ``model`` (torch.nn.Module or keras.Model)."""
+    from . import backends
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return backends.get("torch")
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.Model):
+        return backends.get("keras")
+    raise NetdslError("E305", f"expected a torch.nn.Module or a keras.Model, got {type(model).__name__}")
+
+
+def check(net, tensors: dict) -> None:
+    """Refuse tensors that do not fit the net: missing, wrong shape or dtype, or extra."""
+    import numpy as np
+
+    expected = specs(net)
+    for key, (shape, _) in expected.items():
+        if key not in tensors:
+            raise NetdslError("E301", f"the weights have no tensor `{key}` (expected shape {shape})")
+        t = tensors[key]
+        if tuple(t.shape) != shape:
+            raise NetdslError("E302", f"tensor `{key}` has shape {tuple(t.shape)}, the net needs {shape}")
+        if not np.issubdtype(t.dtype, np.floating):
+            raise NetdslError("E302", f"tensor `{key}` holds {t.dtype}, not floating point numbers")
+        if not np.isfinite(t).all():
+            raise NetdslError("E302", f"tensor `{key}` contains NaN or infinite values")
+    extra = [k for k in tensors if k not in expected]
+    if extra:
+        raise NetdslError(
+            "E304",
+            f"the weights have a tensor `{extra[0]}` that the net does not",
+            hint="is this file for another net?",
+        )
+
+
+def save(net, model, path: str | os.PathLike) -> None:
+    """Write ``model``'s weights (either framework) to ``path`` atomically."""
+    import numpy as np
+    from safetensors.numpy import save as to_bytes
+
+    tensors = {
+        k: np.ascontiguousarray(v, dtype=np.float32) for k, v in backend_of(model).get_weights(model, net).items()
+    }
+    check(net, tensors)
+    meta = {"format": FORMAT, "version": VERSION, "net": net.name, "layout": "keras"}
+    data = to_bytes(tensors, metadata=meta)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise NetdslError("E303", f"cannot write `{path}`: {e.strerror or e}") from None
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The tensors of a weights file, or E303 for anything that is not one."""
+    from safetensors.numpy import load as from_bytes
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise NetdslError("E303", f"cannot read `{path}`: {e.strerror or e}") from None
+    if len(data) < 8 or struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+        raise NetdslError("E303", f"`{path}` is not a safetensors weights file (truncated or foreign)")
+    try:
+        header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
+        meta = header.get("__metadata__") or {}
+        tensors = from_bytes(data)
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise NetdslError("E303", f"`{path}` is not a valid safetensors file ({e})") from None
+    if meta.get("format") not in (None, FORMAT):
+        raise NetdslError("E303", f"`{path}` holds `{meta.get('format')}` data, not netdsl weights")
+    return tensors
+
+
+def load(net, model, path: str | os.PathLike) -> None:
+    """Load ``path`` into ``model`` (either framework): all of it, or nothing."""
+    tensors = read(path)
+    check(net, tensors)
+    backend_of(model).set_weights(model, net, tensors)

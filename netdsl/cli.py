@@ -31,10 +31,12 @@ def _define(text: str) -> tuple[str, object]:
     if not m:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     name, raw = m.group(1), m.group(2).strip()
-    if re.fullmatch(r"[+-]?\d+", raw):
+    if re.fullmatch(r"[+-]?[0-9]{1,30}", raw):
         return name, int(raw)
-    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", raw):
-        return name, float(raw)
+    if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", raw) and len(raw) <= 40:
+        value = float(raw)
+        if value == value and abs(value) != float("inf"):
+            return name, value
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", raw):
         return name, raw
     raise argparse.ArgumentTypeError(f"the value of {name} must be a number or a word, got {raw!r}")
@@ -121,23 +123,28 @@ def _backend(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # an ASCII console must not turn `—` into a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _check_usage(parser, args)
     except _Usage:
         return 2
     except SystemExit as e:  # --help / --version
         return int(e.code or 0)
+    status = [0]
     try:
-        return _run(args)
+        return _run(args, status)
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `netdsl summary x | head`: not an error
+    except BrokenPipeError:  # `netdsl check a b | head`: the reader left; keep the verdict
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 0
+        return status[0]
     except Exception as e:  # a bug in netdsl, never the user's fault
         if getattr(args, "traceback", False):
             raise
@@ -149,7 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def _run(args) -> int:
+def _check_usage(parser, args) -> None:
+    names = [n for n, _ in getattr(args, "defines", [])]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        parser.error(f"-D {twice[0]} is given more than once")
+    files = getattr(args, "files", None) or [getattr(args, "file", None)]
+    if files.count("-") > 1:
+        parser.error("standard input (-) can be read only once")
+
+
+def _run(args, status: list) -> int:
     from .errors import NetdslError
     from .net import compile_source, read_spec
 
@@ -157,7 +174,6 @@ def _run(args) -> int:
         return _devices()
     params = dict(args.defines)
     if args.command == "check":
-        status = 0
         for path in args.files:
             try:
                 source = read_spec(path)
@@ -166,7 +182,7 @@ def _run(args) -> int:
                 if args.traceback:
                     raise
                 print(str(e), file=sys.stderr)
-                status = 1
+                status[0] = 1
                 continue
             if not args.quiet:
                 n = len(net.graph) - 1
@@ -174,7 +190,7 @@ def _run(args) -> int:
                     f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
                     f"output {_fmt(net.output_shape)}"
                 )
-        return status
+        return status[0]
     try:
         source = read_spec(args.file)
         net = compile_source(source, params, args.input, _stem(source.filename))

@@ -152,5 +152,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     from difflib import get_close_matches
 
     low = {c.lower(): c for c in choices}
-    best = get_close_matches(word.lower(), list(low), n=1, cutoff=0.6)
+    cutoff = 0.5 if len(word) <= 3 else 0.6  # `e2` for `e1`, not only long words
+    best = get_close_matches(word.lower(), [c for c in low if c != word.lower()], n=1, cutoff=cutoff)
     return f"did you mean `{low[best[0]]}`?" if best else None

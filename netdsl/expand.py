@@ -12,7 +12,7 @@ from typing import Any
 
 from . import ops
 from .errors import NetdslError, Source, Span, did_you_mean
-from .ir import Graph
+from .ir import Graph, context
 from .parser import PYTHON_HINT, looks_like_python
 
 MAX_NODES = 100_000
@@ -110,6 +110,7 @@ class Expander:
         self.train_span: Span | None = None
         self.seen_layer = False
         self._seen: set = set()
+        self._costs: dict[str, tuple[int, int]] = {}
 
     # -- errors -------------------------------------------------------------------
 
@@ -117,12 +118,14 @@ class Expander:
         if (code, message, span) in self._seen:  # the same mistake met again in a repeat or call
             return
         self._seen.add((code, message, span))
+        notes = list(notes) + context(self.graph, tuple(self.groups))
         self.errors.append(NetdslError(code, message, span, hint=hint, notes=notes))
         if len(self.errors) >= MAX_ERRORS:
             raise _Fatal
 
     def fatal(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.errors.append(NetdslError(code, message, span, hint=hint))
+        notes = context(self.graph, tuple(self.groups))
+        self.errors.append(NetdslError(code, message, span, hint=hint, notes=notes))
         raise _Fatal
 
     # -- entry ----------------------------------------------------------------------
@@ -148,7 +151,11 @@ class Expander:
                 else:
                     input_stmt = st
         shape = self._input_shape(input_stmt, scope)
-        self.graph.add_input(shape, Span.of(input_stmt) if input_stmt is not None else None)
+        given = self.input_override is None and input_stmt is not None
+        self.graph.add_input(shape, Span.of(input_stmt) if given else None)
+        self.graph.graph["input_from"] = (
+            "override" if self.input_override is not None else "spec" if given else "default"
+        )
         cursor = "input"
         try:
             for st in stmts:
@@ -475,7 +482,9 @@ class Expander:
         self.groups.append(self._group("residual", "residual", Span.of(st)))
         try:
             out = self._stmts(body, scope, cursor)
-            return self._node("add", {}, span, [cursor, out], label, scope, label_span)
+            name = self._node("add", {}, span, [cursor, out], label, scope, label_span)
+            self.graph.nodes[name]["block"] = "residual"  # for the error message
+            return name
         finally:
             self.groups.pop()
 
@@ -533,18 +542,8 @@ class Expander:
             self.error("E109", "empty `repeat { }` block", span)
             return cursor
         # refuse a runaway expansion before doing it, not after minutes of work
-        steps, nodes = self._cost(body, ())
-        if len(self.graph) - 1 + count * nodes > MAX_NODES:
-            self.fatal(
-                "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
-            )
-        if self.steps + count * steps > MAX_STEPS:
-            self.fatal(
-                "E004",
-                f"the program expands to more than {MAX_STEPS:,} statements",
-                span,
-                hint="lower the `repeat` counts",
-            )
+        steps, nodes = self._cost(body, tuple(self.call_stack))
+        self._budget(count * steps, count * nodes, span)
         gid = self._group("repeat", f"\u00d7{count}", Span.of(st), count=count)
         self.groups.append(gid)
         try:
@@ -559,7 +558,11 @@ class Expander:
         return cursor
 
     def _cost(self, body, stack: tuple) -> tuple[int, int]:
-        """A lower bound on (statements, layers) that running ``body`` once costs."""
+        """A lower bound on (statements, layers) that running ``body`` once costs.
+
+        Saturates just above the limits, and is memoised per def, so costing a chain
+        of defs that each call the previous one twice stays linear.
+        """
         steps = nodes = 0
         for st in body.children:
             steps += 1
@@ -583,9 +586,32 @@ class Expander:
             elif kind == "call":
                 name = st.children[0].value
                 if name in self.defs and name not in stack:
-                    s, n = self._cost(self.defs[name].body, stack + (name,))
+                    s, n = self._def_cost(name, stack)
                     steps, nodes = steps + s, nodes + n
+            steps, nodes = min(steps, MAX_STEPS + 1), min(nodes, MAX_NODES + 1)
         return steps, nodes
+
+    def _def_cost(self, name: str, stack: tuple) -> tuple[int, int]:
+        if name not in self._costs:
+            self._costs[name] = self._cost(self.defs[name].body, stack + (name,))
+        return self._costs[name]
+
+    def _budget(self, steps: int, nodes: int, span: Span) -> None:
+        """Refuse an expansion that would pass the limits, before doing any of it."""
+        if len(self.graph) - 1 + nodes > MAX_NODES:
+            self.fatal(
+                "E004",
+                f"the program expands to more than {MAX_NODES:,} layers",
+                span,
+                hint="lower the `repeat` counts, or call fewer nested defs",
+            )
+        if self.steps + steps > MAX_STEPS:
+            self.fatal(
+                "E004",
+                f"the program expands to more than {MAX_STEPS:,} statements",
+                span,
+                hint="lower the `repeat` counts, or call fewer nested defs",
+            )
 
     # -- def and calls -------------------------------------------------------------
 
@@ -630,6 +656,8 @@ class Expander:
             else:
                 self.error("E101", f"unknown def `{name}`", Span.of(name_tok), hint=did_you_mean(name, self.defs))
             return cursor
+        if name not in self.call_stack:
+            self._budget(*self._def_cost(name, tuple(self.call_stack)), span)
         if name in self.call_stack:
             chain = " \u2192 ".join(self.call_stack[self.call_stack.index(name) :] + [name])
             self.fatal(
@@ -811,6 +839,14 @@ class Expander:
         stack: list = [(node, False)]
         values: list = []
         while stack:
+            self.steps += 1  # arithmetic is work too: `repeat 100000 { let a = 1+1+...+1 }`
+            if self.steps > MAX_STEPS:
+                self.fatal(
+                    "E004",
+                    f"the program expands to more than {MAX_STEPS:,} steps of work",
+                    Span.of(node),
+                    hint="lower the `repeat` counts",
+                )
             n, ready = stack.pop()
             kind = n.data
             if kind == "number":
@@ -835,7 +871,7 @@ class Expander:
             return tok.value
         names = sorted(scope.visible("vars") | set(self.params))
         close = did_you_mean(tok.value, names)
-        hint = (f"{close}; " if close else "") + _bind_hint(tok.value)
+        hint = (f"{close} Or " if close else "") + _bind_hint(tok.value)
         self.error("E105", f"`{tok.value}` is not defined", Span.of(tok), hint=hint)
         return None
 

@@ -12,6 +12,7 @@ import networkx as nx
 
 from . import ops
 from .errors import NetdslError, Source
+from .ir import context
 
 MAX_ELEMENTS = 2**40  # per sample; a float32 tensor of 4 TiB
 
@@ -34,10 +35,29 @@ def infer(graph, source: Source) -> list[NetdslError]:
             for i, src in enumerate(node["inputs"]):
                 if culprit is None or src == culprit or (e.code in ("E204", "E205") and i == 0):
                     notes.append(_origin(graph, src, source))
-            node["error"] = e.message
-            errors.append(NetdslError(e.code, e.message, node["span"], hint=e.hint, notes=notes))
+            message, hint = e.message, e.hint
+            if e.code == "E204" and node.get("block") == "residual":
+                message = f"a residual body must keep its input's shape: {ops.fmt_shape(ins[0])} in, {ops.fmt_shape(ins[1])} out"
+                hint = "end the body with the input's channels and size, or project the shortcut: `add { body | conv Nx1/S }`"
+            node["error"] = message
+            notes += context(graph, node["groups"])
+            errors.append(NetdslError(e.code, message, node["span"], hint=hint, notes=notes))
             continue
         node["shape"] = tuple(shape)
+        t, nt = ops.count(op, node["args"], ins)
+        if t + nt > MAX_ELEMENTS:
+            node["error"] = "too many parameters"
+            errors.append(
+                NetdslError(
+                    "E209",
+                    f"`{name}` would have {t + nt:,} parameters: too many for any framework",
+                    node["span"],
+                    hint="check the sizes of this layer and of its input",
+                    notes=context(graph, node["groups"]),
+                )
+            )
+            node["shape"] = None
+            continue
         if max(shape) > ops.MAX_SIZE or ops._prod(shape) > MAX_ELEMENTS:
             node["error"] = "too large"
             errors.append(
@@ -50,7 +70,6 @@ def infer(graph, source: Source) -> list[NetdslError]:
             )
             node["shape"] = None
             continue
-        t, nt = ops.count(op, node["args"], ins)
         node["trainable"], node["non_trainable"], node["params"] = t, nt, t + nt
         node["macs"] = op.macs(node["args"], ins, shape)
     if not errors:
@@ -62,7 +81,11 @@ def _origin(graph, name: str, source: Source) -> str:
     node = graph.nodes[name]
     what = f"the {ops.fmt_shape(node['shape'])}"
     if node["op"] == "input":
-        where = "the input" + (f" (line {node['span'].line})" if node["span"] else ", 28x28x1 by default")
+        given = graph.graph.get("input_from")
+        if given == "override":
+            where = "the input shape given from outside (--input / input_shape)"
+        else:
+            where = "the input" + (f" (line {node['span'].line})" if node["span"] else ", 28x28x1 by default")
         return f"{what} comes from {where}"
     line = node["span"].line
     text = source.line(line).split("#", 1)[0].strip()

@@ -23,6 +23,18 @@ from __future__ import annotations
 import networkx as nx
 
 
+def context(graph, groups: tuple) -> list[str]:
+    """Notes that say which def call and which repeat pass a node was made in."""
+    out = []
+    for gid in reversed(groups):  # innermost first
+        g = graph.graph["groups"][gid]
+        if g["kind"] == "def":
+            out.append(f"in the call to `{g['label']}` at line {g['span'].line} (`{g['instance']}`)")
+        elif g["kind"] == "iteration":
+            out.append(f"in pass {g['index']} of the `repeat` at line {g['span'].line}")
+    return out
+
+
 class Graph(nx.DiGraph):
     """A DiGraph with the two helpers the expander needs; nothing more."""
 

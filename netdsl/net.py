@@ -194,13 +194,15 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
         raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
     elif isinstance(value, int):
         value = (value,)
+    elif not isinstance(value, (tuple, list)):
+        raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
     value = tuple(value)
     if None in value[:1] and len(value) in (2, 4):  # (None, 28, 28, 1), Keras style
         value = value[1:]
     if len(value) not in (1, 3) or not all(
         isinstance(x, int) and not isinstance(x, bool) and 0 < x < 2**31 for x in value
     ):
-        raise ValueError(f"an input shape is HxWxC or N with positive sizes, got {value!r}")
+        raise ValueError(f"an input shape is HxWxC or N with sizes from 1 to {2**31 - 1:,}, got {value!r}")
     return value
 
 
@@ -237,11 +239,13 @@ def compile_source(source: Source, params: dict[str, Any] | None = None, input_s
     return Net(exp.graph, source, name)
 
 
-def parse(text: str, *, filename: str = "<string>", input_shape=None, **params) -> Net:
+def parse(text: str, /, *, filename: str = "<string>", input_shape=None, **params) -> Net:
     """Parse and check a spec given as a string.
 
     Free names in the spec are bound from ``params`` (``netdsl.parse(text, width=64)``);
-    ``input_shape`` (``"28x28x1"`` or a tuple) overrides the spec's ``input``.
+    ``input_shape`` (``"28x28x1"`` or a tuple) overrides the spec's ``input``.  The two
+    keyword names ``filename`` and ``input_shape`` cannot be spec parameters from Python
+    (bind those with ``-D`` on the command line, or rename them).
     """
     if not isinstance(text, str):
         raise TypeError(f"netdsl.parse takes the spec as a str, got {type(text).__name__}")
@@ -269,7 +273,7 @@ def read_spec(path: str | os.PathLike) -> Source:
     return Source(decode(data, filename), filename)
 
 
-def load(path: str | os.PathLike, *, input_shape=None, **params) -> Net:
+def load(path: str | os.PathLike, /, *, input_shape=None, **params) -> Net:
     """Read, parse and check a ``.net`` file (``-`` reads standard input)."""
     source = read_spec(path)
     name = Path(source.filename).stem if source.filename != "<stdin>" else "net"

@@ -93,7 +93,7 @@ def real(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) 
             raise ArgError(f"{name} is too large") from None
         if v != v or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
             lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
-            raise ArgError(f"{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {v:g}")
+            raise ArgError(f"{name} must be in {lb}{lo:g}, {hi:g}{rb}, got {_show(v)}")
         return v
 
     return conv

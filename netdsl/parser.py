@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import NetdslError, Source, Span
 
-MAX_SOURCE_BYTES = 2 * 1024 * 1024  # a 100,000-layer program is about 2 MB
+MAX_SOURCE_BYTES = 512 * 1024  # a 10,000-layer program is about 150 kB; `repeat` goes further
+MAX_DIGITS = 30  # longer digit runs are refused before Python's int() sees them
 MAX_NESTING = 64  # `{` and `(` deep
 
 # ---- the grammar ---------------------------------------------------------------------
@@ -49,9 +50,12 @@ def lalr():
     key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:20]
     cache = _cache_dir() / f"grammar-{key}.lark"
     try:
-        with open(cache, "rb") as f:
-            _PARSER = lark.Lark.load(f)
-            return _PARSER
+        # Lark's cache is a pickle: load only a file that this user wrote and that
+        # nobody else could have written (as pip and Python do for their caches)
+        if _private(cache.parent) and _private(cache):
+            with open(cache, "rb") as f:
+                _PARSER = lark.Lark.load(f)
+                return _PARSER
     except Exception:  # no cache yet, or an unreadable/foreign one: rebuild it
         pass
     options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=False)
@@ -62,9 +66,10 @@ def lalr():
             raise
         _PARSER = lark.Lark(text, **options)
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
             _PARSER.save(f)
         os.replace(tmp, cache)  # atomic: a reader never sees half a cache
     except OSError:
@@ -75,12 +80,18 @@ def lalr():
 # ---- source checks before Lark ----------------------------------------------------
 
 
+def _private(path: Path) -> bool:
+    """Owned by this user and writable by no one else."""
+    st = path.stat()
+    return (not hasattr(os, "getuid") or st.st_uid == os.getuid()) and not st.st_mode & 0o022
+
+
 def decode(data: bytes, filename: str) -> str:
     """Bytes → text, or a located error at the first byte that is not UTF-8."""
     if len(data) > MAX_SOURCE_BYTES:
         raise NetdslError(
             "E004",
-            f"the spec is larger than the limit of {MAX_SOURCE_BYTES // 1024 // 1024} MiB",
+            f"the spec is larger than the limit of {MAX_SOURCE_BYTES // 1024} KiB",
             source=Source("", filename),
         )
     try:
@@ -102,7 +113,9 @@ def decode(data: bytes, filename: str) -> str:
 
 def _precheck(text: str) -> None:
     if len(text) > MAX_SOURCE_BYTES:
-        raise NetdslError("E004", f"the spec is too large: {len(text):,} characters (the limit is 2 MiB)")
+        raise NetdslError(
+            "E004", f"the spec is too large: {len(text):,} characters (the limit is {MAX_SOURCE_BYTES // 1024} KiB)"
+        )
     if "\x00" in text:
         i = text.index("\x00")
         line = text.count("\n", 0, i) + 1
@@ -111,8 +124,13 @@ def _precheck(text: str) -> None:
             "E003", "the spec contains a NUL byte: this looks like a binary file", Span(line, col, line, col + 1)
         )
     depth, line, col0 = 0, 1, 0
-    for m in re.finditer(r"[{}()\n]|#[^\n]*", text):
+    for m in re.finditer(r"[{}()\n]|#[^\n]*|[0-9]{" + str(MAX_DIGITS + 1) + ",}", text):
         c = m.group()
+        if c[0].isdigit():
+            col = m.start() - col0 + 1
+            raise NetdslError(
+                "E103", f"a number with {len(c):,} digits is too large", Span(line, col, line, col + len(c))
+            )
         if c == "\n":
             line, col0 = line + 1, m.end()
         elif c in "{(":
@@ -177,6 +195,18 @@ def _expected(names) -> str | None:
     if not words or len(words) > 4:
         return None
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _block_typo(line: str, column: int) -> str | None:
+    """`repaet 3 {` → did you mean `repeat`?"""
+    from .errors import did_you_mean
+
+    words = re.findall(r"[A-Za-z_]\w*", line[: column - 1])
+    return (
+        did_you_mean(words[-1] if len(words) == 1 else words[0], ("residual", "repeat", "add", "concat", "def"))
+        if words
+        else None
+    )
 
 
 def _unclosed(text: str) -> Span | None:
@@ -254,6 +284,8 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
         elif tok.type == "LBRACE" and re.match(r"\s*\w+\s*:\s*repeat\b", line_text, re.I):
             msg = "a `repeat` cannot be labelled"
             hint = "label a layer inside it; its names get the pass number: `b` becomes `b_1`, `b_2`, ..."
+        elif tok.type == "LBRACE" and _block_typo(line_text, span.column):
+            hint = _block_typo(line_text, span.column)
         elif tok.type == "LBRACE":
             hint = "a block starts with `residual {`, `add {`, `concat {`, `repeat N {` or `def NAME(...) {`"
         elif tok.type == "RBRACE":

@@ -180,3 +180,40 @@ def test_installed_program():
     assert proc.returncode == 1 and "<stdin>:2:1: error[E201]" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "netdsl", "check", LENET], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "ok" in proc.stdout
+
+
+def test_defines_twice_and_stdin_twice_are_usage_errors(capsys):
+    assert main(["check", "-D", "w=8", "-D", "w=9", LENET]) == 2
+    assert "more than once" in capsys.readouterr().err
+    assert main(["check", "-", "-"]) == 2
+    assert "only once" in capsys.readouterr().err
+
+
+def test_a_broken_pipe_keeps_the_verdict(tmp_path):
+    bad = tmp_path / "bad.net"
+    bad.write_text("conv 6x5; dense 10\n")
+    script = f"import sys; from netdsl.cli import main; sys.exit(main(['check', {LENET!r}] * 3000 + [{str(bad)!r}]))"
+    proc = subprocess.run(
+        f"{sys.executable} -c {script!r} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        executable="/bin/bash",
+    )
+    assert proc.stdout.startswith(LENET)
+    rc = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -c {script!r} 2>/dev/null | head -1 >/dev/null"],
+        timeout=120,
+    ).returncode
+    assert rc == 1  # the bad file is still reported by the exit status
+
+
+def test_ascii_console_does_not_crash():
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl", "check", LENET],
+        capture_output=True,
+        env={**__import__("os").environ, "PYTHONIOENCODING": "ascii"},
+        timeout=60,
+    )
+    assert proc.returncode == 0 and b"ok" in proc.stdout

@@ -40,7 +40,7 @@ ERRORS = [
     ("flatten; gap", "E202", 1, 10, "gap needs"),
     ("conv 8x3; reshape 5x5x5", "E207", 1, 11, "needs 125 elements"),
     ("conv 8x3 same; maxpool 2; e: conv 8x3 same; upsample 2; concat e", "E205", 1, 57, "other axes must match"),
-    ("conv 8x3 same; residual { conv 16x3 same }", "E204", 1, 16, "add needs inputs of one shape"),
+    ("conv 8x3 same; residual { conv 16x3 same }", "E204", 1, 16, "residual body must keep its input's shape"),
     ("conv 8", "E103", 1, 6, "FxK"),
     ("conv kernel=3", "E104", 1, 1, "conv needs `filters`"),
     ("dropout 1.5", "E103", 1, 9, "rate must be in [0, 1)"),
@@ -72,7 +72,7 @@ ERRORS = [
     ("input 28x28\nflatten", "E103", 1, 7, "HxWxC"),
     ("maxpool 2x2x2", "E103", 1, 9, "pool size is P or PxQ"),
     ("input 3x3x1; upsample 2147483647; flatten; dense 10", "E209", 1, 14, "too large for any framework"),
-    ("dropout " + "9" * 400, "E103", 1, 9, "rate is too large"),
+    ("dropout " + "9" * 400, "E103", 1, 9, "400 digits is too large"),
     ("input 0x0x0", "E103", 1, 7, "at least 1, got 0"),
     ("\x0b", "E001", 1, 1, "U+000B"),
     ("conv 8x3 same; gap; add { dense 4 | dense 5 }", "E204", 1, 21, "vector of 4 and vector of 5"),
@@ -209,3 +209,78 @@ def test_long_lines_are_shown_as_a_window():
     lines = str(info.value).splitlines()
     assert lines[1].endswith("dense 10") and "\u2026" in lines[1]
     assert lines[2].index("^") == lines[1].index("dense")
+
+
+def _bounded(text: str, seconds: float = 8.0):
+    """Parse under a wall-clock bound: a hang is a failure, not a stuck CI."""
+    import signal
+    import time
+
+    def alarm(signum, frame):
+        raise TimeoutError(f"netdsl.parse took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.perf_counter()
+    try:
+        netdsl.parse(text)
+    except NetdslError as e:
+        return e, time.perf_counter() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    return None, time.perf_counter() - start
+
+
+def _doubling_defs(n: int, tail: str) -> str:
+    defs = "def f0() { relu }\n" + "".join(f"def f{i}() {{ f{i - 1}(); f{i - 1}() }}\n" for i in range(1, n))
+    return defs + tail.format(last=f"f{n - 1}")
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        (_doubling_defs(26, "repeat 2 {{ {last}() }}\n"), "E004"),  # was exponential to cost
+        (_doubling_defs(60, "{last}()\n"), "E004"),  # 2**59 layers: refused before expanding
+        ("repeat 100000 { let a = " + "+".join(["1"] * 10_000) + " }\nrelu", "E004"),  # arithmetic is work
+        ("flatten; dense " + "9" * 5000, "E103"),  # Python's int() would refuse 4,300 digits
+        ("let a = " + "9" * 31, "E103"),
+        ("conv filters=1000000000 kernel=1000000000 padding=same", "E209"),  # 10^27 parameters
+        ("input 2147483647\ndense 2147483647", "E209"),
+    ],
+    ids=["def-chain-repeat", "def-chain", "heavy-arithmetic", "4301-digits", "31-digits", "huge-conv", "huge-dense"],
+)
+def test_adversarial_inputs_end_quickly(text, code):
+    err, seconds = _bounded(text)
+    assert err is not None and err.code == code, err
+    assert seconds < 3, f"took {seconds:.1f} s"
+
+
+def test_largest_source_is_bounded():
+    # the biggest accepted file of the most expensive kind still ends in seconds
+    text = "let a = " + "1+" * 200_000 + "1\nrelu"
+    assert len(text) < 512 * 1024
+    err, seconds = _bounded(text, 20)
+    assert seconds < 15
+
+
+def test_errors_in_def_calls_and_repeat_passes_say_where():
+    text = "def f(c) {\n  conv filters=c kernel=3\n}\nf(4)\nf(0)\n"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(text)
+    assert info.value.line == 2
+    assert "in the call to `f` at line 5" in str(info.value)
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("repeat 4 { conv 8x9 }")
+    assert "in pass 4 of the `repeat` at line 1" in str(info.value)
+
+
+def test_did_you_mean_for_block_keywords_and_short_names():
+    for text, hint in [
+        ("repaet 3 { relu }", "`repeat`"),
+        ("resiudal { relu }", "`residual`"),
+        ("e1: relu; add e2", "`e1`"),
+    ]:
+        with pytest.raises(NetdslError) as info:
+            netdsl.parse(text)
+        assert f"did you mean {hint}?" in str(info.value)

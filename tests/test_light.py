@@ -1,7 +1,13 @@
-"""check, summary and netdsl.load must never import a framework."""
+"""check, summary and netdsl.load must never import a framework.
+
+Two checks, so the test can fail whether or not the frameworks are installed:
+`sys.modules` after the work, and stub `torch`/`tensorflow`/`keras`/`jax` packages
+put first on the path that leave a mark when anything imports them.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,14 +23,24 @@ print(','.join(heavy))
 """
 
 
-def probe(body: str) -> str:
+def probe(body: str, tmp_path) -> str:
+    stubs = tmp_path / "stubs"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for name in HEAVY:
+        (stubs / name).mkdir(parents=True)
+        (stubs / name / "__init__.py").write_text(
+            f"open({str(marks / name)!r}, 'w').close()\nraise ImportError('netdsl imported {name}')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stubs), str(ROOT)])}
     code = PROBE.format(body=body, heavy=HEAVY)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
+    assert not list(marks.iterdir()), f"imported: {[p.name for p in marks.iterdir()]}"
     return proc.stdout.strip()
 
 
-def test_load_and_summary_import_no_framework():
+def test_load_and_summary_import_no_framework(tmp_path):
     body = (
         "import netdsl\n"
         "from pathlib import Path\n"
@@ -32,10 +48,10 @@ def test_load_and_summary_import_no_framework():
         "    net = netdsl.load(p); net.summary(); net.to_json()\n"
         "netdsl.parse('conv 6x5 relu; flatten; dense 10')\n"
     )
-    assert probe(body) == ""
+    assert probe(body, tmp_path) == ""
 
 
-def test_cli_check_and_summary_import_no_framework():
+def test_cli_check_and_summary_import_no_framework(tmp_path):
     body = (
         "from netdsl.cli import main\n"
         "import contextlib, io\n"
@@ -44,4 +60,11 @@ def test_cli_check_and_summary_import_no_framework():
         "    assert main(['summary', 'examples/resnet.net']) == 0\n"
         "    assert main(['summary', '--json', 'examples/unet.net']) == 0\n"
     )
-    assert probe(body) == ""
+    assert probe(body, tmp_path) == ""
+
+
+def test_the_probe_can_fail(tmp_path):
+    import pytest
+
+    with pytest.raises(AssertionError):
+        probe("try:\n    import torch\nexcept ImportError:\n    pass\n", tmp_path)

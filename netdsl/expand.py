@@ -163,6 +163,9 @@ class Expander:
         except _Fatal:
             return
         self.graph.output = cursor
+        for d in self.defs.values():
+            if d.calls == 0:  # never expanded: at least its words must be real
+                self._check_words(d.body)
         for name in sorted(set(self.params) - self.used_params):
             free = self._free_names(tree)
             if name in free:
@@ -174,6 +177,20 @@ class Expander:
             else:
                 msg = f"parameter `{name}` is not used by the spec"
             self.errors.append(NetdslError("E106", msg, None, hint=hint))
+
+    def _check_words(self, body) -> None:
+        """Unknown layer and def names in a body that never runs (an uncalled def)."""
+        for t in body.iter_subtrees_topdown():
+            if t.data == "layer":
+                tok = t.children[0]
+                if ops.lookup(tok.value) is None and tok.value.lower() != "identity":
+                    choices = list(ops.OPS) + list(self.defs) + list(STATEMENT_WORDS)
+                    self.error(
+                        "E101", f"unknown layer `{tok.value}`", Span.of(tok), hint=did_you_mean(tok.value, choices)
+                    )
+            elif t.data == "call" and t.children[0].value not in self.defs:
+                tok = t.children[0]
+                self.error("E101", f"unknown def `{tok.value}`", Span.of(tok), hint=did_you_mean(tok.value, self.defs))
 
     def _collect_labels(self, tree) -> None:
         for t in tree.find_data("labeled"):

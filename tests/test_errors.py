@@ -56,6 +56,7 @@ ERRORS = [
     ("def f(c) { conv filters=c kernel=3 }\nf(d=1)", "E111", 2, 3, "has no parameter `d`"),
     ("def f(c) { conv filters=c kernel=3 }\nf()", "E111", 2, 1, "missing the argument `c`"),
     ("block(3)", "E101", 1, 1, "unknown def `block`"),
+    ("def f() { cnv 6x5 }\nflatten", "E101", 1, 11, "did you mean `conv`"),  # a def never called is checked too
     ("dense(10)", "E101", 1, 1, "is a layer, not a def"),
     ("train sgd lr=0.1 epoch=3", "E115", 1, 18, "did you mean `epochs`"),
     ("train nadam", "E115", 1, 7, "optimizer must be one of"),
@@ -113,7 +114,7 @@ def test_several_independent_errors_are_reported_together():
     assert str(info.value).count("error[") == 3
 
 
-def test_errors_after_an_error_still_found_downstream():
+def test_no_guessed_errors_downstream_of_an_error():
     # the first conv is wrong; the dense on a feature map further down is still reported
     program = "conv 8x3 padding=middle\nconv 8x3\ndense 10\n"
     with pytest.raises(NetdslError) as info:

@@ -37,6 +37,13 @@ def test_wheel_installs_and_runs_anywhere(tmp_path):
         assert "netdsl/grammars/netdsl.lark" in names
         assert z.read("netdsl/grammars/netdsl.lark") == (ROOT / "grammars" / "netdsl.lark").read_bytes()
         assert not any(n.startswith(("tests/", "examples/")) for n in names)
+        meta = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+        requires = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+        assert any(r.startswith("lark[interegular]") for r in requires), requires
+        assert any(r.startswith("networkx") for r in requires), requires
+        assert not any(r.startswith(("torch", "tensorflow")) and "extra ==" not in r for r in requires), requires
+        entry = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "netdsl = netdsl.cli:main" in entry
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

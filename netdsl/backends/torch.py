@@ -1,26 +1,27 @@
 """The PyTorch backend: a checked :class:`~netdsl.net.Net` becomes an ``nn.Module``.
 
-Models take and return NCHW tensors (vectors as ``(N, C)``) and reproduce Keras's
-semantics exactly (LANGUAGE.md section 5): TensorFlow ``same`` padding, done with an
-explicit ``F.pad`` when it is asymmetric (``-inf`` for max pooling; average pooling
-divides by the number of real elements); ``flatten`` and ``reshape`` in (H, W, C)
-order; Keras's initialisation (glorot-uniform kernels, zero biases).
+Models take and return NCHW tensors (vectors as ``(N, C)``) and follow Keras's
+semantics (LANGUAGE.md section 5): TensorFlow ``same`` padding, with an explicit
+``F.pad`` when it is uneven (``-inf`` for max pooling; average pooling divides by
+the number of real elements); ``flatten`` and ``reshape`` in (H, W, C) order;
+Keras's initialisation (glorot-uniform kernels, zero biases).
 
-The ``OPS`` table maps each op of :mod:`netdsl.ops` to a :class:`Layer`: the
-``torch.nn`` module it owns (a class name and literal arguments) and the steps of
-its forward pass.  The in-memory model (:func:`build`) and the generated source
-(:func:`generate`) are both made from that table, so they are the same network by
-construction: the module is ``getattr(nn, cls)(*args, **kwargs)`` in one and
-``nn.Cls(<repr of the same arguments>)`` in the other.
+The ``OPS`` table maps each op of :mod:`netdsl.ops` to a :class:`Layer`: the module
+the node owns (a class name and literal arguments) and the steps of its forward
+pass.  The in-memory model (:func:`build`) and the generated source (:func:`generate`)
+are both made from that table, and the helpers a generated file defines
+(``keras_init``, ``flatten_hwc``, ``AvgPool2dSame``) are this module's own code,
+compiled from the same text, so the two are the same network by construction.
 
-A node with a module is an attribute named after the node (``model.conv_1``);
-flatten, reshape, global pooling, add and concat are tensor operations in
-``forward``.  Names that clash with an ``nn.Module`` attribute or a Python keyword
-get a trailing ``_``.  The forward pass is planned once: a plain chain is a flat
-list of callables, any other graph a list of steps over numbered slots.
+A node with a module is an attribute named after the node (``model.conv_1``); gap,
+gmp, flatten, reshape, add and concat are tensor operations in ``forward``.  A name
+that clashes with an ``nn.Module`` attribute or a Python keyword gets a trailing ``_``.
+The forward pass is planned once, by attribute name (replacing ``model.dense_3`` by
+a new head works as in any hand-written model): a plain chain is a flat list of
+steps, any other graph a list of steps over numbered slots.
 
-A net ending in softmax also gets ``forward_logits(x)`` (the output before that
-softmax) so that :func:`sparse_categorical_crossentropy` is computed stably.
+A net ending in softmax also has ``forward_logits(x)``, the values before that
+softmax, which :func:`sparse_categorical_crossentropy` scores stably.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "OPS",
     "Layer",
     "TorchOp",
+    "AvgPool2dSame",
     "build",
     "device",
     "generate",
@@ -56,6 +58,58 @@ __all__ = [
 
 EPSILON = 1e-7  # Keras's clamp for the log of probabilities
 
+# ---- helpers shared with generated files: one text, compiled here and copied there --------
+
+_HELPERS = {
+    "keras_init": '''\
+def keras_init(model: nn.Module) -> None:
+    """Keras's default initialisation: glorot-uniform kernels, zero biases."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+''',
+    "flatten_hwc": '''\
+def flatten_hwc(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H*W*C) in Keras's (H, W, C) order.
+
+    The same as x.permute(0, 2, 3, 1).flatten(1), but the gradient comes back as a
+    plain NCHW tensor (merging N and C first makes autograd copy it), which keeps the
+    backward pass of the pooling and convolutions below on their fast path.
+    """
+    n, c, h, w = x.shape
+    return x.reshape(n * c, h * w).view(n, c, h * w).transpose(1, 2).reshape(n, -1)
+''',
+    "AvgPool2dSame": '''\
+class AvgPool2dSame(nn.AvgPool2d):
+    """Average pooling with TensorFlow's 'same' padding where it is uneven.
+
+    pad is F.pad's (left, right, top, bottom), the odd pixel at the right and bottom;
+    each average is over the real elements only, as in Keras.
+    """
+
+    def __init__(self, kernel_size, stride, pad: tuple) -> None:
+        super().__init__(kernel_size, stride, divisor_override=1)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ones = F.pad(torch.ones_like(x[:1, :1]), self.pad)
+        count = F.avg_pool2d(ones, self.kernel_size, self.stride, divisor_override=1)
+        return super().forward(F.pad(x, self.pad)) / count
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pad={self.pad}"
+''',
+}
+_namespace: dict[str, Any] = {"torch": torch, "nn": nn, "F": F, "__name__": __name__}
+for _name, _src in _HELPERS.items():
+    exec(compile(_src, f"<netdsl.backends.torch: {_name}>", "exec"), _namespace)  # fixed text, not user input
+keras_init: Callable = _namespace["keras_init"]
+flatten_hwc: Callable = _namespace["flatten_hwc"]
+AvgPool2dSame: type = _namespace["AvgPool2dSame"]
+_CLASSES = {"AvgPool2dSame": AvgPool2dSame}  # module classes that are not torch.nn's
+
 
 # ---- the op table -----------------------------------------------------------------------
 
@@ -63,9 +117,10 @@ EPSILON = 1e-7  # Keras's clamp for the log of probabilities
 class Layer(NamedTuple):
     """What one node becomes.
 
-    ``module``: ``(nn class name, positional args, keyword args)`` of literals, or None.
-    ``steps``: the forward pass as ``(kind, *literals)`` tuples applied in order; a
-    merge (``add``, ``concat``) is one step taking all inputs.  Kinds: see ``_STEPS``.
+    ``module``: ``(class name, positional args, keyword args)`` of literals, or None;
+    the class is ``torch.nn``'s (or :data:`_CLASSES`').  ``steps``: the forward pass as
+    ``(kind, *literals)`` tuples applied in order; ``("module",)`` calls the node's
+    module; a merge (``add``, ``concat``) is a first step taking every input.
     """
 
     module: tuple | None
@@ -74,11 +129,11 @@ class Layer(NamedTuple):
 
 class TorchOp(NamedTuple):
     layer: Callable  # (args, input shapes, output shape) -> Layer
-    weights: dict = {}  # canonical name -> (module attribute, canonical layout from torch's)
+    weights: dict = {}  # canonical name -> (module attribute, torch -> canonical layout or None)
 
 
 def _sq(pair: tuple) -> int | tuple:
-    """``(3, 3)`` -> ``3``: torch takes either; the generated code reads better."""
+    """``(3, 3)`` -> ``3``: torch takes either, and the generated code reads better."""
     return pair[0] if pair[0] == pair[1] else tuple(pair)
 
 
@@ -90,7 +145,7 @@ def _same_pad(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
 
 
 def _padding(a: dict, shape, kernel, stride, dilation=(1, 1)):
-    """(symmetric padding for the layer, or None; explicit F.pad tuple, or None)."""
+    """(symmetric padding for the layer itself or None, F.pad tuple for uneven padding or None)."""
     if a["padding"] != "same":
         return None, None
     top, bottom = _same_pad(shape[0], kernel[0], stride[0], dilation[0])
@@ -108,36 +163,38 @@ def _conv(a: dict, ins: list, out) -> Layer:
     kw: dict[str, Any] = {"kernel_size": _sq(a["kernel"])}
     if a["stride"] != (1, 1):
         kw["stride"] = _sq(a["stride"])
-    sym, pad = _padding(a, ins[0], a["kernel"], a["stride"], a["dilation"])
-    if sym:
-        kw["padding"] = _sq(sym)
+    even, uneven = _padding(a, ins[0], a["kernel"], a["stride"], a["dilation"])
+    if even:
+        kw["padding"] = _sq(even)
     if a["dilation"] != (1, 1):
         kw["dilation"] = _sq(a["dilation"])
     if not a["bias"]:
         kw["bias"] = False
-    pre = (("pad", pad, 0.0),) if pad else ()
-    return Layer(("Conv2d", (ins[0][2], a["filters"]), kw), (*pre, ("module",), *_act(a["activation"])))
+    pad = (("pad", uneven, 0.0),) if uneven else ()
+    return Layer(("Conv2d", (ins[0][2], a["filters"]), kw), (*pad, ("module",), *_act(a["activation"])))
+
+
+def _pool_args(a: dict) -> dict:
+    return {} if a["stride"] == a["size"] else {"stride": _sq(a["stride"])}  # torch's default is the size too
 
 
 def _maxpool(a: dict, ins: list, out) -> Layer:
-    kw: dict[str, Any] = {} if a["stride"] == a["size"] else {"stride": _sq(a["stride"])}
-    sym, pad = _padding(a, ins[0], a["size"], a["stride"])
-    if sym:
-        kw["padding"] = _sq(sym)  # torch pads max pooling with -inf itself
-    pre = (("pad", pad, -np.inf),) if pad else ()
-    return Layer(("MaxPool2d", (_sq(a["size"]),), kw), (*pre, ("module",)))
+    kw = _pool_args(a)
+    even, uneven = _padding(a, ins[0], a["size"], a["stride"])
+    if even:
+        kw["padding"] = _sq(even)  # torch pads max pooling with -inf itself
+    pad = (("pad", uneven, -np.inf),) if uneven else ()
+    return Layer(("MaxPool2d", (_sq(a["size"]),), kw), (*pad, ("module",)))
 
 
 def _avgpool(a: dict, ins: list, out) -> Layer:
-    kw: dict[str, Any] = {} if a["stride"] == a["size"] else {"stride": _sq(a["stride"])}
-    sym, pad = _padding(a, ins[0], a["size"], a["stride"])
-    if sym:  # symmetric: torch can leave the padding out of the average itself
-        kw.update(padding=_sq(sym), count_include_pad=False)
-    if not pad:
-        return Layer(("AvgPool2d", (_sq(a["size"]),), kw), (("module",),))
-    # asymmetric: sum over the padded input, divided by the count of real elements
-    kw["divisor_override"] = 1
-    return Layer(("AvgPool2d", (_sq(a["size"]),), kw), (("avg_same", pad, tuple(a["size"]), tuple(a["stride"])),))
+    even, uneven = _padding(a, ins[0], a["size"], a["stride"])
+    if uneven:
+        return Layer(("AvgPool2dSame", (_sq(a["size"]), _sq(a["stride"]), uneven), {}), (("module",),))
+    kw = _pool_args(a)
+    if even:  # even padding: torch leaves it out of the averages itself
+        kw.update(padding=_sq(even), count_include_pad=False)
+    return Layer(("AvgPool2d", (_sq(a["size"]),), kw), (("module",),))
 
 
 def _dense(a: dict, ins: list, out) -> Layer:
@@ -152,9 +209,18 @@ def _batchnorm(a: dict, ins: list, out) -> Layer:
     return Layer((cls, (ins[0][-1],), {"eps": a["eps"], "momentum": momentum}), (("module",),))
 
 
+def _upsample(a: dict, ins: list, out) -> Layer:
+    # integer factors: nearest-exact takes floor(i / s) without float round-off, as Keras repeats
+    return Layer(("Upsample", (), {"scale_factor": _sq(a["size"]), "mode": "nearest-exact"}), (("module",),))
+
+
 def _nhwc_differs(shape) -> bool:
     """Does (H, W, C) order differ from torch's (C, H, W) for this shape?"""
     return len(shape) == 3 and shape[2] != 1 and shape[0] * shape[1] != 1
+
+
+def _flatten(a: dict, ins: list, out) -> Layer:
+    return Layer(None, (("flatten", _nhwc_differs(ins[0])),))
 
 
 def _reshape(a: dict, ins: list, out) -> Layer:
@@ -169,9 +235,9 @@ def _steps(*steps) -> Callable:
     return lambda a, ins, out: Layer(None, steps)
 
 
-_KERNEL = {"kernel": ("weight", lambda w: w.permute(2, 3, 1, 0)), "bias": ("bias", None)}  # OIHW -> HWIO
-_DENSE = {"kernel": ("weight", lambda w: w.t()), "bias": ("bias", None)}  # (out, in) -> (in, out)
-_BN = {
+_CONV_W = {"kernel": ("weight", lambda w: w.permute(2, 3, 1, 0)), "bias": ("bias", None)}  # OIHW -> HWIO
+_DENSE_W = {"kernel": ("weight", lambda w: w.t()), "bias": ("bias", None)}  # (out, in) -> (in, out)
+_BN_W = {
     "gamma": ("weight", None),
     "beta": ("bias", None),
     "moving_mean": ("running_mean", None),
@@ -179,21 +245,16 @@ _BN = {
 }
 
 OPS: dict[str, TorchOp] = {
-    "conv": TorchOp(_conv, _KERNEL),
+    "conv": TorchOp(_conv, _CONV_W),
     "maxpool": TorchOp(_maxpool),
     "avgpool": TorchOp(_avgpool),
     "gap": TorchOp(_steps(("gap",))),
     "gmp": TorchOp(_steps(("gmp",))),
-    "flatten": TorchOp(lambda a, ins, out: Layer(None, (("flatten", _nhwc_differs(ins[0])),))),
-    "dense": TorchOp(_dense, _DENSE),
+    "flatten": TorchOp(_flatten),
+    "dense": TorchOp(_dense, _DENSE_W),
     "dropout": TorchOp(lambda a, ins, out: Layer(("Dropout", (a["rate"],), {}), (("module",),))),
-    "batchnorm": TorchOp(_batchnorm, _BN),
-    # integer factors: nearest-exact picks floor(i / s) without float round-off (Keras repeats)
-    "upsample": TorchOp(
-        lambda a, ins, out: Layer(
-            ("Upsample", (), {"scale_factor": _sq(a["size"]), "mode": "nearest-exact"}), (("module",),)
-        )
-    ),
+    "batchnorm": TorchOp(_batchnorm, _BN_W),
+    "upsample": TorchOp(_upsample),
     "reshape": TorchOp(_reshape),
     "add": TorchOp(_steps(("add",))),
     "concat": TorchOp(_steps(("concat",))),
@@ -202,7 +263,7 @@ OPS: dict[str, TorchOp] = {
     "sigmoid": TorchOp(_module("Sigmoid")),
     "tanh": TorchOp(_module("Tanh")),
     "softmax": TorchOp(_module("Softmax", dim=1)),  # the channel axis
-    "gelu": TorchOp(_module("GELU")),  # exact (erf), as Keras
+    "gelu": TorchOp(_module("GELU")),  # exact (erf), as Keras's default
     "elu": TorchOp(_module("ELU")),
     "selu": TorchOp(_module("SELU")),
     "silu": TorchOp(_module("SiLU")),
@@ -212,60 +273,47 @@ OPS: dict[str, TorchOp] = {
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the torch backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
 
-# Fused activations (conv/dense `activation=`): Keras's activation functions.
-_ACT_FN: dict[str, Callable] = {
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "softmax": partial(torch.softmax, dim=1),
-    "gelu": F.gelu,
-    "elu": F.elu,
-    "selu": F.selu,
-    "silu": F.silu,
-    "leakyrelu": partial(F.leaky_relu, negative_slope=0.2),  # Keras's "leaky_relu" activation
-}
-_ACT_SRC = {
-    "relu": "torch.relu({})",
-    "sigmoid": "torch.sigmoid({})",
-    "tanh": "torch.tanh({})",
-    "softmax": "torch.softmax({}, dim=1)",
-    "gelu": "F.gelu({})",
-    "elu": "F.elu({})",
-    "selu": "F.selu({})",
-    "silu": "F.silu({})",
-    "leakyrelu": "F.leaky_relu({}, 0.2)",
+
+# ---- forward steps: each kind as a callable (build) and as source (generate) ------------
+# Callables are torch functions, module-level functions and partials: no closures and no
+# modules (those are called by attribute name), so models deep-copy and pickle.
+
+# Fused activations (conv/dense `activation=`) are Keras's activation functions; its
+# "leaky_relu" has a slope of 0.2 (the standalone layer's alpha is the layer's own).
+_ACT: dict[str, tuple[Callable, str]] = {
+    "relu": (torch.relu, "torch.relu({})"),
+    "sigmoid": (torch.sigmoid, "torch.sigmoid({})"),
+    "tanh": (torch.tanh, "torch.tanh({})"),
+    "softmax": (partial(torch.softmax, dim=1), "torch.softmax({}, dim=1)"),
+    "gelu": (F.gelu, "F.gelu({})"),
+    "elu": (F.elu, "F.elu({})"),
+    "selu": (F.selu, "F.selu({})"),
+    "silu": (F.silu, "F.silu({})"),
+    "leakyrelu": (partial(F.leaky_relu, negative_slope=0.2), "F.leaky_relu({}, 0.2)"),
 }
 
 
-# ---- forward steps: each kind as a callable (build) and as source (generate) -----------
-# Only module-level functions, modules and partials: models deep-copy and pickle.
-
-
-def _seq(fns: tuple, x):
-    for f in fns:
-        x = f(x)
-    return x
-
-
-def _flatten(x):
+def _flatten_fn(x):
     return x.flatten(1)
 
 
-def _flatten_nhwc(x):
-    """``x.permute(0, 2, 3, 1).flatten(1)`` whose gradient comes back contiguous.
+def _reshape_fn(shape: tuple, from_nhwc: bool, to_nchw: bool, x):
+    n = x.shape[0]
+    x = flatten_hwc(x) if from_nhwc else x
+    if len(shape) == 1:
+        return x.reshape(n, *shape)
+    h, w, c = shape
+    if to_nchw:
+        return x.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+    return x.reshape(n, c, h, w)  # (H, W, C) and (C, H, W) order agree here
 
-    The permuted view would hand the layers below a channels-last-strided gradient,
-    which sends pooling and the convolutions' backward pass off their fast path (+5 to
-    10% per training step of LeNet-5).  Merging N and C first makes autograd copy the
-    gradient back to plain NCHW instead.
-    """
-    n, c, h, w = x.shape
-    return x.reshape(n * c, h * w).view(n, c, h * w).transpose(1, 2).reshape(n, -1)
 
-
-def _reshape_nhwc(shape: tuple, from_nhwc: bool, to_nchw: bool, x):
-    x = (_flatten_nhwc(x) if from_nhwc else x).reshape(x.shape[0], *shape)
-    return x.permute(0, 3, 1, 2).contiguous() if len(shape) == 3 else x
+def _reshape_src(x: str, shape: tuple, from_nhwc: bool, to_nchw: bool) -> str:
+    src = f"flatten_hwc({x})" if from_nhwc else x
+    if len(shape) == 3 and not to_nchw:
+        shape = (shape[2], shape[0], shape[1])
+    src += f".reshape({x}.shape[0], {', '.join(map(_lit, shape))})"
+    return src + ".permute(0, 3, 1, 2).contiguous()" if to_nchw else src
 
 
 def _gap(x):
@@ -274,11 +322,6 @@ def _gap(x):
 
 def _gmp(x):
     return x.amax((2, 3))
-
-
-def _avg_same(pool, pad: tuple, size: tuple, stride: tuple, x):
-    count = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), pad), size, stride, divisor_override=1)
-    return pool(F.pad(x, pad)) / count
 
 
 def _add(*xs):
@@ -296,38 +339,23 @@ def _pad_src(x: str, pad: tuple, value: float) -> str:
     return f"F.pad({x}, {_lit(pad)})" if value == 0 else f'F.pad({x}, {_lit(pad)}, value=float("-inf"))'
 
 
-def _reshape_src(x: str, shape: tuple, from_nhwc: bool, to_nchw: bool) -> str:
-    src = f"flatten_hwc({x})" if from_nhwc else x
-    src += f".reshape({x}.shape[0], {', '.join(map(_lit, shape))})"
-    if len(shape) == 3:
-        src += ".permute(0, 3, 1, 2).contiguous()"
-    return src
-
-
-def _avg_same_src(x: str, attr: str, pad: tuple, size: tuple, stride: tuple) -> str:
-    ones = f"F.pad(torch.ones_like({x}[:1, :1]), {_lit(pad)})"
-    count = f"F.avg_pool2d({ones}, {_lit(_sq(size))}, {_lit(_sq(stride))}, divisor_override=1)"
-    return f"self.{attr}(F.pad({x}, {_lit(pad)})) / {count}"
-
-
-# kind -> (callable from (module, *literals), source from (input expression, attribute, *literals))
+# kind -> (callable from the literals, or the module's name; source from (input, attribute, *literals))
 _STEPS: dict[str, tuple[Callable, Callable]] = {
-    "module": (lambda m: m, lambda x, attr: f"self.{attr}({x})"),
-    "act": (lambda m, name: _ACT_FN[name], lambda x, attr, name: _ACT_SRC[name].format(x)),
+    "module": (lambda attr: attr, lambda x, attr: f"self.{attr}({x})"),
+    "act": (lambda attr, name: _ACT[name][0], lambda x, attr, name: _ACT[name][1].format(x)),
     "pad": (
-        lambda m, pad, value: partial(F.pad, pad=pad, value=value),
+        lambda attr, pad, value: partial(F.pad, pad=pad, value=value),
         lambda x, attr, pad, value: _pad_src(x, pad, value),
     ),
-    "avg_same": (lambda m, *lits: partial(_avg_same, m, *lits), _avg_same_src),
     "flatten": (
-        lambda m, nhwc: _flatten_nhwc if nhwc else _flatten,
+        lambda attr, nhwc: flatten_hwc if nhwc else _flatten_fn,
         lambda x, attr, nhwc: f"flatten_hwc({x})" if nhwc else f"{x}.flatten(1)",
     ),
-    "reshape": (lambda m, *lits: partial(_reshape_nhwc, *lits), _reshape_src),
-    "gap": (lambda m: _gap, lambda x, attr: f"{x}.mean((2, 3))"),
-    "gmp": (lambda m: _gmp, lambda x, attr: f"{x}.amax((2, 3))"),
-    "add": (lambda m: _add, lambda xs, attr: " + ".join(xs)),
-    "concat": (lambda m: _concat, lambda xs, attr: f"torch.cat([{', '.join(xs)}], dim=1)"),
+    "reshape": (lambda attr, *lits: partial(_reshape_fn, *lits), lambda x, attr, *lits: _reshape_src(x, *lits)),
+    "gap": (lambda attr: _gap, lambda x, attr: f"{x}.mean((2, 3))"),
+    "gmp": (lambda attr: _gmp, lambda x, attr: f"{x}.amax((2, 3))"),
+    "add": (lambda attr: _add, lambda xs, attr: " + ".join(xs)),
+    "concat": (lambda attr: _concat, lambda xs, attr: f"torch.cat([{', '.join(xs)}], dim=1)"),
 }
 _MERGES = ("add", "concat")
 
@@ -336,156 +364,34 @@ def _lit(v) -> str:
     """A literal as Python source: only numbers, booleans, fixed words and tuples of them."""
     if isinstance(v, tuple):
         return "(" + ", ".join(map(_lit, v)) + ("," if len(v) == 1 else "") + ")"
-    if isinstance(v, bool) or isinstance(v, int):
-        return repr(v)
-    if isinstance(v, float) and np.isfinite(v):
+    if isinstance(v, (bool, int)) or (isinstance(v, float) and np.isfinite(v)):
         return repr(v)
     if isinstance(v, str) and re.fullmatch(r"[a-z][a-z-]*", v):
-        return repr(v)
+        return f'"{v}"'
     raise ValueError(f"not a literal the generator emits: {v!r}")
 
 
-# ---- names --------------------------------------------------------------------------------
+# ---- names and the plan ------------------------------------------------------------------
 
 
-def _unmangled(name: str, taken) -> str:
-    """``name`` with ``_`` appended until it is free, not a keyword, and not mangled in a class."""
-    while keyword.iskeyword(name) or name in taken or (name.startswith("__") and not name.endswith("__")):
+def _unmangled(name: str, *taken) -> str:
+    """``name`` with ``_`` appended until it is in no set of ``taken``, not a keyword, and not
+    mangled in a class body (``__x``)."""
+    while (
+        keyword.iskeyword(name) or any(name in t for t in taken) or (name.startswith("__") and not name.endswith("__"))
+    ):
         name += "_"
     return name
 
 
 def _attrs(net) -> dict[str, str]:
-    """Node -> attribute name on the module (and local variable name in generated code)."""
+    """Node -> its attribute name on the module (and its variable name in generated code)."""
     used: set[str] = set()
     out = {}
     for name in net.graph.nodes:
-        out[name] = attr = _unmangled(name, _RESERVED | used)
+        out[name] = attr = _unmangled(name, _RESERVED, used)
         used.add(attr)
     return out
-
-
-class _Plan(NamedTuple):
-    nodes: list  # [(node, fn, input slots)], one per node in order; slot i is node i (0: the input)
-    steps: tuple | None  # a chain: callables in order
-    graph: tuple | None  # any graph: (fn, input slots, output slot, slots to free after)
-    result: int
-
-
-def _plan(nodes: list, result: int) -> _Plan:
-    chain = all(ins == (i,) for i, (_, _, ins) in enumerate(nodes))
-    if chain:
-        steps = []
-        for _, fn, _ in nodes:
-            steps.extend(fn.args[0] if isinstance(fn, partial) and fn.func is _seq else (fn,))
-        return _Plan(nodes, tuple(steps), None, result)
-    last: dict[int, int] = {}
-    for k, (_, _, ins) in enumerate(nodes):
-        for i in ins:
-            last[i] = k
-    graph = []
-    for k, (_, fn, ins) in enumerate(nodes):
-        free = tuple(sorted({i for i in ins if last[i] == k and i != result}))
-        graph.append((fn, ins, k + 1, free))
-    return _Plan(nodes, None, tuple(graph), result)
-
-
-# ---- the in-memory module ------------------------------------------------------------------
-
-
-class NetdslModule(nn.Module):
-    """A netdsl net as a ``torch.nn.Module``: NCHW in, NCHW out (vectors as ``(N, C)``).
-
-    ``forward`` returns what the net's last layer returns (probabilities for a final
-    softmax, like Keras); ``forward_logits`` the values before a final softmax.
-    """
-
-    netdsl_output_is_softmax: bool
-
-    def __init__(self, net) -> None:
-        super().__init__()
-        g = net.graph
-        attrs = _attrs(net)
-        order = list(g.nodes)
-        slot = {name: i for i, name in enumerate(order)}
-        out_name = g.graph["output"]
-        out_node = g.nodes[out_name]
-        nodes, logit_nodes = [], None
-        self.netdsl_output_is_softmax = out_node["op"] == "softmax" or (
-            out_node["args"] is not None and out_node["args"].get("activation") == "softmax"
-        )
-        for name in order[1:]:
-            node = g.nodes[name]
-            layer = _layer(g, name)
-            module = None
-            if layer.module is not None:
-                cls, args, kwargs = layer.module
-                module = getattr(nn, cls)(*args, **kwargs)
-                self.add_module(attrs[name], module)
-            fns = [_STEPS[kind][0](module, *lits) for kind, *lits in layer.steps]
-            ins = tuple(slot[i] for i in node["inputs"])
-            nodes.append((name, fns[0] if len(fns) == 1 else partial(_seq, tuple(fns)), ins))
-            if name == out_name and self.netdsl_output_is_softmax:
-                if node["op"] == "softmax":  # a softmax layer: the logits are its input
-                    logit_nodes, logit_result = nodes[:-1], ins[0]
-                else:  # a fused softmax: the same node without it
-                    pre = fns[:-1]
-                    fn = pre[0] if len(pre) == 1 else partial(_seq, tuple(pre))
-                    logit_nodes, logit_result = [*nodes[:-1], (name, fn, ins)], slot[name]
-        _keras_init(self)
-        self._netdsl = _plan(nodes, slot[out_name])
-        self._netdsl_logits = _plan(logit_nodes, logit_result) if logit_nodes is not None else None
-        self._netdsl_names = (order, out_name)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plan = self._netdsl
-        if plan.steps is not None:
-            for f in plan.steps:
-                x = f(x)
-            return x
-        return _run(plan, x)
-
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The output before the net's final softmax (for a stable cross-entropy)."""
-        plan = self._netdsl_logits
-        if plan is None:
-            order, out = self._netdsl_names
-            raise ValueError(f"forward_logits: the net does not end in softmax (its output is `{out}`)")
-        if plan.steps is not None:
-            for f in plan.steps:
-                x = f(x)
-            return x
-        return _run(plan, x)
-
-    def node_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every node's output (NCHW), in order, the input included: for tests and debugging."""
-        order, _ = self._netdsl_names
-        vals = [x]
-        for _, fn, ins in self._netdsl.nodes:
-            vals.append(fn(*[vals[i] for i in ins]))
-        return dict(zip(order, vals, strict=True))
-
-
-def _run(plan: _Plan, x):
-    vals = [None] * (len(plan.nodes) + 1)
-    vals[0] = x
-    for fn, ins, out, free in plan.graph:
-        vals[out] = fn(*[vals[i] for i in ins])
-        for i in free:
-            vals[i] = None
-    return vals[plan.result]
-
-
-_RESERVED = (
-    frozenset(dir(nn.Module()))
-    | frozenset(dir(NetdslModule))
-    | {
-        "netdsl_output_is_softmax",
-        "_netdsl",
-        "_netdsl_logits",
-        "_netdsl_names",
-    }
-)
 
 
 def _layer(g, name: str) -> Layer:
@@ -494,37 +400,156 @@ def _layer(g, name: str) -> Layer:
     return OPS[node["op"]].layer(node["args"], ins, node["shape"])
 
 
-def _keras_init(model: nn.Module) -> None:
-    """Keras's defaults: glorot-uniform kernels, zero biases (batchnorm's are torch's too)."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+def _ends_in_softmax(g) -> bool:
+    out = g.nodes[g.graph["output"]]
+    return out["op"] == "softmax" or (out["args"] is not None and out["args"].get("activation") == "softmax")
+
+
+class _Node(NamedTuple):
+    merge: Callable | None  # add/concat of every input, or None: the one input
+    parts: tuple  # unary steps: callables, or str (call that module)
+    ins: tuple  # input slots; slot 0 is the net's input, slot k + 1 node k
+    free: tuple  # slots no later node reads
+
+
+class _Plan(NamedTuple):
+    nodes: tuple  # one _Node per node, in order
+    chain: tuple | None  # a plain chain: every part in order
+    result: int
+
+
+def _plan(nodes: list, result: int) -> _Plan:
+    if all(n.merge is None and n.ins == (k,) for k, n in enumerate(nodes)):
+        return _Plan(tuple(nodes), tuple(p for n in nodes for p in n.parts), result)
+    last = {i: k for k, n in enumerate(nodes) for i in n.ins}
+    nodes = [
+        n._replace(free=tuple(sorted({i for i in n.ins if last[i] == k and i != result}))) for k, n in enumerate(nodes)
+    ]
+    return _Plan(tuple(nodes), None, result)
+
+
+def _run(plan: _Plan, mods, x, keep: bool = False) -> list:
+    vals = [None] * (len(plan.nodes) + 1)
+    vals[0] = x
+    for k, (merge, parts, ins, free) in enumerate(plan.nodes, 1):
+        v = merge(*[vals[i] for i in ins]) if merge is not None else vals[ins[0]]
+        for f in parts:
+            v = mods[f](v) if f.__class__ is str else f(v)
+        vals[k] = v
+        if not keep:
+            for i in free:
+                vals[i] = None
+    return vals
+
+
+# ---- the in-memory module ------------------------------------------------------------------
+
+
+class NetdslModule(nn.Module):
+    """A netdsl net as a ``torch.nn.Module``: NCHW in, NCHW out (vectors as ``(N, C)``).
+
+    ``forward`` returns what the net's last layer returns (probabilities after a final
+    softmax, as in Keras); ``forward_logits`` the values before a final softmax.
+    ``netdsl_output_is_softmax`` says whether the net ends in one.
+    """
+
+    def __init__(self, net) -> None:
+        super().__init__()
+        g = net.graph
+        attrs = _attrs(net)
+        order = list(g.nodes)
+        slot = {name: i for i, name in enumerate(order)}
+        out = g.graph["output"]
+        self.netdsl_output_is_softmax = _ends_in_softmax(g)
+        nodes: list[_Node] = []
+        logits = None
+        for name in order[1:]:
+            node = g.nodes[name]
+            layer = _layer(g, name)
+            if layer.module is not None:
+                cls, args, kwargs = layer.module
+                self.add_module(attrs[name], (_CLASSES.get(cls) or getattr(nn, cls))(*args, **kwargs))
+            steps = list(layer.steps)
+            merge = _STEPS[steps.pop(0)[0]][0](None) if steps[0][0] in _MERGES else None
+            parts = tuple(_STEPS[kind][0](attrs[name], *lits) for kind, *lits in steps)
+            nodes.append(_Node(merge, parts, tuple(slot[i] for i in node["inputs"]), ()))
+            if name == out and self.netdsl_output_is_softmax:
+                if node["op"] == "softmax":  # a softmax layer: the logits are its input
+                    logits = _plan(nodes[:-1], nodes[-1].ins[0])
+                else:  # a fused softmax: the same node without it
+                    logits = _plan([*nodes[:-1], nodes[-1]._replace(parts=parts[:-1])], slot[name])
+        keras_init(self)
+        self._netdsl_plan = _plan(nodes, slot[out])
+        self._netdsl_logits = logits
+        self._netdsl_nodes = tuple(order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self._netdsl_plan
+        if plan.chain is not None:  # the hot path, spelled out
+            mods: dict[str, Any] = self._modules
+            for f in plan.chain:
+                x = mods[f](x) if f.__class__ is str else f(x)
+            return x
+        return _run(plan, self._modules, x)[plan.result]
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The output before the net's final softmax (for a stable cross-entropy)."""
+        if self._netdsl_logits is None:
+            raise ValueError(
+                f"forward_logits: this net does not end in softmax (its output is `{self._netdsl_nodes[-1]}`)"
+            )
+        return self._netdsl_run(self._netdsl_logits, x)
+
+    def _netdsl_run(self, plan: _Plan, x: torch.Tensor) -> torch.Tensor:
+        mods: dict[str, Any] = self._modules
+        if plan.chain is not None:
+            for f in plan.chain:
+                x = mods[f](x) if f.__class__ is str else f(x)
+            return x
+        return _run(plan, mods, x)[plan.result]
+
+    def node_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every node's output (NCHW), the input's included, in order: for tests and debugging."""
+        return dict(zip(self._netdsl_nodes, _run(self._netdsl_plan, self._modules, x, keep=True), strict=True))
+
+
+_RESERVED = (
+    frozenset(dir(nn.Module()))
+    | frozenset(dir(NetdslModule))
+    | {"netdsl_output_is_softmax", "_netdsl_plan", "_netdsl_logits", "_netdsl_nodes"}
+)
 
 
 # ---- the API ------------------------------------------------------------------------------
 
 
 def device(requested: str | None = None) -> str:
-    """``requested`` if given (checked), else the best found: cuda, mps, xpu, cpu."""
+    """``requested`` if given (checked: a torch device this machine has), else the best
+    found: cuda, mps, xpu, cpu."""
     if requested:
         try:
-            torch.device(requested)
+            kind = torch.device(requested).type
         except (RuntimeError, TypeError, ValueError):
             raise NetdslError(
                 "E403", f"`{requested}` is not a torch device", hint="use cpu, cuda, cuda:1, mps or xpu"
             ) from None
+        if kind in _PROBES and not _PROBES[kind]():
+            raise NetdslError(
+                "E403", f"torch has no `{kind}` device here", hint=f"this machine has: {', '.join(_available())}"
+            )
         return str(requested)
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    xpu = getattr(torch, "xpu", None)
-    if xpu is not None and xpu.is_available():
-        return "xpu"
-    return "cpu"
+    return _available()[0]
+
+
+_PROBES: dict[str, Callable[[], bool]] = {
+    "cuda": lambda: torch.cuda.is_available(),
+    "mps": lambda: getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    "xpu": lambda: getattr(torch, "xpu", None) is not None and torch.xpu.is_available(),
+}
+
+
+def _available() -> list[str]:
+    return [kind for kind, probe in _PROBES.items() if probe()] + ["cpu"]
 
 
 def build(net, device: str | None = None) -> NetdslModule:
@@ -540,7 +565,7 @@ _device = device  # build()'s parameter shadows the function's name
 
 
 def _weight_map(model, net):
-    """``("<node>.<name>", tensor of the module, to-canonical or None)`` for every weight."""
+    """``("<node>.<name>", the module's tensor, torch -> canonical or None)`` for every weight."""
     attrs = _attrs(net)
     nodes = net.graph.nodes
     for name, node in nodes.items():
@@ -558,8 +583,7 @@ def get_weights(model, net) -> dict[str, np.ndarray]:
     out = {}
     for key, t, convert in _weight_map(model, net):
         t = t.detach()
-        if convert is not None:
-            t = convert(t)
+        t = convert(t) if convert is not None else t
         out[key] = np.array(t.cpu().numpy(), dtype=np.float32, order="C", copy=True)
     return out
 
@@ -569,38 +593,35 @@ def set_weights(model, net, tensors: dict) -> None:
     with torch.no_grad():
         for key, t, convert in _weight_map(model, net):
             src = torch.as_tensor(np.asarray(tensors[key], dtype=np.float32))
-            if convert is not None:
-                view = convert(t)  # a view of the parameter in canonical layout
-                view.copy_(src)
-            else:
-                t.copy_(src)
+            (convert(t) if convert is not None else t).copy_(src)  # a view: writes the parameter
 
 
-def _model_device(model) -> torch.device:
+def _placement(model) -> tuple[torch.device, torch.dtype]:
     for t in model.parameters():
-        return t.device
+        return t.device, t.dtype
     for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
+        if t.is_floating_point():
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
 
 
 def predict(model, x, batch_size: int = 256) -> np.ndarray:
-    """Inference-mode outputs for a channels-last batch, returned channels-last (float32)."""
+    """Inference-mode outputs for a channels-last float32 batch, returned channels-last.
+
+    Runs in ``eval()`` and ``no_grad``, ``batch_size`` samples at a time, and puts every
+    module back in the mode it was in.
+    """
     x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    where = _model_device(model)
+    where, dtype = _placement(model)
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     outs = []
     try:
         with torch.no_grad():
             for i in range(0, max(len(x), 1), batch_size):
-                b = x[i : i + batch_size].to(where)
-                if b.ndim == 4:
-                    b = b.permute(0, 3, 1, 2).contiguous()
-                y = model(b)
-                if y.ndim == 4:
-                    y = y.permute(0, 2, 3, 1)
-                outs.append(y.float().cpu())
+                b = x[i : i + batch_size].to(where, dtype)
+                y = model(b.permute(0, 3, 1, 2).contiguous() if b.ndim == 4 else b)
+                outs.append((y.permute(0, 2, 3, 1) if y.ndim == 4 else y).float().cpu())
     finally:
         for m, mode in modes:
             m.training = mode
@@ -608,51 +629,28 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
 
 
 def sparse_categorical_crossentropy(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of integer labels ``y`` for the batch ``x`` (NCHW), like Keras's loss.
+    """Mean cross-entropy of the integer labels ``y`` for the NCHW batch ``x``, as Keras's loss.
 
-    A net ending in softmax is scored on its logits (log-softmax + NLL: stable for any
-    logits); otherwise on the log of the outputs, clamped to [1e-7, 1 - 1e-7] like Keras.
+    A net ending in softmax is scored on its logits (log-softmax + NLL: finite for any
+    logits); any other on the log of its outputs, clamped to [1e-7, 1 - 1e-7] as Keras does.
     """
-    y = y.long()
     if getattr(model, "netdsl_output_is_softmax", False):
-        return F.cross_entropy(model.forward_logits(x), y)
+        logits = model.forward_logits(x)
+        return F.cross_entropy(logits, torch.as_tensor(y, device=logits.device).long())
     p = model(x)
-    return F.nll_loss(torch.log(p.clamp(EPSILON, 1 - EPSILON)), y)
+    return F.nll_loss(torch.log(p.clamp(EPSILON, 1 - EPSILON)), torch.as_tensor(y, device=p.device).long())
 
 
-# ---- generated source ------------------------------------------------------------------------
+# ---- generated source ----------------------------------------------------------------------
 
-_GLOBALS = {"torch", "nn", "F", "build_model", "keras_init", "flatten_hwc"}
+_GLOBALS = {"torch", "nn", "F", "build_model", *_HELPERS}
 _LOCALS = frozenset(dir(builtins)) | _GLOBALS | {"self", "x"}
 _USES_F = re.compile(r"(?<![\w.])F\.")
 
-_INIT_SRC = '''\
-def keras_init(model: nn.Module) -> None:
-    """Keras's default initialisation: glorot-uniform kernels, zero biases."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-'''
-
-
-_FLATTEN_SRC = '''\
-def flatten_hwc(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H*W*C) in Keras's (H, W, C) order.
-
-    The same as x.permute(0, 2, 3, 1).flatten(1), but the gradient comes back as a
-    plain NCHW tensor, which keeps the backward pass of the layers below fast.
-    """
-    n, c, h, w = x.shape
-    return x.reshape(n * c, h * w).view(n, c, h * w).transpose(1, 2).reshape(n, -1)
-'''
-
 
 def _comment(text: str) -> str:
-    """One line of user-derived text, safe inside a ``#`` comment: no line breaks or controls."""
-    keep = "".join(c for c in text if unicodedata.category(c)[0] not in "CZ" or c == " ")
-    return keep.rstrip()
+    """User-derived text made safe for one ``#`` comment line: no line breaks or control characters."""
+    return "".join(c for c in str(text) if c == " " or unicodedata.category(c)[0] not in "CZ").rstrip()
 
 
 def _class_name(name: str) -> str:
@@ -672,13 +670,14 @@ def _shape_src(shape: tuple) -> str:
 
 def _ctor_src(module: tuple) -> str:
     cls, args, kwargs = module
-    assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", cls) and hasattr(nn, cls)
     parts = [_lit(a) for a in args] + [f"{k}={_lit(v)}" for k, v in kwargs.items()]
-    return f"nn.{cls}({', '.join(parts)})"
+    qualified = cls if cls in _CLASSES else f"nn.{cls}"
+    assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", cls) and (cls in _CLASSES or hasattr(nn, cls))
+    return f"{qualified}({', '.join(parts)})"
 
 
-def _forward_src(net, attrs: dict, logits: bool) -> tuple[list[str], dict]:
-    """The body of forward (or of forward_logits): lines, and which optional globals it uses."""
+def _forward_src(net, attrs: dict, logits: bool) -> list[str]:
+    """The body of ``forward`` (or of ``forward_logits``)."""
     g = net.graph
     order = list(g.nodes)
     out = g.graph["output"]
@@ -686,49 +685,82 @@ def _forward_src(net, attrs: dict, logits: bool) -> tuple[list[str], dict]:
         out = g.nodes[out]["inputs"][0]
         order = order[: order.index(out) + 1]
     pos = {n: i for i, n in enumerate(order)}
-    # a value lives in `x` unless a node other than the next one reads it: then in its own name
+    # a value lives in `x` unless a node other than the next one reads it: then in a variable
     saved = {n for n in order for c in g.successors(n) if c in pos and pos[c] != pos[n] + 1}
-    ref, used = {}, set()
+    ref: dict[str, str] = {}
+    used: set[str] = set()
     for n in order:
         ref[n] = "x"
         if n in saved:
-            ref[n] = _unmangled(attrs[n], _LOCALS | used)
+            ref[n] = _unmangled(attrs[n], _LOCALS, used)
             used.add(ref[n])
     lines = [f"{ref['input']} = x"] if "input" in saved else []
     for name in order[1:]:
         node = g.nodes[name]
-        layer = _layer(g, name)
-        steps = list(layer.steps)
+        steps = list(_layer(g, name).steps)
         if logits and name == out and steps[-1] == ("act", "softmax"):
-            steps = steps[:-1]
+            steps.pop()
         srcs = [ref[i] for i in node["inputs"]]
         expr = srcs if steps[0][0] in _MERGES else srcs[0]
         for kind, *lits in steps:
             expr = _STEPS[kind][1](expr, attrs[name], *lits)
         note = f"  # {name}: {_shape_src(node['shape'])}"
-        if name == out:
-            lines.append(f"return {expr}{note}")
-        else:
-            lines.append(f"{ref[name]} = {expr}{note}")
+        lines.append(f"return {expr}{note}" if name == out else f"{ref[name]} = {expr}{note}")
     if len(order) == 1:
         lines.append("return x")
-    return lines, {
-        "F": any(_USES_F.search(line) for line in lines),
-        "flatten_hwc": any("flatten_hwc(" in line for line in lines),
-    }
+    return lines
 
 
 def generate(net) -> str:
-    """Standalone PyTorch source for ``net``: a ``nn.Module`` class and ``build_model()``.
+    """Standalone PyTorch source for ``net``: an ``nn.Module`` class and ``build_model()``.
 
-    Every name in it is a node name (checked by the grammar: ``[A-Za-z_][A-Za-z0-9_]*``)
-    or fixed text, every value a ``repr`` of a number; user text appears only in comments.
+    Every identifier in it is fixed text or a node name (which the grammar limits to
+    ``[A-Za-z_][A-Za-z0-9_]*``, renamed as on the in-memory model), every value the
+    ``repr`` of a number; other user text (the file name) appears only in comments.
     """
     g = net.graph
     attrs = _attrs(net)
     cls = _class_name(net.name)
     out = g.nodes[g.graph["output"]]
-    softmax_out = out["op"] == "softmax" or (out["args"] is not None and out["args"].get("activation") == "softmax")
+    softmax = _ends_in_softmax(g)
+    in_shape, out_shape = _shape_src(g.nodes["input"]["shape"]), _shape_src(out["shape"])
+
+    inits, classes = [], []
+    for name in list(g.nodes)[1:]:
+        module = _layer(g, name).module
+        if module is not None:
+            inits.append(f"self.{attrs[name]} = {_ctor_src(module)}")
+            if module[0] in _CLASSES and module[0] not in classes:
+                classes.append(module[0])
+    if softmax:
+        body = _forward_src(net, attrs, logits=True)
+        final = f"self.{attrs[g.graph['output']]}" if out["op"] == "softmax" else None
+        methods = [
+            [
+                "def forward(self, x: torch.Tensor) -> torch.Tensor:",
+                f'    """{in_shape} -> {out_shape}: probabilities (softmax over dim 1)."""',
+                f"    return {final}(self.forward_logits(x))"
+                if final
+                else "    return torch.softmax(self.forward_logits(x), dim=1)",
+            ],
+            [
+                "def forward_logits(self, x: torch.Tensor) -> torch.Tensor:",
+                '    """The values before the final softmax (for a stable cross-entropy)."""',
+                *("    " + line for line in body),
+            ],
+        ]
+    else:
+        body = _forward_src(net, attrs, logits=False)
+        methods = [
+            [
+                "def forward(self, x: torch.Tensor) -> torch.Tensor:",
+                f'    """{in_shape} -> {out_shape}."""',
+                *("    " + line for line in body),
+            ]
+        ]
+    code = "\n".join(inits + [line for m in methods for line in m])
+    helpers = ["keras_init"] + (["flatten_hwc"] if "flatten_hwc(" in code else []) + classes
+    uses_f = bool(_USES_F.search(code)) or "AvgPool2dSame" in classes
 
     head = [
         "# A PyTorch model generated by netdsl; it needs only torch to run.",
@@ -740,53 +772,20 @@ def generate(net) -> str:
         "# build_model() returns the model with Keras's initialisation (glorot-uniform",
         "# kernels, zero biases).  It takes and returns NCHW tensors (vectors as (N, C));",
         "# flatten and reshape use Keras's (H, W, C) order, so Keras weights carry over.",
+        "",
+        "import torch",
+        *(["import torch.nn.functional as F"] if uses_f else []),
+        "from torch import nn",
     ]
-    inits = []
-    for name in list(g.nodes)[1:]:
-        layer = _layer(g, name)
-        if layer.module is not None:
-            inits.append(f"self.{attrs[name]} = {_ctor_src(layer.module)}")
-
-    body, uses = _forward_src(net, attrs, logits=False)
-    methods = []
-    in_shape = _shape_src(g.nodes["input"]["shape"])
-    out_shape = _shape_src(out["shape"])
-    if softmax_out:
-        logit_body, uses2 = _forward_src(net, attrs, logits=True)
-        uses = {k: v or uses2[k] for k, v in uses.items()}
-        final = f"self.{attrs[g.graph['output']]}" if out["op"] == "softmax" else None
-        last = f"{final}(self.forward_logits(x))" if final else "torch.softmax(self.forward_logits(x), dim=1)"
-        methods.append(
-            [
-                "def forward(self, x: torch.Tensor) -> torch.Tensor:",
-                f'    """{in_shape} -> {out_shape} probabilities (softmax over dim 1)."""',
-                f"    return {last}",
-            ]
-        )
-        methods.append(
-            [
-                "def forward_logits(self, x: torch.Tensor) -> torch.Tensor:",
-                '    """The output before the final softmax (for a stable cross-entropy)."""',
-                *("    " + line for line in logit_body),
-            ]
-        )
-    else:
-        methods.append(
-            [
-                "def forward(self, x: torch.Tensor) -> torch.Tensor:",
-                f'    """{in_shape} -> {out_shape}."""',
-                *("    " + line for line in body),
-            ]
-        )
-
-    imports = ["import torch", *(["import torch.nn.functional as F"] if uses["F"] else []), "from torch import nn"]
     klass = [
         f"class {cls}(nn.Module):",
-        f'    """The net `{cls}`: {in_shape} -> {out_shape}."""',
+        f'    """{in_shape} -> {out_shape}, as netdsl built it."""',
         "",
-        f"    netdsl_output_is_softmax = {softmax_out!r}"
-        + ("  # forward_logits() gives the values before it" if softmax_out else ""),
-        "",
+        *(
+            ["    netdsl_output_is_softmax = True  # forward_logits() gives the values before it", ""]
+            if softmax
+            else []
+        ),
         "    def __init__(self) -> None:",
         "        super().__init__()",
         *("        " + line for line in inits),
@@ -800,11 +799,5 @@ def generate(net) -> str:
         "    keras_init(model)",
         "    return model",
     ]
-    blocks = [
-        "\n".join([*head, "", *imports]),
-        _INIT_SRC.rstrip("\n"),
-        *([_FLATTEN_SRC.rstrip("\n")] if uses["flatten_hwc"] else []),
-        "\n".join(klass),
-        "\n".join(factory),
-    ]
+    blocks = ["\n".join(head), *(_HELPERS[h].rstrip("\n") for h in helpers), "\n".join(klass), "\n".join(factory)]
     return "\n\n\n".join(blocks) + "\n"

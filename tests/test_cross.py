@@ -1,0 +1,183 @@
+"""Torch and Keras build the same network: one weights file, the same outputs.
+
+Both frameworks in one process: torch is imported first (as Keras' own suite does).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+tf = pytest.importorskip("tensorflow")
+
+from conftest import EXAMPLES  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from strategies import programs  # noqa: E402
+
+import netdsl  # noqa: E402
+from netdsl import NetdslError  # noqa: E402
+from netdsl.backends import get  # noqa: E402
+from netdsl.weights import specs  # noqa: E402
+
+TB, KB = get("torch"), get("keras")
+ATOL = 1e-4
+
+
+def random_weights(net, seed: int = 0) -> dict:
+    """Canonical weights with every value non-trivial (batchnorm variances positive)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, (shape, _) in specs(net).items():
+        if key.endswith("moving_variance"):
+            out[key] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+        elif key.endswith("gamma"):
+            out[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            out[key] = (rng.standard_normal(shape) * 0.3).astype(np.float32)
+    return out
+
+
+def inputs(net, n: int = 3, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (n, *net.input_shape[1:])).astype(np.float32)
+
+
+def agree(net, seed: int = 0) -> float:
+    tm, km = TB.build(net), KB.build(net)
+    w = random_weights(net, seed)
+    TB.set_weights(tm, net, w)
+    KB.set_weights(km, net, w)
+    x = inputs(net)
+    a, b = TB.predict(tm, x), KB.predict(km, x)
+    assert a.shape == b.shape == (3, *net.output_shape[1:])
+    return float(np.max(np.abs(a - b)))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_agree_on_shared_weights(path):
+    net = netdsl.load(path)
+    assert agree(net) < ATOL
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(programs(max_layers=8))
+def test_random_programs_agree_on_shared_weights(prog):
+    net = netdsl.parse(prog.text, **prog.params)
+    diff = agree(net)
+    assert diff < ATOL * max(1.0, 1.0), f"max |torch - keras| = {diff}\n{prog.text}"
+
+
+def test_train_in_torch_load_in_keras(tmp_path):
+    net = netdsl.load(EXAMPLES[0].parent / "resnet.net")
+    tm = net.to_torch(device="cpu")
+    opt = torch.optim.SGD(tm.parameters(), lr=0.05)
+    x = inputs(net, 8)
+    y = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8])
+    tm.train()
+    for _ in range(3):  # training moves weights and batchnorm statistics away from their defaults
+        opt.zero_grad()
+        TB.sparse_categorical_crossentropy(tm, torch.from_numpy(x).permute(0, 3, 1, 2), y).backward()
+        opt.step()
+    path = tmp_path / "w.safetensors"
+    net.save_weights(tm, path)
+    km = net.to_keras()
+    net.load_weights(km, path)
+    assert np.max(np.abs(TB.predict(tm, x) - KB.predict(km, x))) < ATOL
+    # and back again, from keras into a fresh torch model
+    path2 = tmp_path / "w2.safetensors"
+    net.save_weights(km, path2)
+    tm2 = net.to_torch()
+    net.load_weights(tm2, path2)
+    assert np.max(np.abs(TB.predict(tm2, x) - TB.predict(tm, x))) < 1e-6
+
+
+# ---- the weights file's error paths: refused whole, nothing half-loaded ---------------
+
+
+@pytest.fixture
+def lenet(tmp_path):
+    net = netdsl.load(EXAMPLES[0].parent / "lenet5.net")
+    model = TB.build(net)
+    path = tmp_path / "lenet.safetensors"
+    net.save_weights(model, path)
+    return net, model, path
+
+
+def _write(path, tensors):
+    from safetensors.numpy import save_file
+
+    save_file(tensors, str(path))
+
+
+def _unchanged(net, model, before):
+    after = TB.get_weights(model, net)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_weights_missing_wrong_shape_extra_corrupt(lenet, tmp_path, backend):
+    net, src, path = lenet
+    model = get(backend).build(net)
+    before = get(backend).get_weights(model, net)
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    cases = {}
+    missing = {k: v for k, v in tensors.items() if k != "dense_2.kernel"}
+    cases["missing"] = (missing, "E301", "dense_2.kernel")
+    wrong = dict(tensors)
+    wrong["conv_2.kernel"] = np.zeros((5, 5, 6, 15), np.float32)
+    cases["shape"] = (wrong, "E302", "conv_2.kernel")
+    extra = dict(tensors)
+    extra["conv_9.kernel"] = np.zeros((1,), np.float32)
+    cases["extra"] = (extra, "E304", "conv_9.kernel")
+    ints = dict(tensors)
+    ints["dense_3.bias"] = np.zeros((10,), np.int32)
+    cases["dtype"] = (ints, "E302", "dense_3.bias")
+    nan = dict(tensors)
+    nan["dense_1.bias"] = np.full((120,), np.nan, np.float32)
+    cases["nan"] = (nan, "E302", "dense_1.bias")
+    for name, (t, code, key) in cases.items():
+        p = tmp_path / f"{name}.safetensors"
+        _write(p, t)
+        with pytest.raises(NetdslError) as info:
+            net.load_weights(model, p)
+        assert info.value.code == code and key in str(info.value), name
+        after = get(backend).get_weights(model, net)
+        assert all(np.array_equal(before[k], after[k]) for k in before), f"{name}: half-loaded"
+    for name, data in {
+        "truncated": path.read_bytes()[:-100],
+        "empty": b"",
+        "garbage": b"\x89PNG\r\n\x1a\n" + bytes(200),
+        "pickle": b"\x80\x04\x95" + bytes(50),
+        "huge header": (2**60).to_bytes(8, "little") + b"{}",
+    }.items():
+        p = tmp_path / f"{name}.bin"
+        p.write_bytes(data)
+        with pytest.raises(NetdslError) as info:
+            net.load_weights(model, p)
+        assert info.value.code == "E303", name
+    with pytest.raises(NetdslError) as info:
+        net.load_weights(model, tmp_path / "nope.safetensors")
+    assert info.value.code == "E303"
+    assert all(np.array_equal(before[k], v) for k, v in get(backend).get_weights(model, net).items())
+
+
+def test_weights_for_another_net_are_refused(lenet, tmp_path):
+    net, model, path = lenet
+    other = netdsl.load(EXAMPLES[0].parent / "mnist_convnet.net")
+    with pytest.raises(NetdslError) as info:
+        other.load_weights(TB.build(other), path)
+    assert info.value.code in ("E301", "E302", "E304")
+
+
+def test_save_is_atomic_and_not_pickle(lenet, tmp_path):
+    net, model, path = lenet
+    assert path.read_bytes()[8:9] == b"{"  # a safetensors JSON header, not a pickle
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    with pytest.raises(NetdslError) as info:
+        net.save_weights(model, tmp_path / "no" / "such" / "dir" / "w.safetensors")
+    assert info.value.code == "E303"
+    with pytest.raises(NetdslError) as info:
+        net.save_weights(object(), tmp_path / "x.safetensors")
+    assert info.value.code == "E305"

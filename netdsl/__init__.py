@@ -9,5 +9,15 @@
 from .errors import NetdslError
 from .net import Layer, Net, load, parse
 
-__all__ = ["Layer", "Net", "NetdslError", "load", "parse"]
+
+def __getattr__(name: str):
+    # netdsl.train(...) is imported when first used: the check path stays light
+    if name == "train":
+        from .training import train
+
+        return train
+    raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+
+
+__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "train"]
 __version__ = "0.1.0"

@@ -104,13 +104,64 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write; - for stdout (default: <stem>_<backend>.py beside FILE)",
     )
 
+    pl = sub.add_parser(
+        "plot",
+        parents=[common],
+        help="draw the network with Graphviz (svg, png, pdf or dot)",
+        description="Draw FILE (- for stdin, with -o): every layer with its arguments, output shape and parameters, "
+        "blocks as boxes. A broken spec is drawn up to its error, then reported (exit 1). svg, png and pdf need "
+        "Graphviz's `dot` program; .dot does not.",
+    )
+    pl.add_argument("file", metavar="FILE")
+    pl.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="OUT.svg, .png, .pdf or .dot; - writes DOT to stdout (default: <stem>.svg beside FILE)",
+    )
+    pl.add_argument(
+        "--rankdir", type=str.upper, choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
+    )
+    pl.add_argument(
+        "--expand", action="store_true", help="draw every pass of a repeat (default: the first, labelled ×N)"
+    )
+
     d = sub.add_parser(
         "devices",
         help="show the device each installed backend would use",
         description="Show which device torch and keras would pick (cuda, mps, xpu, cpu; TF GPUs).",
     )
     d.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    _train_parser(sub, common)
     return p
+
+
+def _train_parser(sub, common) -> None:
+    t = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a spec on MNIST or Fashion-MNIST (torch or keras)",
+        description="Train FILE on MNIST or Fashion-MNIST. Settings come from the spec's train/data lines; "
+        "these options override them; the rest default to sparse categorical cross-entropy, accuracy, "
+        "validation 0.1, adam (Keras's learning rate), 1 epoch, batch 32, seed 0.",
+    )
+    t.add_argument("file", metavar="FILE")
+    t.add_argument("-b", "--backend", type=_backend, metavar="{torch,keras}", help="the framework (default: torch)")
+    t.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
+    t.add_argument("--batch", type=int, metavar="N", help="images per step")
+    t.add_argument("--lr", type=float, metavar="LR", help="learning rate (default: the optimizer's Keras default)")
+    t.add_argument("--optimizer", metavar="NAME", help="sgd, adam, adamw or rmsprop")
+    t.add_argument("--validation", type=float, metavar="F", help="the last fraction of the training set to validate on")
+    t.add_argument("--seed", type=int, metavar="N", help="seed of the initial weights, shuffling and dropout")
+    t.add_argument("--dataset", metavar="NAME", help="mnist or fashion-mnist")
+    t.add_argument("--data", metavar="DIR", help="a directory holding the data set's files (or set NETDSL_DATA)")
+    t.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (default: scaled to [0, 1])")
+    t.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1, mps, ... (default: the best found)")
+    t.add_argument("-o", "--out", metavar="DIR", help="the run directory (default: runs/<stem>-<backend>-<time>)")
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (default: the newest) from its checkpoint"
+    )
+    t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
 
 def _backend(text: str) -> str:
@@ -164,6 +215,15 @@ def _check_usage(parser, args) -> None:
     files = getattr(args, "files", None) or [getattr(args, "file", None)]
     if files.count("-") > 1:
         parser.error("standard input (-) can be read only once")
+    if args.command == "plot" and args.output not in (None, "-"):
+        from .render import format_of
+
+        try:
+            format_of(args.output)
+        except ValueError as e:
+            parser.error(str(e))
+    if args.command == "plot" and args.file == "-" and args.output is None:
+        parser.error("plot needs -o OUT when the spec comes from standard input")
 
 
 def _run(args, status: list) -> int:
@@ -173,6 +233,12 @@ def _run(args, status: list) -> int:
     if args.command == "devices":
         return _devices()
     params = dict(args.defines)
+    if args.command == "train":
+        from .training import cli
+
+        return cli(args, params)
+    if args.command == "plot":
+        return _plot(args, params)
     if args.command == "check":
         for path in args.files:
             try:
@@ -237,6 +303,49 @@ def _compile(args, source, net) -> int:
         return 1
     print(f"wrote {out} ({args.backend}; build_model() returns the model)", file=sys.stderr)
     return 0
+
+
+def _plot(args, params) -> int:
+    """Draw the spec; a broken one is drawn up to its error, then reported (exit 1)."""
+    from pathlib import Path
+
+    from . import render
+    from .errors import NetdslError
+    from .net import compile_source, read_spec
+
+    error = None
+    try:
+        source = read_spec(args.file)
+        drawn = compile_source(source, params, args.input, _stem(source.filename))
+    except NetdslError as e:
+        if e.graph is None:  # nothing to draw: a syntax error, an unreadable file
+            if args.traceback:
+                raise
+            print(str(e), file=sys.stderr)
+            return 1
+        drawn = error = e
+    out = args.output or str(Path(source.filename).with_suffix(".svg"))
+    status = 1 if error else 0
+    if out == "-":
+        sys.stdout.write(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand))
+    elif Path(out).resolve() == Path(source.filename).resolve():
+        print(f"netdsl: error: refusing to overwrite the spec {out} with its drawing", file=sys.stderr)
+        status = 1
+    else:
+        try:
+            render.plot(drawn, out, rankdir=args.rankdir, expand=args.expand)
+            print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
+        except render.RenderError as e:
+            print(f"netdsl: error: {e}", file=sys.stderr)
+            status = 1
+        except OSError as e:
+            print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+            status = 1
+    if error is not None:
+        if args.traceback:
+            raise error
+        print(str(error), file=sys.stderr)
+    return status
 
 
 def _write_atomic(path, text: str) -> None:

@@ -141,6 +141,28 @@ class Net:
 
         return as_json(self)
 
+    def to_dot(self, **kw) -> str:
+        """The drawing as Graphviz DOT text (``rankdir="TB"|"LR"``, ``expand=False``); no Graphviz needed."""
+        from .render import to_dot
+
+        return to_dot(self, **kw)
+
+    def plot(self, path, **kw):
+        """Draw the net into ``path`` (.svg, .png, .pdf with Graphviz's ``dot``; .dot without); returns the path."""
+        from .render import plot
+
+        return plot(self, path, **kw)
+
+    def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz
+        from .render import svg
+
+        return svg(self)
+
+    def _repr_html_(self) -> str:  # notebooks: the summary table
+        from .render import summary_html
+
+        return summary_html(self)
+
     def __repr__(self) -> str:
         shape = lambda s: "(" + ", ".join(map(str, s)) + ")"  # noqa: E731
         return (

@@ -50,7 +50,9 @@ def agree(net, seed: int = 0) -> float:
     x = inputs(net)
     a, b = TB.predict(tm, x), KB.predict(km, x)
     assert a.shape == b.shape == (3, *net.output_shape[1:])
-    return float(np.max(np.abs(a - b)))
+    # relative to the outputs' size: random weights on a deep net without a final softmax
+    # can give outputs in the hundreds, where float32 alone leaves 1e-5 relative error
+    return float(np.max(np.abs(a - b))) / max(1.0, float(np.max(np.abs(a))))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -64,7 +66,7 @@ def test_examples_agree_on_shared_weights(path):
 def test_random_programs_agree_on_shared_weights(prog):
     net = netdsl.parse(prog.text, **prog.params)
     diff = agree(net)
-    assert diff < ATOL * max(1.0, 1.0), f"max |torch - keras| = {diff}\n{prog.text}"
+    assert diff < ATOL, f"max |torch - keras| / max(1, max |torch|) = {diff}\n{prog.text}"
 
 
 def test_train_in_torch_load_in_keras(tmp_path):

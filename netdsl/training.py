@@ -1,0 +1,630 @@
+"""Training a checked net on MNIST or Fashion-MNIST, in PyTorch or tf.keras.
+
+``netdsl train FILE`` and :func:`train` run one loop (:func:`_fit`) over a small
+per-backend trainer (:mod:`netdsl.backends.torch_train`, :mod:`netdsl.backends.keras_train`).
+
+Settings come from, in rising order: the defaults below (the Keras tutorial's loss,
+metric and validation split; Keras's ``fit`` defaults of 1 epoch and batch 32; Adam),
+the spec's ``train``/``data`` lines, then the command line or keyword arguments.
+A learning rate belongs to its optimizer: the spec's ``lr`` is dropped when the
+command line picks another optimizer, which then starts from Keras's default rate.
+
+The run directory (``--out``; the CLI's default is ``runs/<stem>-<backend>-<time>``)::
+
+    spec.net, summary.txt      the spec as given and its layer table
+    metrics.json               settings, device, data, one record per epoch (loss,
+                               accuracy, val_loss, val_accuracy, seconds, images_per_sec),
+                               then test_loss, test_accuracy, train_images_per_sec;
+                               rewritten atomically after every epoch
+    checkpoint/latest.json     the checkpoint's manifest: epoch, settings, history, the
+                               optimizer's plain values and the sha256 of the two files
+    checkpoint/epoch-N.weights.safetensors     the weights (netdsl's file, either framework)
+    checkpoint/epoch-N.optimizer.safetensors   the optimizer's tensors
+    weights.safetensors        the trained weights (``Net.load_weights`` reads them)
+    curves.png                 loss and accuracy per epoch, training vs validation
+
+A checkpoint's files are written first (temporary file, fsync, rename), the manifest
+last, in the same way; a file the manifest does not name, or whose sha256 differs, is
+never read, so a run killed at any instant leaves the previous checkpoint usable.
+Randomness is drawn per epoch from ``(seed, epoch)`` (the shuffle order, dropout), so
+a resumed torch run on the CPU ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NetdslError, Source, did_you_mean
+
+# Keras's default learning rate of each optimizer
+OPTIMIZER_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
+CLASSES = 10
+IMAGE = (28, 28, 1)
+FORMAT = "netdsl-checkpoint"
+
+
+@dataclass
+class Settings:
+    """What one training run does; ``train(net, **settings)`` takes these names."""
+
+    backend: str = "torch"
+    optimizer: str = "adam"
+    lr: float | None = None  # None: the optimizer's Keras default (OPTIMIZER_LR)
+    epochs: int = 1  # Keras fit's default
+    batch: int = 32  # Keras fit's default
+    validation: float = 0.1  # the last fraction of the training set, as Keras's validation_split
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: str = "accuracy"
+    seed: int = 0
+    dataset: str = "mnist"
+    data: str | None = None  # a directory holding the data set's files
+    scale: bool = True  # pixels in [0, 1]; False keeps 0..255 as the tutorial did
+    device: str | None = None  # None: the best found
+    out: str | None = None  # the run directory; None writes nothing
+    resume: bool = False
+    quiet: bool = False
+
+
+# settings that describe the experiment: a resumed run must keep them
+_KEPT = ("backend", "optimizer", "lr", "validation", "loss", "metrics", "seed", "dataset", "scale", "batch")
+_SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def _bad(message: str, hint: str | None = None) -> NetdslError:
+    return NetdslError("E601", message, hint=hint)
+
+
+def resolve(net, given: dict, saved: dict | None = None) -> Settings:
+    """Defaults < the spec's train/data lines < ``given`` (or, resuming, ``saved`` < ``given``)."""
+    from .backends import ALIASES
+    from .expand import DATASETS
+
+    for key in given:
+        if key not in _SETTINGS:
+            hint = did_you_mean(key, _SETTINGS)
+            raise TypeError(f"train() got an unknown setting {key!r}" + (f" ({hint})" if hint else ""))
+    given = {k: v for k, v in given.items() if v is not None}
+    if saved is None:
+        base = dict(net.train_config)
+        if "optimizer" in given and given["optimizer"] != base.get("optimizer", "adam"):
+            base.pop("lr", None)  # the spec's rate was for the spec's optimizer
+        merged = {**base, **given}
+    else:
+        for key in _KEPT:
+            if key in given and key in saved and _norm(given[key]) != _norm(saved[key]):
+                raise NetdslError(
+                    "E603",
+                    f"the checkpoint was made with {key}={saved[key]!r}, not {given[key]!r}",
+                    hint="a resumed run keeps its settings (only epochs, device and data may change)",
+                )
+        merged = {**saved, **given}
+    s = Settings(**merged)
+    for name in ("data", "out"):  # paths: str or os.PathLike
+        if getattr(s, name) is not None:
+            setattr(s, name, os.fspath(getattr(s, name)))
+    for name in ("epochs", "batch", "seed"):
+        v = getattr(s, name)
+        low = 0 if name == "seed" else 1
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise _bad(f"{name} must be a whole number >= {low}, got {v!r}")
+    s.backend = ALIASES.get(str(s.backend).lower(), str(s.backend).lower())
+    if s.backend not in ("torch", "keras"):
+        raise NetdslError("E401", f"unknown backend `{s.backend}` (known: torch, keras)")
+    opt = str(s.optimizer).lower()
+    if opt not in OPTIMIZER_LR:
+        hint = did_you_mean(opt, OPTIMIZER_LR)
+        raise _bad(f"unknown optimizer `{s.optimizer}` (known: {', '.join(OPTIMIZER_LR)})", hint)
+    s.optimizer = opt
+    s.lr = OPTIMIZER_LR[opt] if s.lr is None else s.lr
+    if isinstance(s.lr, bool) or not isinstance(s.lr, (int, float)) or not 0 < s.lr < math.inf:
+        raise _bad(f"lr must be a positive number, got {s.lr!r}")
+    s.lr = float(s.lr)
+    v = s.validation
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise _bad(f"validation must be a fraction from 0 to below 1, got {v!r}")
+    s.validation = float(v)
+    dataset = DATASETS.get(str(s.dataset).lower())
+    if dataset is None:
+        hint = did_you_mean(str(s.dataset), ["mnist", "fashion-mnist"])
+        raise NetdslError("E501", f"unknown data set `{s.dataset}` (known: mnist, fashion-mnist)", hint=hint)
+    s.dataset = dataset
+    if s.loss != "sparse_categorical_crossentropy" or s.metrics != "accuracy":
+        raise _bad("the only loss is sparse_categorical_crossentropy and the only metric accuracy")
+    return s
+
+
+def _norm(v):
+    return v.lower() if isinstance(v, str) else v
+
+
+def check_net(net) -> None:
+    """The net must take 28x28x1 images and give 10 class scores (E602, at the spec's line)."""
+    g = net.graph
+    if tuple(net.input_shape[1:]) != IMAGE:
+        shape = "x".join(map(str, net.input_shape[1:]))
+        raise NetdslError(
+            "E602",
+            f"the net takes {shape} inputs; MNIST and Fashion-MNIST images are 28x28x1",
+            g.nodes["input"].get("span"),
+            hint="give it `input 28x28x1` (the default when the spec has no `input`), and no other --input",
+        ).located(net.source)
+    if tuple(net.output_shape[1:]) != (CLASSES,):
+        out = g.graph["output"]
+        shape = "x".join(map(str, net.output_shape[1:]))
+        raise NetdslError(
+            "E602",
+            f"the net's output `{out}` is {shape}; the data set has {CLASSES} classes",
+            g.nodes[out].get("span"),
+            hint="end with `dense 10 softmax`",
+        ).located(net.source)
+
+
+# ---- the run directory -----------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file, fsync, then rename over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class RunDir:
+    """The files of one run (nothing is written when ``path`` is None)."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+
+    def __bool__(self) -> bool:
+        return self.path is not None
+
+    def _f(self, name: str) -> Path:
+        assert self.path is not None
+        return self.path / name
+
+    def check_fresh(self, net) -> None:
+        """A new run may not write over another one."""
+        if self.path is None or not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise NetdslError("E603", f"--out `{self.path}` is a file, not a directory")
+        if self._f("spec.net").exists() and not self.same_spec(net):
+            raise NetdslError("E603", f"`{self.path}` holds a run of a different spec", hint="choose another --out")
+        if any(self._f(n).exists() for n in ("metrics.json", "checkpoint", "spec.net")):
+            raise NetdslError(
+                "E603",
+                f"`{self.path}` already holds a run of this spec",
+                hint="add --resume to continue it, or choose another --out",
+            )
+
+    def same_spec(self, net) -> bool:
+        try:
+            spec = self._f("spec.net").read_text(encoding="utf-8")
+            summary = self._f("summary.txt").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False
+        return spec == net.source.text and summary == net.summary() + "\n"
+
+    def start(self, net) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "checkpoint").mkdir(exist_ok=True)
+            _write(self._f("spec.net"), net.source.text.encode("utf-8"))
+            _write(self._f("summary.txt"), (net.summary() + "\n").encode("utf-8"))
+        except OSError as e:
+            raise NetdslError("E603", f"cannot write the run directory `{self.path}`: {e.strerror or e}") from None
+
+    def write_metrics(self, metrics: dict) -> None:
+        if self:
+            _write(self._f("metrics.json"), (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def save_checkpoint(self, net, trainer, epoch: int, state: dict) -> None:
+        """Files first, the manifest last; then the previous epoch's files go."""
+        if not self:
+            return
+        import numpy as np
+        from safetensors.numpy import save as to_bytes
+
+        ck = self._f("checkpoint")
+        stem = f"epoch-{epoch}"
+        net.save_weights(trainer.model, ck / f"{stem}.weights.safetensors")
+        tensors, plain = trainer.optimizer_state()
+        tensors = {k: np.array(v, order="C") for k, v in tensors.items()}  # (ascontiguousarray makes 0-d 1-d)
+        _write(ck / f"{stem}.optimizer.safetensors", to_bytes(tensors, metadata={"format": FORMAT}))
+        files = [f"{stem}.{part}.safetensors" for part in ("weights", "optimizer")]
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "epoch": epoch,
+            **state,
+            "optimizer_state": plain,
+            "files": {name: _sha256(ck / name) for name in files},
+        }
+        _write(ck / "latest.json", (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+        for old in ck.iterdir():  # earlier epochs and leftovers of a killed run
+            if old.name != "latest.json" and old.name not in files:
+                old.unlink(missing_ok=True)
+
+    def load_checkpoint(self, net, trainer) -> dict:
+        """The manifest of the last complete checkpoint, its weights and optimizer state loaded."""
+        from safetensors.numpy import load as from_bytes
+
+        ck = self._f("checkpoint")
+        try:
+            manifest = json.loads((ck / "latest.json").read_text(encoding="utf-8"))
+            assert manifest["format"] == FORMAT
+            for name, digest in manifest["files"].items():
+                if _sha256(ck / name) != digest:
+                    raise NetdslError("E603", f"checkpoint file `{ck / name}` is damaged (its sha256 differs)")
+        except NetdslError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            raise NetdslError("E603", f"`{ck / 'latest.json'}` is not a readable netdsl checkpoint") from None
+        stem = f"epoch-{manifest['epoch']}"
+        net.load_weights(trainer.model, ck / f"{stem}.weights.safetensors")
+        raw = (ck / f"{stem}.optimizer.safetensors").read_bytes()
+        trainer.load_optimizer_state(from_bytes(raw), manifest["optimizer_state"])
+        return manifest
+
+    def checkpoint_manifest(self) -> dict | None:
+        if not self:
+            return None
+        try:
+            return json.loads(self._f("checkpoint/latest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def write_results(self, net, model, metrics: dict, quiet: bool) -> None:
+        if not self:
+            return
+        net.save_weights(model, self._f("weights.safetensors"))
+        self.write_metrics(metrics)
+        try:
+            _curves(metrics, self._f("curves.png"))
+        except ImportError:
+            if not quiet:
+                print(
+                    "netdsl: curves.png skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr
+                )
+
+
+def _curves(metrics: dict, path: Path) -> None:
+    """Loss and accuracy per epoch, training vs validation (matplotlib's Agg, no pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = metrics["epochs"]
+    x = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot(x, [r[key] for r in rows], "o-", label="training")
+        if any(r[f"val_{key}"] is not None for r in rows):
+            ax.plot(x, [r[f"val_{key}"] for r in rows], "o-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    test = metrics.get("test_accuracy")
+    title = f"{metrics['net']} ({metrics['backend']}, {metrics['settings']['dataset']})"
+    fig.suptitle(title + (f": test accuracy {test:.4f}" if test is not None else ""))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _write(path, buf.getvalue())
+
+
+# ---- progress ----------------------------------------------------------------------------
+
+
+class Progress:
+    """Keras's look: on a terminal a live bar per epoch; otherwise one line per epoch."""
+
+    WIDTH = 30
+
+    def __init__(self, epochs: int, steps: int, quiet: bool, stream=None):
+        self.stream = stream or sys.stdout
+        self.epochs, self.steps, self.quiet = epochs, steps, quiet
+        self.live = not quiet and self.stream.isatty()
+        self.t0 = self.last = 0.0
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def start(self, epoch: int) -> None:
+        self.t0 = self.last = time.perf_counter()
+        if self.live:
+            self.say(f"Epoch {epoch}/{self.epochs}")
+
+    def due(self) -> bool:
+        """Time to redraw the bar (at most ten times a second)?"""
+        return self.live and time.perf_counter() - self.last >= 0.1
+
+    def update(self, step: int, loss: float, accuracy: float) -> None:
+        self.last = now = time.perf_counter()
+        eta = (now - self.t0) / step * (self.steps - step)
+        done = self.WIDTH * step // self.steps
+        bar = "=" * done + (">" if done < self.WIDTH else "") + "." * (self.WIDTH - done - 1)
+        text = f"\r{step:{len(str(self.steps))}d}/{self.steps} [{bar}] - ETA: {eta:.0f}s - loss: {loss:.4f} - accuracy: {accuracy:.4f}"
+        self.stream.write(text + "\x1b[K")
+        self.stream.flush()
+
+    def end(self, row: dict) -> None:
+        ms = 1000 * row["train_seconds"] / self.steps
+        scores = f"loss: {row['loss']:.4f} - accuracy: {row['accuracy']:.4f}"
+        if row["val_loss"] is not None:
+            scores += f" - val_loss: {row['val_loss']:.4f} - val_accuracy: {row['val_accuracy']:.4f}"
+        if self.live:
+            bar = "=" * self.WIDTH
+            self.stream.write(
+                f"\r{self.steps}/{self.steps} [{bar}] - {row['seconds']:.1f}s {ms:.0f}ms/step - {scores}\x1b[K\n"
+            )
+            self.stream.flush()
+        else:
+            self.say(f"Epoch {row['epoch']}/{self.epochs} - {row['seconds']:.1f}s {ms:.0f}ms/step - {scores}")
+
+
+# ---- the loop ------------------------------------------------------------------------------
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's randomness (shuffle order, dropout): the same on a resume."""
+    return (seed * 1_000_003 + epoch + 1) % 2**31
+
+
+def _trainer(backend: str):
+    """The backend's trainer module, imported now (E402 with the install hint when missing)."""
+    from . import backends
+
+    backends.get(backend)
+    if backend == "torch":
+        from .backends import torch_train as mod
+    else:
+        from .backends import keras_train as mod  # type: ignore[no-redef]
+    return mod
+
+
+def train(net, backend: str | None = None, *, model=None, **settings) -> dict:
+    """Train ``net`` (a :class:`~netdsl.net.Net` or a path to a spec) and return its metrics.
+
+    ``backend`` is ``"torch"`` (the default) or ``"keras"``; ``settings`` are :class:`Settings`' fields (``epochs=3, batch=64, lr=1e-3, out="run"``);
+    unset ones come from the spec's train/data lines, then the defaults.  ``model``, if
+    given, is trained in place (else a new one is built from ``seed``).  The result is
+    what ``metrics.json`` holds.  Bad settings raise :class:`NetdslError` before training.
+    """
+    if not hasattr(net, "graph"):
+        from .net import load
+
+        net = load(net)
+    return _fit(net, {"backend": backend, **settings}, model)
+
+
+def _fit(net, given: dict, model=None) -> dict:
+    from . import __version__, data
+
+    run = RunDir(given.get("out"))
+    manifest = None
+    if given.get("resume"):
+        if not run:
+            raise NetdslError("E603", "resume needs the run directory (--out DIR)")
+        manifest = run.checkpoint_manifest()
+        if manifest is None:
+            raise NetdslError(
+                "E603", f"`{run.path}` holds no complete checkpoint to resume", hint="start it without --resume"
+            )
+    s = resolve(net, given, manifest["settings"] if manifest else None)
+    check_net(net)
+    if manifest:
+        if not run.same_spec(net):
+            raise NetdslError("E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net")
+        if manifest["epoch"] > s.epochs:
+            raise _bad(f"the checkpoint is at epoch {manifest['epoch']}, past epochs={s.epochs}")
+    else:
+        run.check_fresh(net)
+    mod = _trainer(s.backend)
+    device = mod.device(s.device)  # E403 for a device this machine lacks
+    ds = data.load(s.dataset, s.data, scale=s.scale, quiet=s.quiet)
+    split = math.ceil(len(ds.x_train) * (1 - s.validation))  # Keras's validation_split
+    x_train, y_train, x_val, y_val = ds.x_train[:split], ds.y_train[:split], ds.x_train[split:], ds.y_train[split:]
+    if len(x_train) == 0:
+        raise _bad(f"validation={s.validation} leaves no training images")
+    before = (manifest or {}).get("data", {})
+    if manifest and (before.get("train"), before.get("validation")) != (len(x_train), len(x_val)):
+        raise NetdslError(
+            "E603",
+            f"the checkpoint was trained on {before.get('train'):,} images from {before.get('source')}; "
+            f"the data found now ({ds.source}) gives {len(x_train):,}",
+            hint="resume with the same data (--data DIR)",
+        )
+
+    trainer = mod.Trainer(net, s, device, x_train, y_train, model=model)
+    metrics = {
+        "netdsl": __version__,
+        "spec": net.source.filename,
+        "net": net.name,
+        "params": net.total_params,
+        "backend": s.backend,
+        "device": trainer.device,
+        "settings": dataclasses.asdict(s),
+        "data": {
+            "name": ds.name,
+            "source": ds.source,
+            "sample": ds.sample,
+            "train": len(x_train),
+            "validation": len(x_val),
+            "test": len(ds.x_test),
+        },
+        "epochs": [],
+        "complete": False,
+    }
+    for key in ("out", "resume", "quiet"):
+        metrics["settings"].pop(key)
+    if manifest:
+        metrics["epochs"] = run.load_checkpoint(net, trainer)["epochs"]
+    else:
+        run.start(net)
+    steps = math.ceil(len(x_train) / s.batch)
+    bar = Progress(s.epochs, steps, s.quiet)
+    bar.say(
+        f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {s.optimizer} lr={s.lr:g}, "
+        f"{s.epochs} epoch{'s' * (s.epochs != 1)}, batch {s.batch}, seed {s.seed}"
+    )
+    bar.say(
+        f"data: {ds.name} from {ds.source}: {len(x_train):,} train, {len(x_val):,} validation, {len(ds.x_test):,} test"
+    )
+    if manifest:
+        bar.say(f"resuming {run.path} after epoch {manifest['epoch']}")
+    if run:
+        run.write_metrics(metrics)
+
+    for epoch in range(len(metrics["epochs"]) + 1, s.epochs + 1):
+        bar.start(epoch)
+        t0 = time.perf_counter()
+        loss, acc = trainer.train_epoch(epoch_seed(s.seed, epoch), bar)
+        t1 = time.perf_counter()
+        val_loss, val_acc = trainer.evaluate(x_val, y_val) if len(x_val) else (None, None)
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            "accuracy": acc,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "train_seconds": round(t1 - t0, 3),
+            "images_per_sec": round(len(x_train) / (t1 - t0), 1),
+        }
+        metrics["epochs"].append(row)
+        bar.end(row)
+        state = {k: metrics[k] for k in ("settings", "data", "epochs")}
+        run.save_checkpoint(net, trainer, epoch, state)
+        run.write_metrics(metrics)
+
+    test_loss, test_acc = trainer.evaluate(ds.x_test, ds.y_test)
+    train_time = sum(r["train_seconds"] for r in metrics["epochs"])
+    metrics.update(
+        test_loss=test_loss,
+        test_accuracy=test_acc,
+        train_images_per_sec=round(len(x_train) * len(metrics["epochs"]) / train_time, 1) if train_time else None,
+        complete=True,
+    )
+    run.write_results(net, trainer.model, metrics, s.quiet)
+    bar.say(f"Test accuracy: {test_acc:.4f} - test_loss: {test_loss:.4f} ({len(ds.x_test):,} images)")
+    if run:
+        bar.say(f"wrote {run.path}{os.sep} (metrics.json, weights.safetensors, curves.png, checkpoint/)")
+    return metrics
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+def default_out(spec: str, backend: str) -> str:
+    stem = Path(spec).stem if not spec.startswith("<") else "net"
+    return os.path.join("runs", f"{stem}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def latest_run(spec: str, backend: str | None) -> str | None:
+    """The newest ``runs/<stem>-<backend>-<time>`` with a checkpoint (what a bare --resume continues)."""
+    stem = Path(spec).stem if not spec.startswith("<") else "net"
+    pattern = re.compile(re.escape(f"{stem}-") + f"({backend or 'torch|keras'})" + r"-(\d{8}-\d{6})\Z")
+    runs = Path("runs")
+    found = []
+    for p in runs.iterdir() if runs.is_dir() else ():
+        m = pattern.match(p.name)
+        if m and (p / "checkpoint" / "latest.json").exists():
+            found.append((m.group(2), str(p)))
+    return max(found)[1] if found else None
+
+
+def cli(args, params: dict) -> int:
+    """``netdsl train``: the parsed arguments (see netdsl.cli) -> an exit code."""
+    from .net import compile_source, read_spec
+
+    try:
+        source = read_spec(args.file)
+        stem = "net" if source.filename.startswith("<") else Path(source.filename).stem or "net"
+        net = compile_source(source, params, args.input, stem)
+    except NetdslError as e:
+        if args.traceback:
+            raise
+        print(str(e), file=sys.stderr)
+        return 1
+    out = args.out
+    if out is None:
+        if args.resume:
+            out = latest_run(source.filename, args.backend)
+            if out is None:
+                print(f"netdsl train: error[E603]: no run of `{stem}` to resume under runs/", file=sys.stderr)
+                print("  hint: name the run directory with --out DIR", file=sys.stderr)
+                return 1
+        else:
+            out = default_out(source.filename, args.backend or "torch")
+    given = {
+        "backend": args.backend,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "validation": args.validation,
+        "seed": args.seed,
+        "dataset": args.dataset,
+        "data": args.data,
+        "device": args.device,
+        "scale": False if args.raw_pixels else None,
+        "out": out,
+        "resume": args.resume,
+        "quiet": args.quiet,
+    }
+    try:
+        _fit(net, given)
+    except NetdslError as e:
+        if args.traceback:
+            raise
+        if e.source is None:
+            e.located(Source("", "netdsl train"))
+        print(str(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nnetdsl: interrupted; continue with: netdsl train {args.file} --out {out} --resume", file=sys.stderr)
+        return 130
+    return 0

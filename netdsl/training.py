@@ -230,6 +230,15 @@ class RunDir:
                 hint="add --resume to continue it, or choose another --out",
             )
 
+    def started_settings(self, net) -> dict | None:
+        """The settings of a run of this spec that stopped before finishing an epoch."""
+        try:
+            if not self.same_spec(net):
+                return None
+            return dict(json.loads(self._f("metrics.json").read_text(encoding="utf-8"))["settings"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def same_spec(self, net) -> bool:
         try:
             spec = self._f("spec.net").read_text(encoding="utf-8")
@@ -445,22 +454,25 @@ def _fit(net, given: dict, model=None) -> dict:
 
     run = RunDir(given.get("out"))
     manifest = None
+    restart = None  # the settings of a run of this spec stopped before its first checkpoint
     if given.get("resume"):
         if not run:
             raise NetdslError("E603", "resume needs the run directory (--out DIR)")
         manifest = run.checkpoint_manifest()
         if manifest is None:
-            raise NetdslError(
-                "E603", f"`{run.path}` holds no complete checkpoint to resume", hint="start it without --resume"
-            )
-    s = resolve(net, given, manifest["settings"] if manifest else None)
+            restart = run.started_settings(net)
+            if restart is None:
+                raise NetdslError(
+                    "E603", f"`{run.path}` holds no complete checkpoint to resume", hint="start it without --resume"
+                )
+    s = resolve(net, given, manifest["settings"] if manifest else restart)
     check_net(net)
     if manifest:
         if not run.same_spec(net):
             raise NetdslError("E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net")
         if manifest["epoch"] > s.epochs:
             raise _bad(f"the checkpoint is at epoch {manifest['epoch']}, past epochs={s.epochs}")
-    else:
+    elif restart is None:
         run.check_fresh(net)
     mod = _trainer(s.backend)
     device = mod.device(s.device)  # E403 for a device this machine lacks

@@ -8,6 +8,7 @@ MNIST sample, as a newcomer's first command does.  torch is imported before Tens
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -565,3 +566,22 @@ def test_demo_lenet5_reaches_95_percent_within_60s(tmp_path, backend):
     print(f"{backend}: test accuracy {m['test_accuracy']:.4f} in {seconds:.1f} s")
     assert m["test_accuracy"] >= 0.95
     assert seconds <= 60
+
+
+def test_resume_before_the_first_checkpoint_starts_over_with_the_runs_settings(tmp_path, tiny, data_dir):
+    """Interrupted during epoch 1: nothing to resume from, but `--resume` must not leave the
+    user between "no checkpoint, start without --resume" and "already holds a run, add --resume"."""
+    import netdsl.training as training
+
+    net = netdsl.load(tiny)
+    out = tmp_path / "run"
+    run = training.RunDir(str(out))
+    run.start(net)  # what a run killed in epoch 1 leaves: spec, summary, metrics with its settings
+    s = training.resolve(net, {"backend": "torch", "epochs": 2, "batch": 16, "data": str(data_dir)})
+    settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("out", "resume", "quiet")}
+    run.write_metrics({"settings": settings, "epochs": [], "complete": False})
+    with pytest.raises(NetdslError) as info:
+        netdsl.train(net, out=out, data=data_dir, quiet=True)  # without --resume: refused
+    assert info.value.code == "E603"
+    m = netdsl.train(net, out=out, resume=True, quiet=True)
+    assert m["complete"] and len(m["epochs"]) == 2 and m["settings"]["batch"] == 16

@@ -280,6 +280,7 @@ def _compile(args, source, net) -> int:
     from pathlib import Path
 
     from .errors import NetdslError
+    from .files import write_atomic
 
     try:
         code = net.generate(args.backend)
@@ -297,7 +298,7 @@ def _compile(args, source, net) -> int:
         sys.stdout.write(code)
         return 0
     try:
-        _write_atomic(Path(out), code)
+        write_atomic(Path(out), code)
     except OSError as e:
         print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
         return 1
@@ -346,21 +347,6 @@ def _plot(args, params) -> int:
             raise error
         print(str(error), file=sys.stderr)
     return status
-
-
-def _write_atomic(path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _devices() -> int:

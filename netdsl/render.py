@@ -393,17 +393,9 @@ def plot(net, path, format: str | None = None, rankdir: str = "TB", expand: bool
     fmt = format_of(path, format)
     text = to_dot(net, rankdir=rankdir, expand=expand)
     data = text.encode("utf-8") if fmt == "dot" else render(text, fmt)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    from .files import write_atomic
+
+    return write_atomic(path, data)
 
 
 def svg(net, **kw) -> str | None:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NetdslError, Source, did_you_mean
+from .files import write_atomic as _write
 
 # Keras's default learning rate of each optimizer
 OPTIMIZER_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
@@ -169,33 +170,6 @@ def check_net(net) -> None:
 
 
 # ---- the run directory -----------------------------------------------------------------
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a temporary file, fsync, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # Windows cannot open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _sha256(path: Path) -> str:

@@ -84,16 +84,11 @@ def save(net, model, path: str | os.PathLike) -> None:
     check(net, tensors)
     meta = {"format": FORMAT, "version": VERSION, "net": net.name, "layout": "keras"}
     data = to_bytes(tensors, metadata=meta)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from .files import write_atomic
+
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise NetdslError("E303", f"cannot write `{path}`: {e.strerror or e}") from None
 
 

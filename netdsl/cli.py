@@ -297,6 +297,9 @@ def _compile(args, source, net) -> int:
     if out == "-":
         sys.stdout.write(code)
         return 0
+    if not source.filename.startswith("<") and Path(out).resolve() == Path(source.filename).resolve():
+        print(f"netdsl: error: refusing to overwrite the spec {out} with generated code", file=sys.stderr)
+        return 1
     try:
         write_atomic(Path(out), code)
     except OSError as e:

@@ -159,6 +159,10 @@ def _finish(
     """Images as float32 (N, 28, 28, 1), scaled to [0, 1] unless ``scale=False``; labels as int64 (N,)."""
     import numpy as np
 
+    for part, a in (("training", xtr), ("test", xte)):
+        if len(a) == 0:  # found only after hours of training otherwise
+            raise _bad(str(source), f"it holds no {part} images")
+
     def x(a: np.ndarray) -> np.ndarray:
         a = a.astype(np.float32).reshape(len(a), 28, 28, 1)
         return np.divide(a, np.float32(255), out=a) if scale else a  # as the tutorial: x / 255

@@ -96,7 +96,7 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
     given = {k: v for k, v in given.items() if v is not None}
     if saved is None:
         base = dict(net.train_config)
-        if "optimizer" in given and given["optimizer"] != base.get("optimizer", "adam"):
+        if "optimizer" in given and str(given["optimizer"]).lower() != base.get("optimizer", "adam"):
             base.pop("lr", None)  # the spec's rate was for the spec's optimizer
         merged = {**base, **given}
     else:
@@ -611,6 +611,13 @@ def cli(args, params: dict) -> int:
         print(str(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nnetdsl: interrupted; continue with: netdsl train {args.file} --out {out} --resume", file=sys.stderr)
+        import shlex
+
+        again = ["netdsl", "train", args.file, "--out", str(out), "--resume"]
+        again += [f"-D{k}={v}" for k, v in args.defines]
+        if args.input:
+            again += ["--input", "x".join(map(str, args.input))]
+        hint = " ".join(shlex.quote(a) for a in again) if args.file != "-" else "netdsl train SPEC --out ... --resume"
+        print(f"\nnetdsl: interrupted; continue with: {hint}", file=sys.stderr)
         return 130
     return 0

@@ -65,3 +65,12 @@ def test_devices(capsys):
     assert main(["devices"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("torch: ") and "keras: " in out
+
+
+def test_compile_never_overwrites_the_spec(tmp_path, capsys):
+    pytest.importorskip("torch")
+    spec = tmp_path / "m.net"
+    spec.write_text(LENET.read_text())
+    assert main(["compile", str(spec), "-b", "torch", "-o", str(spec)]) == 1
+    assert "refusing to overwrite the spec" in capsys.readouterr().err
+    assert spec.read_text() == LENET.read_text()

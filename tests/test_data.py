@@ -378,3 +378,19 @@ def test_debian_fashion_mnist(monkeypatch):
 def test_import_needs_no_numpy():
     code = "import sys, netdsl.data; assert 'numpy' not in sys.modules, 'numpy imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_an_empty_test_or_training_set_is_refused_before_training(tmp_path):
+    np = pytest.importorskip("numpy")
+    for name, n_train, n_test in (("empty_test.npz", 10, 0), ("empty_train.npz", 0, 10)):
+        path = tmp_path / name
+        np.savez(
+            path,
+            x_train=np.zeros((n_train, 28, 28), "uint8"),
+            y_train=np.zeros(n_train, "uint8"),
+            x_test=np.zeros((n_test, 28, 28), "uint8"),
+            y_test=np.zeros(n_test, "uint8"),
+        )
+        with pytest.raises(NetdslError) as info:
+            data.load("mnist", path)
+        assert info.value.code == "E502" and "holds no" in str(info.value) and name in str(info.value)

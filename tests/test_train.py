@@ -585,3 +585,11 @@ def test_resume_before_the_first_checkpoint_starts_over_with_the_runs_settings(t
     assert info.value.code == "E603"
     m = netdsl.train(net, out=out, resume=True, quiet=True)
     assert m["complete"] and len(m["epochs"]) == 2 and m["settings"]["batch"] == 16
+
+
+def test_optimizer_case_keeps_the_specs_learning_rate():
+    from netdsl.training import resolve
+
+    net = netdsl.parse("flatten; dense 10 softmax\ntrain adam lr=0.003")
+    assert resolve(net, {"optimizer": "Adam"}).lr == 0.003
+    assert resolve(net, {"optimizer": "sgd"}).lr == 0.01  # another optimizer: its own default

@@ -161,7 +161,6 @@ class Op(NamedTuple):
     weights: Callable = lambda a, ins: ()  # -> ((name, shape, trainable), ...) in Keras's layout
     macs: Callable = lambda a, ins, out: 0
     describe: Callable = lambda a: ""  # key arguments, for tables and drawings
-    arity: int = 1  # 0: any number of inputs (merges)
     finish: Callable = lambda a: a  # cross-argument checks and derived defaults
 
 
@@ -306,7 +305,7 @@ def _dense_shape(a: dict, ins: list) -> Shape:
     return (a["units"],)
 
 
-def _one(name: str, kind: str = "int") -> Callable:
+def _one(name: str) -> Callable:
     def size(d: tuple, stride: int | None) -> dict:
         if stride is not None or len(d) != 1:
             raise ArgError(
@@ -415,8 +414,8 @@ _PAD = {"padding": (enum(*PADDINGS), "valid")}
 
 
 def _activation(name: str, keras: str, **extra) -> Op:
-    args = {k: v for k, v in extra.items()}
-    size = _one(next(iter(args)), "float") if args else None
+    args = dict(extra)
+    size = _one(next(iter(args))) if args else None
     return Op(name, keras, "activation", args, size, _same)
 
 
@@ -511,12 +510,12 @@ OPS: dict[str, Op] = {
             "Reshape",
             "shape",
             {"shape": (dims, REQUIRED)},
-            _one("shape"),
+            lambda d, stride: {"shape": d},  # the whole size: `reshape 7x7x16`
             _reshape,
             describe=lambda a: "x".join(map(str, a["shape"])),
         ),
-        Op("add", "Add", "merge", {}, None, _add, arity=0),
-        Op("concat", "Concatenate", "merge", {}, None, _concat, arity=0),
+        Op("add", "Add", "merge", {}, None, _add),
+        Op("concat", "Concatenate", "merge", {}, None, _concat),
         *(
             _activation(n, k)
             for n, k in [
@@ -531,13 +530,11 @@ OPS: dict[str, Op] = {
                 ("silu", "Activation"),
             ]
         ),
-        _activation("leakyrelu", "LeakyReLU", alpha=(real(0, 1e6), 0.3)),
+        _activation("leakyrelu", "LeakyReLU", alpha=(real(0, 1e6), 0.3))._replace(
+            describe=lambda a: f"\u03b1={a['alpha']:g}"
+        ),
     ]
 }
-
-# Shorthand for `dims` takes the whole size, not one number.
-OPS["reshape"] = OPS["reshape"]._replace(size=lambda d, stride: {"shape": d})
-OPS["leakyrelu"] = OPS["leakyrelu"]._replace(describe=lambda a: f"\u03b1={a['alpha']:g}")
 
 ALIASES = {
     "conv2d": "conv",
@@ -558,9 +555,6 @@ ALIASES = {
     "swish": "silu",
     "upsampling2d": "upsample",
 }
-
-# Ops that name no layer of their own: the input and `identity` (a pass-through).
-STRUCTURAL = ("input", "identity")
 
 
 def lookup(name: str) -> Op | None:

@@ -22,9 +22,12 @@ FORMAT = "netdsl-weights"
 VERSION = "1"
 
 
-def specs(net) -> dict[str, tuple[tuple[int, ...], bool]]:
-    """``{"conv_1.kernel": ((5, 5, 1, 6), True), ...}`` in graph order (True: trainable)."""
-    out = {}
+def entries(net):
+    """``(node, weight, shape, trainable)`` for every weight of the net, in graph order.
+
+    The one place that turns the op table's ``weights`` into the canonical list; the
+    file format, and each backend's get/set_weights, walk this.
+    """
     nodes = net.graph.nodes
     for name, node in nodes.items():
         op = ops.OPS.get(node["op"])
@@ -32,8 +35,12 @@ def specs(net) -> dict[str, tuple[tuple[int, ...], bool]]:
             continue
         ins = [nodes[i]["shape"] for i in node["inputs"]]
         for wname, shape, trainable in op.weights(node["args"], ins):
-            out[f"{name}.{wname}"] = (tuple(shape), trainable)
-    return out
+            yield name, wname, tuple(shape), trainable
+
+
+def specs(net) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """``{"conv_1.kernel": ((5, 5, 1, 6), True), ...}`` in graph order (True: trainable)."""
+    return {f"{node}.{w}": (shape, trainable) for node, w, shape, trainable in entries(net)}
 
 
 def backend_of(model):

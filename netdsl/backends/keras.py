@@ -296,13 +296,10 @@ _device = device  # build()'s parameter shadows the function's name
 
 def _weight_specs(net):
     """``(node, layer weight name, key)`` for every canonical weight, in node order."""
-    g = net.graph
-    for name, node in g.nodes.items():
-        if node["op"] == "input":
-            continue
-        ins = [g.nodes[i]["shape"] for i in node["inputs"]]
-        for wname, _shape, _trainable in _ops.OPS[node["op"]].weights(node["args"], ins):
-            yield name, wname, f"{name}.{wname}"
+    from ..weights import entries
+
+    for name, wname, _shape, _trainable in entries(net):
+        yield name, wname, f"{name}.{wname}"
 
 
 def get_weights(model, net) -> dict[str, np.ndarray]:

@@ -566,16 +566,13 @@ _device = device  # build()'s parameter shadows the function's name
 
 def _weight_map(model, net):
     """``("<node>.<name>", the module's tensor, torch -> canonical or None)`` for every weight."""
+    from ..weights import entries
+
     attrs = _attrs(net)
     nodes = net.graph.nodes
-    for name, node in nodes.items():
-        if node["op"] == "input":
-            continue
-        table = OPS[node["op"]].weights
-        ins = [nodes[i]["shape"] for i in node["inputs"]]
-        for wname, _, _ in _ops.OPS[node["op"]].weights(node["args"], ins):
-            tname, convert = table[wname]
-            yield f"{name}.{wname}", getattr(getattr(model, attrs[name]), tname), convert
+    for name, wname, _shape, _trainable in entries(net):
+        tname, convert = OPS[nodes[name]["op"]].weights[wname]
+        yield f"{name}.{wname}", getattr(getattr(model, attrs[name]), tname), convert
 
 
 def get_weights(model, net) -> dict[str, np.ndarray]:

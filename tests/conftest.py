@@ -24,6 +24,22 @@ def pytest_addoption(parser):
     )
 
 
+def ruff_check(paths, *, project_config: bool = False) -> None:
+    """Generated source must pass `ruff check` with the default rules (and the project's, if asked)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    configs = [["--isolated"]] + ([["--config", str(ROOT / "pyproject.toml")]] if project_config else [])
+    for flags in configs:
+        cmd = [ruff, "check", "--quiet", "--no-cache", *flags, *map(str, paths)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.fixture
 def golden(request):
     """``golden(name, text)``: compare ``text`` with tests/golden/NAME, or rewrite it with --update-golden."""

@@ -14,7 +14,6 @@ import importlib.util
 import itertools
 import math
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -31,6 +30,7 @@ except ImportError:
 pytest.importorskip("tensorflow")
 
 from conftest import EXAMPLES, ROOT  # noqa: E402
+from conftest import ruff_check as _ruff_check  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -42,7 +42,6 @@ from strategies import programs  # noqa: E402
 
 keras = kb.keras
 N_RANDOM = 200
-RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 _counter = itertools.count()
 
 
@@ -163,11 +162,7 @@ def check_net(net, gen_dir: Path, rng) -> tuple[Path, object]:
 
 
 def ruff_check(paths: list[Path]) -> None:
-    if RUFF is None:
-        pytest.skip("ruff is not installed")
-    for flags in (["--isolated"], ["--config", str(ROOT / "pyproject.toml")]):  # default rules; the project's
-        proc = subprocess.run([RUFF, "check", "--quiet", *flags, *map(str, paths)], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+    _ruff_check(paths, project_config=True)  # default rules and the project's own
 
 
 # ---- examples and random programs ---------------------------------------------------------

@@ -17,8 +17,6 @@ import importlib.util
 import itertools
 import math
 import pickle
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import EXAMPLES  # noqa: E402
+from conftest import EXAMPLES, ruff_check  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -38,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategies import programs  # noqa: E402
 
 N_RANDOM = 200
-RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
 NO_MODULE = {"gap", "gmp", "flatten", "reshape", "add", "concat"}  # tensor operations in forward
 _counter = itertools.count()
 
@@ -87,13 +84,6 @@ def load_generated(path: Path):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def ruff_check(paths: list[Path]) -> None:
-    if RUFF is None:
-        pytest.skip("ruff is not installed")
-    proc = subprocess.run([RUFF, "check", "--isolated", "--no-cache", *map(str, paths)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def check_keras_init(w: dict, net) -> None:

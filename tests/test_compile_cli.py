@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, ruff_check
 
 from netdsl.cli import main
 
 LENET = ROOT / "examples" / "lenet5.net"
-
-
-def ruff_ok(path: Path) -> None:
-    ruff = Path(sys.executable).parent / "ruff"
-    exe = str(ruff) if ruff.exists() else shutil.which("ruff")
-    if exe is None:
-        pytest.skip("ruff is not installed")
-    proc = subprocess.run([exe, "check", "--no-cache", "--isolated", str(path)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
@@ -35,7 +21,7 @@ def test_compile_default_output_beside_the_spec(tmp_path, capsys, backend):
     assert "def build_model" in code
     assert "import netdsl" not in code and "from netdsl" not in code
     assert "44,426" in code  # the summary rides along as a comment
-    ruff_ok(out)
+    ruff_check([out])
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -12,6 +12,7 @@ Every mistake a user can make in a spec ends as a :class:`NetdslError`::
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import NamedTuple
 
 
@@ -44,8 +45,15 @@ class Source(NamedTuple):
     filename: str = "<string>"
 
     def line(self, n: int) -> str:
-        lines = self.text.split("\n")
+        # the text is split once per text, not per call: a drawing asks for every node's
+        # line, and splitting each time made 40,000 lines take a minute
+        lines = _lines(self.text)
         return lines[n - 1].rstrip("\r") if 1 <= n <= len(lines) else ""
+
+
+@lru_cache(maxsize=4)
+def _lines(text: str) -> list[str]:
+    return text.split("\n")
 
 
 class NetdslError(Exception):

@@ -56,11 +56,16 @@ def backend_of(model):
     raise NetdslError("E305", f"expected a torch.nn.Module or a keras.Model, got {type(model).__name__}")
 
 
-def check(net, tensors: dict) -> None:
-    """Refuse tensors that do not fit the net: missing, wrong shape or dtype, or extra."""
+def check(net, tensors: dict) -> dict:
+    """Refuse tensors that do not fit the net: missing, wrong shape or dtype, or extra.
+
+    Returns the tensors as the float32 arrays the models hold.  The values are checked
+    after that cast: a float64 1e300 is finite in the file but ``inf`` in float32.
+    """
     import numpy as np
 
     expected = specs(net)
+    out = {}
     for key, (shape, _) in expected.items():
         if key not in tensors:
             raise NetdslError("E301", f"the weights have no tensor `{key}` (expected shape {shape})")
@@ -71,6 +76,15 @@ def check(net, tensors: dict) -> None:
             raise NetdslError("E302", f"tensor `{key}` holds {t.dtype}, not floating point numbers")
         if not np.isfinite(t).all():
             raise NetdslError("E302", f"tensor `{key}` contains NaN or infinite values")
+        with np.errstate(over="ignore"):
+            t32 = np.asarray(t, dtype=np.float32)
+        if not np.isfinite(t32).all():
+            raise NetdslError(
+                "E302",
+                f"tensor `{key}` holds {t.dtype} values outside the float32 range (|x| > 3.4e38)",
+                hint="the models compute in float32; such a weight would load as infinity",
+            )
+        out[key] = t32
     extra = [k for k in tensors if k not in expected]
     if extra:
         raise NetdslError(
@@ -78,6 +92,7 @@ def check(net, tensors: dict) -> None:
             f"the weights have a tensor `{extra[0]}` that the net does not",
             hint="is this file for another net?",
         )
+    return out
 
 
 def save(net, model, path: str | os.PathLike) -> None:
@@ -122,6 +137,5 @@ def read(path: str | os.PathLike) -> dict:
 
 def load(net, model, path: str | os.PathLike) -> None:
     """Load ``path`` into ``model`` (either framework): all of it, or nothing."""
-    tensors = read(path)
-    check(net, tensors)
+    tensors = check(net, read(path))
     backend_of(model).set_weights(model, net, tensors)

@@ -824,14 +824,34 @@ def g_batchnorm(ctx: Ctx, s) -> Layer:
     return Layer("batchnorm", {}, ctx.join([ctx.word("batchnorm"), ctx.kws(items)]))
 
 
-def g_act(ctx: Ctx, s) -> Layer:
-    a = ctx.choice(ACTIVATIONS)
+def g_act(ctx: Ctx, s, favour: str | None = None) -> Layer:
+    a = favour if favour is not None and ctx.maybe(0.5) else ctx.choice(ACTIVATIONS)
     name = ctx.word(a)
     if a == "leakyrelu" and ctx.maybe(0.6):
         if ctx.maybe(0.5):
             return Layer("act", {}, ctx.join([name, ctx.choice(("0.2", ".1", "0.3", "1e-2", "0", "1"))]))
         return Layer("act", {}, ctx.join([name, ctx.kw("alpha", Num(None, ctx.choice(("0.2", "0.01", ".5"))))]))
     return Layer("act", {}, name)
+
+
+def g_acts(ctx: Ctx, s) -> list:
+    """Two or three standalone activations in a row (softmax after softmax often)."""
+    return [g_act(ctx, s, favour="softmax") for _ in range(ctx.int(2, 3))]
+
+
+def g_head(ctx: Ctx, s) -> list:
+    """A stacked-activation ending: maybe a layer with a fused activation (softmax often),
+    then one to three standalone activations (softmax often).  Backends treat the final
+    softmax specially (logits for the loss); this is where they went wrong before."""
+    out = []
+    if ctx.maybe(0.7):
+        act = "softmax" if ctx.maybe(0.6) else ctx.choice(ACTIVATIONS)
+        f = ctx.int(1, MAX_C)
+        if len(s) == 1:
+            out.append(Layer("dense", {"units": f}, ctx.join([ctx.word("dense"), str(f), ctx.word(act)])))
+        else:
+            out.append(Layer("conv", {"filters": f, "kernel": 1}, ctx.join([ctx.word("conv"), f"{f}x1", ctx.word(act)])))
+    return out + [g_act(ctx, s, favour="softmax") for _ in range(ctx.int(1, 3))]
 
 
 def g_global(ctx: Ctx, s) -> Layer:
@@ -1162,7 +1182,9 @@ def g_stmt(ctx: Ctx, s, mode, avail, depth, budget):
         stmt = g_merge(ctx, s, avail)
     if stmt is None:
         stmt = g_simple(ctx, s, mode)
-        if not isinstance(stmt, Identity) and ctx.maybe(0.12):
+        if isinstance(stmt, Layer) and stmt.op == "act" and ctx.maybe(0.3):
+            stmt = g_acts(ctx, s)  # several standalone activations in a row
+        elif not isinstance(stmt, Identity) and ctx.maybe(0.12):
             name = ctx.label()
             stmt = Labeled(name, stmt, f"{name}:{ctx.choice((' ', '', '  '))}{stmt.text}")
     elif isinstance(stmt, Residual | Parallel | Call | Merge) and ctx.maybe(0.15):
@@ -1516,6 +1538,11 @@ def programs(draw, max_layers: int = 12) -> Program:
         used += k
         if used >= 1 and ctx.maybe(0.12):
             break
+    if ctx.maybe(0.25):  # end in stacked activations: a fused one, then standalone ones
+        head = g_head(ctx, shape)
+        for x in head:
+            shape, _ = ctx.run(x, shape)
+        top.append(Seq(head))
     top = _flatten(top)
     # the no-effect statements: defs (hoisted: anywhere), unused lets, train, data, input
     extras = []

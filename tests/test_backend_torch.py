@@ -245,6 +245,15 @@ EXTRA_SPECS = [
     "input 12; batchnorm; dense 6 selu; dropout 0.3; reshape 1x2x3; upsample 2; conv 2x1 silu; gap; dense 3 gelu",
     "input 6x6x2; a: conv 2x3 same; concat input; b: conv 4x1 tanh; add b; linear; sigmoid",
     "input 4x4x3; conv filters=2 kernel=1 bias=false; reshape 1x1x32; flatten; dense units=2 bias=false activation=softmax",
+    # stacked activations: the final softmax is what forward_logits leaves out, and only it
+    "input 6; dense 10 softmax; softmax",
+    "input 6; dense 4 softmax; softmax; softmax",
+    "input 6; dense 4 relu; softmax",
+    "input 6; dense 4; sigmoid; tanh; softmax",
+    "input 5x5x2; conv 3x1 softmax; softmax",
+    "input 5x5x2; conv 3x1 tanh; relu; softmax; gap; softmax",
+    "input 6; softmax",
+    "input 6; softmax; softmax",
 ]
 
 

@@ -139,6 +139,14 @@ def test_weights_missing_wrong_shape_extra_corrupt(lenet, tmp_path, backend):
     nan = dict(tensors)
     nan["dense_1.bias"] = np.full((120,), np.nan, np.float32)
     cases["nan"] = (nan, "E302", "dense_1.bias")
+    for sign in (1, -1):  # finite in float64, infinite in the float32 the models hold
+        big = dict(tensors)
+        big["conv_1.bias"] = np.full((6,), sign * 1e300, np.float64)
+        cases[f"float64 {sign:+}e300"] = (big, "E302", "conv_1.bias")
+    one = dict(tensors)
+    one["dense_2.kernel"] = tensors["dense_2.kernel"].astype(np.float64)
+    one["dense_2.kernel"][3, 4] = 3.5e38  # one value just past float32's largest
+    cases["float64 one value"] = (one, "E302", "dense_2.kernel")
     for name, (t, code, key) in cases.items():
         p = tmp_path / f"{name}.safetensors"
         _write(p, t)
@@ -163,6 +171,21 @@ def test_weights_missing_wrong_shape_extra_corrupt(lenet, tmp_path, backend):
         net.load_weights(model, tmp_path / "nope.safetensors")
     assert info.value.code == "E303"
     assert all(np.array_equal(before[k], v) for k, v in get(backend).get_weights(model, net).items())
+
+
+def test_float64_weights_in_range_load_as_float32(lenet, tmp_path):
+    net, model, path = lenet
+    from safetensors.numpy import load_file
+
+    tensors = {k: v.astype(np.float64) for k, v in load_file(str(path)).items()}
+    tensors["dense_3.bias"][0] = 3.4e38  # the edge of float32's range still loads
+    p = tmp_path / "f64.safetensors"
+    _write(p, tensors)
+    for backend in ("torch", "keras"):
+        m = get(backend).build(net)
+        net.load_weights(m, p)
+        got = get(backend).get_weights(m, net)
+        assert all(np.array_equal(got[k], v.astype(np.float32)) for k, v in tensors.items()), backend
 
 
 def test_weights_for_another_net_are_refused(lenet, tmp_path):

@@ -255,10 +255,26 @@ def _model_name(net) -> str:
     return name.replace("/", "_")  # the one character Keras refuses in a name
 
 
-def _layer(name: str, op: str, args: dict):
-    spec = OPS[op]
-    pos, kw = spec.args(args)
-    return getattr(keras.layers, spec.layer)(*pos, name=name, **kw)
+class _Call(NamedTuple):
+    """One node as one Keras layer call: ``layers.<cls>(*pos, **kw, name=name)(inputs)``."""
+
+    name: str
+    cls: str
+    pos: tuple
+    kw: dict
+    inputs: tuple
+    merge: bool
+
+
+def _calls(net) -> list[_Call]:
+    """Every layer node as a call, in order: the one description :func:`build` runs and
+    :func:`generate` prints, so the in-memory and the generated model cannot differ."""
+    out = []
+    for name, node in list(net.graph.nodes.items())[1:]:
+        spec = OPS[node["op"]]
+        pos, kw = spec.args(node["args"])
+        out.append(_Call(name, spec.layer, tuple(pos), dict(kw), tuple(node["inputs"]), spec.merge))
+    return out
 
 
 @contextlib.contextmanager
@@ -275,14 +291,13 @@ def build(net, device: str | None = None):
     where = _device(device)
     graph = net.graph
     with tf.device(where), _calm():
-        tensors: dict[str, Any] = {}
-        for name, node in graph.nodes.items():
-            if node["op"] == "input":
-                tensors[name] = keras.Input(shape=tuple(node["args"]["shape"]), name="input")
-                continue
-            layer = _layer(name, node["op"], node["args"])
-            ins = [tensors[i] for i in node["inputs"]]
-            tensors[name] = layer(ins if OPS[node["op"]].merge else ins[0])
+        tensors: dict[str, Any] = {
+            "input": keras.Input(shape=tuple(graph.nodes["input"]["args"]["shape"]), name="input")
+        }
+        for c in _calls(net):
+            layer = getattr(keras.layers, c.cls)(*c.pos, name=c.name, **c.kw)
+            ins = [tensors[i] for i in c.inputs]
+            tensors[c.name] = layer(ins if c.merge else ins[0])
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))
     model._netdsl_device = where
     return model
@@ -367,10 +382,9 @@ def _statement(target: str, func: str, parts: list[str], call_arg: str) -> list[
     return [f"{target} = {func}(", *(f"    {p}," for p in parts), f"){call_arg}"]
 
 
-def _layer_statement(target: str, spec: KerasOp, args: dict, name: str, arg: str) -> list[str]:
-    pos, kw = spec.args(args)
-    parts = [repr(v) for v in pos] + [f"{k}={v!r}" for k, v in kw.items()] + [f"name={name!r}"]
-    return _statement(target, f"layers.{spec.layer}", parts, f"({arg})")
+def _layer_statement(target: str, c: _Call, arg: str) -> list[str]:
+    parts = [repr(v) for v in c.pos] + [f"{k}={v!r}" for k, v in c.kw.items()] + [f"name={_identifier(c.name)!r}"]
+    return _statement(target, f"layers.{c.cls}", parts, f"({arg})")
 
 
 def generate(net) -> str:
@@ -399,16 +413,10 @@ def generate(net) -> str:
             taken.add(v)
             var[n] = v
 
-    body = []
-    for n in order:
-        node = g.nodes[n]
-        if node["op"] == "input":
-            body.append(f"inputs = keras.Input(shape={tuple(node['args']['shape'])!r}, name='input')")
-            continue
-        spec = OPS[node["op"]]
-        ins = [var[i] for i in node["inputs"]]
-        arg = f"[{', '.join(ins)}]" if spec.merge else ins[0]
-        body += _layer_statement(var[n], spec, node["args"], _identifier(n), arg)
+    body = [f"inputs = keras.Input(shape={tuple(g.nodes['input']['args']['shape'])!r}, name='input')"]
+    for c in _calls(net):
+        ins = [var[i] for i in c.inputs]
+        body += _layer_statement(var[c.name], c, f"[{', '.join(ins)}]" if c.merge else ins[0])
     body.append(f"return keras.Model(inputs, {var[output]}, name={_model_name(net)!r})")
 
     source = getattr(getattr(net, "source", None), "filename", None) or "<string>"

@@ -400,6 +400,40 @@ def _layer(g, name: str) -> Layer:
     return OPS[node["op"]].layer(node["args"], ins, node["shape"])
 
 
+class _Entry(NamedTuple):
+    """One node of the forward pass: its inputs and its steps (a merge step first, if any)."""
+
+    name: str
+    inputs: tuple
+    steps: tuple
+
+
+def _program(net, logits: bool = False) -> tuple[list[_Entry], str]:
+    """The forward pass as ``(entries in order, the node whose value is returned)``.
+
+    The one description of the forward pass: the in-memory module runs it and
+    :func:`generate` prints it, for ``forward`` and for ``forward_logits`` alike, so the
+    two cannot disagree.  ``logits``: the same pass without the final softmax, which
+    is the output node's last step (its fused activation, or a softmax layer's module);
+    a softmax layer left without steps is dropped and its input is returned.
+    """
+    g = net.graph
+    entries = [_Entry(n, tuple(g.nodes[n]["inputs"]), _layer(g, n).steps) for n in list(g.nodes)[1:]]
+    out = g.graph["output"]
+    if logits:
+        k = next(i for i, e in enumerate(entries) if e.name == out)
+        entry = entries[k]
+        *rest, last = entry.steps
+        op = g.nodes[out]["op"]
+        assert last == ("act", "softmax") or (op == "softmax" and last == ("module",)), (out, entry.steps)
+        if rest:
+            entries[k] = entry._replace(steps=tuple(rest))
+        else:
+            del entries[k]
+            out = entry.inputs[0]
+    return entries, out
+
+
 def _ends_in_softmax(g) -> bool:
     out = g.nodes[g.graph["output"]]
     return out["op"] == "softmax" or (out["args"] is not None and out["args"].get("activation") == "softmax")
@@ -416,6 +450,17 @@ class _Plan(NamedTuple):
     nodes: tuple  # one _Node per node, in order
     chain: tuple | None  # a plain chain: every part in order
     result: int
+
+
+def _plan_of(entries: list[_Entry], out: str, attrs: dict) -> _Plan:
+    """The runnable plan of a :func:`_program`: callables, module names and numbered slots."""
+    slot = {"input": 0, **{e.name: k for k, e in enumerate(entries, 1)}}
+    nodes = []
+    for name, inputs, steps in entries:
+        merge = _STEPS[steps[0][0]][0](None) if steps and steps[0][0] in _MERGES else None
+        parts = tuple(_STEPS[kind][0](attrs[name], *lits) for kind, *lits in steps[merge is not None :])
+        nodes.append(_Node(merge, parts, tuple(slot[i] for i in inputs), ()))
+    return _plan(nodes, slot[out])
 
 
 def _plan(nodes: list, result: int) -> _Plan:
@@ -457,31 +502,16 @@ class NetdslModule(nn.Module):
         super().__init__()
         g = net.graph
         attrs = _attrs(net)
-        order = list(g.nodes)
-        slot = {name: i for i, name in enumerate(order)}
-        out = g.graph["output"]
         self.netdsl_output_is_softmax = _ends_in_softmax(g)
-        nodes: list[_Node] = []
-        logits = None
-        for name in order[1:]:
-            node = g.nodes[name]
-            layer = _layer(g, name)
-            if layer.module is not None:
-                cls, args, kwargs = layer.module
+        for name in list(g.nodes)[1:]:
+            module = _layer(g, name).module
+            if module is not None:
+                cls, args, kwargs = module
                 self.add_module(attrs[name], (_CLASSES.get(cls) or getattr(nn, cls))(*args, **kwargs))
-            steps = list(layer.steps)
-            merge = _STEPS[steps.pop(0)[0]][0](None) if steps[0][0] in _MERGES else None
-            parts = tuple(_STEPS[kind][0](attrs[name], *lits) for kind, *lits in steps)
-            nodes.append(_Node(merge, parts, tuple(slot[i] for i in node["inputs"]), ()))
-            if name == out and self.netdsl_output_is_softmax:
-                if node["op"] == "softmax":  # a softmax layer: the logits are its input
-                    logits = _plan(nodes[:-1], nodes[-1].ins[0])
-                else:  # a fused softmax: the same node without it
-                    logits = _plan([*nodes[:-1], nodes[-1]._replace(parts=parts[:-1])], slot[name])
         keras_init(self)
-        self._netdsl_plan = _plan(nodes, slot[out])
-        self._netdsl_logits = logits
-        self._netdsl_nodes = tuple(order)
+        self._netdsl_plan = _plan_of(*_program(net), attrs)
+        self._netdsl_logits = _plan_of(*_program(net, logits=True), attrs) if self.netdsl_output_is_softmax else None
+        self._netdsl_nodes = tuple(g.nodes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = self._netdsl_plan
@@ -674,16 +704,13 @@ def _ctor_src(module: tuple) -> str:
 
 
 def _forward_src(net, attrs: dict, logits: bool) -> list[str]:
-    """The body of ``forward`` (or of ``forward_logits``)."""
+    """The body of ``forward`` (or of ``forward_logits``): :func:`_program`, printed."""
     g = net.graph
-    order = list(g.nodes)
-    out = g.graph["output"]
-    if logits and g.nodes[out]["op"] == "softmax":  # stop before the softmax layer
-        out = g.nodes[out]["inputs"][0]
-        order = order[: order.index(out) + 1]
+    entries, out = _program(net, logits)
+    order = ["input", *(e.name for e in entries)]
     pos = {n: i for i, n in enumerate(order)}
     # a value lives in `x` unless a node other than the next one reads it: then in a variable
-    saved = {n for n in order for c in g.successors(n) if c in pos and pos[c] != pos[n] + 1}
+    saved = {i for e in entries for i in e.inputs if pos[e.name] != pos[i] + 1}
     ref: dict[str, str] = {}
     used: set[str] = set()
     for n in order:
@@ -692,18 +719,16 @@ def _forward_src(net, attrs: dict, logits: bool) -> list[str]:
             ref[n] = _unmangled(attrs[n], _LOCALS, used)
             used.add(ref[n])
     lines = [f"{ref['input']} = x"] if "input" in saved else []
-    for name in order[1:]:
-        node = g.nodes[name]
-        steps = list(_layer(g, name).steps)
-        if logits and name == out and steps[-1] == ("act", "softmax"):
-            steps.pop()
-        srcs = [ref[i] for i in node["inputs"]]
+    for name, inputs, steps in entries:
+        srcs = [ref[i] for i in inputs]
         expr = srcs if steps[0][0] in _MERGES else srcs[0]
         for kind, *lits in steps:
             expr = _STEPS[kind][1](expr, attrs[name], *lits)
-        note = f"  # {name}: {_shape_src(node['shape'])}"
+        note = f"  # {name}: {_shape_src(g.nodes[name]['shape'])}"
         lines.append(f"return {expr}{note}" if name == out else f"{ref[name]} = {expr}{note}")
-    if len(order) == 1:
+        if name == out:
+            break
+    if out == "input":
         lines.append("return x")
     return lines
 
@@ -731,14 +756,14 @@ def generate(net) -> str:
                 classes.append(module[0])
     if softmax:
         body = _forward_src(net, attrs, logits=True)
-        final = f"self.{attrs[g.graph['output']]}" if out["op"] == "softmax" else None
+        # forward = the step forward_logits leaves out, applied to it (see _program)
+        kind, *lits = _layer(g, g.graph["output"]).steps[-1]
+        final = _STEPS[kind][1]("self.forward_logits(x)", attrs[g.graph["output"]], *lits)
         methods = [
             [
                 "def forward(self, x: torch.Tensor) -> torch.Tensor:",
                 f'    """{in_shape} -> {out_shape}: probabilities (softmax over dim 1)."""',
-                f"    return {final}(self.forward_logits(x))"
-                if final
-                else "    return torch.softmax(self.forward_logits(x), dim=1)",
+                f"    return {final}",
             ],
             [
                 "def forward_logits(self, x: torch.Tensor) -> torch.Tensor:",

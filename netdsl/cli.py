@@ -19,11 +19,40 @@ class _Usage(Exception):
     pass
 
 
+class _OutputFailed(Exception):
+    """Standard output could not be written (a full disk, a closed descriptor)."""
+
+
+_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)\Z", re.S)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints and exits 2; we want a return code
+        m = _CHOICE.search(message)
+        if m:  # a misspelt command: say which one was meant
+            from .errors import did_you_mean
+
+            word, choices = m.group(1), re.findall(r"'([^']*)'", m.group(2))
+            hint = did_you_mean(word, choices)
+            if hint is None and word.endswith(".net"):
+                hint = f"the command comes first: `netdsl check {word}`"
+            if hint:
+                message += f"; {hint}"
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise _Usage
+
+    def unrecognized(self, extras: list[str]) -> None:
+        """argparse's "unrecognized arguments", from this (sub)command, with "did you mean"."""
+        from .errors import did_you_mean
+
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        flags = [a for a in extras if a.startswith("-") and len(a) > 1]
+        if flags:
+            hint = did_you_mean(flags[0].split("=", 1)[0], list(self._option_string_actions))
+            if hint:
+                message += f" ({flags[0]}: {hint})"
+        self.error(message)
 
 
 def _define(text: str) -> tuple[str, object]:
@@ -96,12 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
         "or a function building a functional keras.Model (keras), each with build_model().",
     )
     g.add_argument("file", metavar="FILE")
-    g.add_argument("-b", "--backend", required=True, type=_backend, metavar="{torch,keras}", help="the framework")
+    g.add_argument(
+        "-b",
+        "--backend",
+        default="torch",
+        type=_backend,
+        metavar="{torch,keras}",
+        help="the framework: torch (or pytorch) or keras (or tf, tensorflow, tf.keras); default: torch",
+    )
     g.add_argument(
         "-o",
         "--output",
         metavar="OUT.py",
-        help="where to write; - for stdout (default: <stem>_<backend>.py beside FILE)",
+        help="where to write; - for stdout (default: <stem>_<backend>.py in the current directory; "
+        "stdout when FILE is -)",
     )
 
     pl = sub.add_parser(
@@ -117,13 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="OUT",
-        help="OUT.svg, .png, .pdf or .dot; - writes DOT to stdout (default: <stem>.svg beside FILE)",
+        help="OUT.svg, .png, .pdf or .dot; - writes DOT to stdout (default: <stem>.svg in the current directory)",
     )
     pl.add_argument(
         "--rankdir", type=str.upper, choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
     )
     pl.add_argument(
         "--expand", action="store_true", help="draw every pass of a repeat (default: the first, labelled ×N)"
+    )
+    pl.add_argument(
+        "-T",
+        "--format",
+        type=str.lower,
+        choices=("svg", "png", "pdf", "dot"),
+        help="the format, when OUT's suffix does not say it (default: from OUT; dot for -o -)",
     )
 
     d = sub.add_parser(
@@ -133,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
+    p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
 
@@ -169,7 +214,13 @@ def _backend(text: str) -> str:
 
     key = ALIASES.get(text.lower(), text.lower())
     if key not in NAMES:
-        raise argparse.ArgumentTypeError(f"unknown backend {text!r} (choose torch or keras)")
+        from .errors import did_you_mean
+
+        hint = did_you_mean(text, [*NAMES, *ALIASES])
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {text!r} (choose torch or keras; aliases: {', '.join(ALIASES)})"
+            + (f"; {hint}" if hint else "")
+        )
     return key
 
 
@@ -178,24 +229,38 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # bare `netdsl`: what a new user needs is the list of commands
+        try:
+            parser.print_help(sys.stdout)
+        except (AttributeError, OSError):
+            return 1
+        return 0
     try:
-        args = parser.parse_args(argv)
-        _check_usage(parser, args)
+        args, extras = parser.parse_known_args(argv)
+        sub = parser.subcommands[args.command]
+        if extras:  # reported by the subcommand, with its usage line
+            sub.unrecognized(extras)
+        _check_usage(sub, args)
     except _Usage:
         return 2
     except SystemExit as e:  # --help / --version
         return int(e.code or 0)
     status = [0]
     try:
-        return _run(args, status)
+        code = _run(args, status)
+        _emit("")  # flush: a full disk must fail here, not at exit
+        return code
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `netdsl check a b | head`: the reader left; keep the verdict
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        _silence_stdout()
         return status[0]
+    except _OutputFailed as e:  # `netdsl summary x > /dev/full`
+        print(f"netdsl: error: cannot write to standard output: {e}", file=sys.stderr)
+        _silence_stdout()
+        return 1
     except Exception as e:  # a bug in netdsl, never the user's fault
         if getattr(args, "traceback", False):
             raise
@@ -205,6 +270,34 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def _emit(text: str | bytes) -> None:
+    """Write to standard output and flush, so a failure ends the command with exit 1 here."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise _OutputFailed("it is closed")
+    try:
+        if isinstance(text, bytes):  # an image: through the binary buffer
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+            sys.stdout.buffer.flush()
+        else:
+            sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as e:  # ValueError: a closed file object
+        raise _OutputFailed(getattr(e, "strerror", None) or str(e)) from None
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so Python's flush at exit does not fail a second time."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass
 
 
 def _check_usage(parser, args) -> None:
@@ -219,7 +312,7 @@ def _check_usage(parser, args) -> None:
         from .render import format_of
 
         try:
-            format_of(args.output)
+            format_of(args.output, args.format)
         except ValueError as e:
             parser.error(str(e))
     if args.command == "plot" and args.file == "-" and args.output is None:
@@ -252,9 +345,9 @@ def _run(args, status: list) -> int:
                 continue
             if not args.quiet:
                 n = len(net.graph) - 1
-                print(
+                _emit(
                     f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
-                    f"output {_fmt(net.output_shape)}"
+                    f"output {_fmt(net.output_shape)}\n"
                 )
         return status[0]
     try:
@@ -270,17 +363,14 @@ def _run(args, status: list) -> int:
     if args.json:
         import json
 
-        print(json.dumps(net.to_json(), indent=2))
+        _emit(json.dumps(net.to_json(), indent=2) + "\n")
     else:
-        print(net.summary())
+        _emit(net.summary() + "\n")
     return 0
 
 
 def _compile(args, source, net) -> int:
-    from pathlib import Path
-
     from .errors import NetdslError
-    from .files import write_atomic
 
     try:
         code = net.generate(args.backend)
@@ -289,30 +379,46 @@ def _compile(args, source, net) -> int:
         return 1
     out = args.output
     if out is None:
-        if source.filename.startswith("<"):
-            out = "-"
-        else:
-            spec = Path(source.filename)
-            out = str(spec.with_name(f"{spec.stem}_{args.backend}.py"))
+        out = "-" if source.filename.startswith("<") else f"{_stem(source.filename)}_{args.backend}.py"
     if out == "-":
-        sys.stdout.write(code)
+        _emit(code)
         return 0
-    if not source.filename.startswith("<") and Path(out).resolve() == Path(source.filename).resolve():
-        print(f"netdsl: error: refusing to overwrite the spec {out} with generated code", file=sys.stderr)
-        return 1
-    try:
-        write_atomic(Path(out), code)
-    except OSError as e:
-        print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+    if not _write(out, code, source, "generated code"):
         return 1
     print(f"wrote {out} ({args.backend}; build_model() returns the model)", file=sys.stderr)
     return 0
 
 
+def _write(out: str, data, source, what: str) -> bool:
+    """Write a user-named (or default) output; False, with the reason printed, if it cannot be."""
+    import os
+
+    from .files import write_output
+
+    if not source.filename.startswith("<"):
+        try:
+            same = os.path.samefile(out, source.filename)  # through links, hard or symbolic
+        except OSError:
+            same = False
+        if same:
+            print(
+                f"netdsl: error: refusing to overwrite the spec {source.filename} with {what} (-o {out})",
+                file=sys.stderr,
+            )
+            return False
+    try:
+        write_output(out, data)
+    except IsADirectoryError:
+        print(f"netdsl: error: cannot write {out}: it is a directory (name a file inside it)", file=sys.stderr)
+        return False
+    except OSError as e:
+        print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
+
+
 def _plot(args, params) -> int:
     """Draw the spec; a broken one is drawn up to its error, then reported (exit 1)."""
-    from pathlib import Path
-
     from . import render
     from .errors import NetdslError
     from .net import compile_source, read_spec
@@ -328,23 +434,24 @@ def _plot(args, params) -> int:
             print(str(e), file=sys.stderr)
             return 1
         drawn = error = e
-    out = args.output or str(Path(source.filename).with_suffix(".svg"))
+    out = args.output or f"{_stem(source.filename)}.svg"
     status = 1 if error else 0
-    if out == "-":
-        sys.stdout.write(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand))
-    elif Path(out).resolve() == Path(source.filename).resolve():
-        print(f"netdsl: error: refusing to overwrite the spec {out} with its drawing", file=sys.stderr)
-        status = 1
+    fmt = args.format or ("dot" if out == "-" else render.format_of(out))
+    if out == "-" and fmt == "dot":
+        _emit(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand))
     else:
         try:
-            render.plot(drawn, out, rankdir=args.rankdir, expand=args.expand)
-            print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
+            data = render.draw(drawn, fmt, rankdir=args.rankdir, expand=args.expand)
         except render.RenderError as e:
             print(f"netdsl: error: {e}", file=sys.stderr)
-            status = 1
-        except OSError as e:
-            print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
-            status = 1
+            data, status = None, 1
+        if data is not None and out == "-":
+            _emit(data)
+        elif data is not None:
+            if _write(out, data, source, "its drawing"):
+                print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
+            else:
+                status = 1
     if error is not None:
         if args.traceback:
             raise error

@@ -284,8 +284,10 @@ def read_spec(path: str | os.PathLike) -> Source:
         if filename == "-":
             import sys
 
-            data = sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)
             filename = "<stdin>"
+            if sys.stdin is None:  # started with stdin closed (`<&-`)
+                raise OSError(0, "standard input is closed")
+            data = sys.stdin.buffer.read(MAX_SOURCE_BYTES + 1)
         else:
             with open(filename, "rb") as f:
                 data = f.read(MAX_SOURCE_BYTES + 1)

@@ -390,12 +390,16 @@ def plot(net, path, format: str | None = None, rankdir: str = "TB", expand: bool
     Graphviz's ``dot``; :class:`GraphvizMissing` otherwise) or dot (the text itself).
     """
     path = Path(path)
-    fmt = format_of(path, format)
-    text = to_dot(net, rankdir=rankdir, expand=expand)
-    data = text.encode("utf-8") if fmt == "dot" else render(text, fmt)
-    from .files import write_atomic
+    data = draw(net, format_of(path, format), rankdir=rankdir, expand=expand)
+    from .files import write_output
 
-    return write_atomic(path, data)
+    return write_output(path, data)
+
+
+def draw(net, fmt: str, rankdir: str = "TB", expand: bool = False) -> bytes:
+    """The drawing as the bytes of a ``fmt`` file (svg, png, pdf need Graphviz's ``dot``)."""
+    text = to_dot(net, rankdir=rankdir, expand=expand)
+    return text.encode("utf-8") if fmt == "dot" else render(text, fmt)
 
 
 def svg(net, **kw) -> str | None:

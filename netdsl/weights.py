@@ -106,10 +106,10 @@ def save(net, model, path: str | os.PathLike) -> None:
     check(net, tensors)
     meta = {"format": FORMAT, "version": VERSION, "net": net.name, "layout": "keras"}
     data = to_bytes(tensors, metadata=meta)
-    from .files import write_atomic
+    from .files import write_output
 
     try:
-        write_atomic(path, data)
+        write_output(path, data)
     except OSError as e:
         raise NetdslError("E303", f"cannot write `{path}`: {e.strerror or e}") from None
 

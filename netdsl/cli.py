@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--expand", action="store_true", help="draw every pass of a repeat (default: the first, labelled ×N)"
     )
     pl.add_argument(
+        "--compact",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fold activation, batchnorm and dropout layers into the layer before them "
+        "(default: when more than 30 boxes would be drawn)",
+    )
+    pl.add_argument(
         "-T",
         "--format",
         type=str.lower,
@@ -438,10 +445,10 @@ def _plot(args, params) -> int:
     status = 1 if error else 0
     fmt = args.format or ("dot" if out == "-" else render.format_of(out))
     if out == "-" and fmt == "dot":
-        _emit(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand))
+        _emit(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand, compact=args.compact))
     else:
         try:
-            data = render.draw(drawn, fmt, rankdir=args.rankdir, expand=args.expand)
+            data = render.draw(drawn, fmt, rankdir=args.rankdir, expand=args.expand, compact=args.compact)
         except render.RenderError as e:
             print(f"netdsl: error: {e}", file=sys.stderr)
             data, status = None, 1

@@ -252,7 +252,7 @@ def _conv_describe(a: dict) -> str:
     k = f"{kh}" if kh == kw else f"{kh}x{kw}"
     sh, sw = a["stride"]
     st = f"{sh}" if sh == sw else f"{sh}x{sw}"
-    bits = [f"{a['filters']}\u00d7{k}", f"/{st}"]
+    bits = [f"{a['filters']}\u00d7{k}"] + ([f"/{st}"] if st != "1" else [])  # stride 1 goes without saying
     if a["padding"] != "valid":
         bits.append(a["padding"])
     if a["dilation"] != (1, 1):

@@ -110,71 +110,6 @@ def _unpack(obj):
     raise TypeError(f"to_dot takes a Net, its graph or a NetdslError, got {type(obj).__name__}")
 
 
-class _Plan:
-    """Which nodes, edges and clusters appear: repeats fold onto their first pass."""
-
-    def __init__(self, graph, expand: bool):
-        self.graph = graph
-        self.groups = graph.graph.get("groups", {})
-        self.members: dict[str, list] = {}
-        for v, n in graph.nodes.items():
-            for gid in n.get("groups", ()):
-                self.members.setdefault(gid, []).append(v)
-        self.index = {gid: {v: i for i, v in enumerate(vs)} for gid, vs in self.members.items()}
-        its = {gid: g for gid, g in self.groups.items() if g["kind"] == "iteration"}
-        self.first = {g["repeat"]: gid for gid, g in its.items() if g["index"] == 1}
-        bad = {
-            g["repeat"]
-            for i, g in its.items()
-            if g["index"] > 1 and any(graph.nodes[v]["error"] for v in self.members.get(i, ()))
-        }
-        # a repeat that failed after its first pass is drawn whole, so the failing layer shows
-        self.folded = set() if expand else set(self.first) - bad
-        self._twin: dict = {}
-
-    def hidden_by(self, v) -> str | None:
-        for gid in self.graph.nodes[v].get("groups", ()):
-            g = self.groups[gid]
-            if g["kind"] == "iteration" and g["index"] > 1 and g["repeat"] in self.folded:
-                return gid
-        return None
-
-    def twin(self, v):
-        """The node drawn for ``v``: itself, or its counterpart in pass 1 (None if none)."""
-        if v not in self._twin:
-            u = v
-            while u is not None and (it := self.hidden_by(u)) is not None:
-                pos = self.index[it][u]
-                pass1 = self.members.get(self.first[self.groups[it]["repeat"]], [])
-                u = pass1[pos] if pos < len(pass1) else None
-            self._twin[v] = u
-        return self._twin[v]
-
-    def drawn(self, gid: str) -> bool:
-        g = self.groups[gid]
-        return not (g["kind"] == "iteration" and g["repeat"] in self.folded)
-
-    def nodes(self) -> list:
-        return [v for v in self.graph.nodes if self.twin(v) == v]
-
-    def edges(self, shown: list) -> list[tuple]:
-        """(tail, head, shape) for each input of each drawn node, in input order."""
-        out, seen = [], set()
-        for v in shown:
-            for u in self.graph.nodes[v].get("inputs", ()):
-                if u not in self.graph:
-                    continue
-                t = self.twin(u)
-                if t is None or (t != u and (t, v) in seen):
-                    continue
-                seen.add((t, v))
-                out.append((t, v, self.graph.nodes[u]["shape"]))
-        return out
-
-    def params(self, gid: str) -> int:
-        return sum(self.graph.nodes[v]["params"] for v in self.members.get(gid, ()))
-
-
 def _failures(graph, errors) -> tuple[dict, list]:
     """Each error matched to its failing node (the last one starting before it on its
     line: a node's span is its layer word, an error's may be an argument); the rest apart."""
@@ -199,24 +134,31 @@ def _failures(graph, errors) -> tuple[dict, list]:
 # ---- DOT ---------------------------------------------------------------------------
 
 
-def to_dot(net_or_graph, rankdir: str = "TB", expand: bool = False) -> str:
+def to_dot(net_or_graph, rankdir: str = "TB", expand: bool = False, compact: bool | None = None) -> str:
     """The drawing as Graphviz DOT text; pure (no Graphviz needed, nothing written).
 
     Accepts a :class:`~netdsl.net.Net`, its graph, or a :class:`~netdsl.NetdslError`
     whose ``graph`` holds what was built before the error (the failing layers are then
     outlined in red with their messages).  ``rankdir`` is ``"TB"`` or ``"LR"``;
-    ``expand`` draws every pass of each ``repeat`` instead of the first, labelled ×N.
+    ``expand`` draws every pass of each ``repeat`` instead of the first, labelled ×N;
+    ``compact`` folds activation/batchnorm/dropout chains into the layer before them
+    (None: when more than ``drawplan.AUTO_COMPACT`` nodes would be drawn).
+
+    A node shows its output shape (and its parameters, when it has any); edges are
+    unlabelled, except one leaving a folded repeat, which names the node it comes from.
     """
     if rankdir not in ("TB", "LR"):
         raise ValueError(f"rankdir must be TB or LR, got {rankdir!r}")
+    from .drawplan import Plan
+
     graph, title, errors, source = _unpack(net_or_graph)
-    plan = _Plan(graph, expand)
+    plan = Plan(graph, expand, compact)
     matched, loose = _failures(graph, errors)
-    shown = plan.nodes()
+    shown = plan.shown
     out = [
         "digraph netdsl {",
         f'  graph [rankdir={rankdir}, fontname="{_FONT}", fontsize=12, labelloc=t, bgcolor=white, '
-        "nodesep=0.3, ranksep=0.32, newrank=true]",
+        "nodesep=0.3, ranksep=0.32, newrank=true, compound=true]",
         f'  node [fontname="{_FONT}", fontsize=11, fontcolor="{_INK}", color="#303030", margin="0.14,0.05"]',
         f'  edge [fontname="{_FONT}", fontsize=9, fontcolor="#404040", color="#505050", arrowsize=0.7]',
         f"  label=<{_graph_label(graph, title, errors, loose)}>",
@@ -236,10 +178,10 @@ def to_dot(net_or_graph, rankdir: str = "TB", expand: bool = False) -> str:
         pad = "  " * depth
         for kind, item in tree[key]:
             if kind == "node":
-                out.append(pad + _node(graph, item, matched.get(item), source))
+                out.append(pad + _node(graph, item, matched.get(item), source, plan.chain.get(item, [item])))
                 continue
             attrs = [_CLUSTER.get(plan.groups[item]["kind"], "")]
-            label = _cluster_label(plan, item)
+            label = _cluster_label(plan, item, source)
             # an unlabelled cluster would inherit the label of the one around it
             attrs.append(f'label=<{label}>, labeljust=l, fontsize=10, fontcolor="{_INK}"' if label else 'label=""')
             out.append(f"{pad}subgraph {_q('cluster_' + item)} {{")
@@ -248,8 +190,17 @@ def to_dot(net_or_graph, rankdir: str = "TB", expand: bool = False) -> str:
             out.append(pad + "}")
 
     emit(None, 1)
-    for tail, head, shape in plan.edges(shown):
-        out.append(f"  {_q(tail)} -> {_q(head)} [label=<{_h(_shape(shape))}>]")
+    for tail, head, via, src in plan.edges():
+        attrs = []
+        if via is not None:  # leaves a repeat drawn once: from its box, naming the last pass's node
+            attrs.append(f"ltail={_q('cluster_' + via)}")
+        if src is not None:  # the shape only where it is not the one on the tail's box
+            label = f"from {src}"
+            shape = graph.nodes[src]["shape"]
+            if shape != graph.nodes[plan.last(tail)]["shape"]:
+                label += f": {_shape(shape)}"
+            attrs.append(f"label=<{_h(label)}>")
+        out.append(f"  {_q(tail)} -> {_q(head)}" + (f" [{', '.join(attrs)}]" if attrs else ""))
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -284,7 +235,7 @@ def _graph_label(graph, title: str, errors: list, loose: list) -> str:
     return "<br/>".join(lines) + "<br/> "
 
 
-def _cluster_label(plan: _Plan, gid: str) -> str:
+def _cluster_label(plan, gid: str, source) -> str:
     g = plan.groups[gid]
     kind = g["kind"]
     if kind == "repeat":
@@ -293,7 +244,7 @@ def _cluster_label(plan: _Plan, gid: str) -> str:
     if kind == "iteration":
         return f"pass {g['index']}"
     if kind == "def":
-        return f"<b>{_h(g['label'])}()</b> \u00b7 {plan.params(gid):,} params"
+        return f"<b>{_h(_call_text(g, source))}</b> \u00b7 {plan.params(gid):,} params"
     if kind in ("add", "concat"):
         paths = " | ".join(["\u2026"] * g.get("paths", 2))
         return f"<b>{kind}</b> {{ {paths} }}"
@@ -302,32 +253,64 @@ def _cluster_label(plan: _Plan, gid: str) -> str:
     return ""
 
 
-def _node(graph, v, err, source) -> str:
+def _describe(graph, v) -> str:
+    """``conv 32×3 same relu``: the op and its key arguments."""
     from . import ops
 
     n = graph.nodes[v]
     op = ops.OPS.get(n["op"])
-    family = "input" if n["op"] == "input" else op.family if op else None
-    fill, look = _FAMILY.get(family, _UNKNOWN)
     desc = ""
     if op is not None and n.get("args") is not None:
         try:
             desc = op.describe(n["args"])
         except Exception:  # a drawing must not fail on a half-built node
             desc = ""
+    return f"{n['op']} {desc}".strip()
+
+
+def _call_text(g: dict, source) -> str:
+    """``block(64, s=2)``: the call's bound values if the graph records them, else its text."""
+    name = g["label"]
+    if isinstance(g.get("args"), dict):
+        return f"{name}({', '.join(f'{k}={v}' for k, v in g['args'].items())})"
+    span = g.get("span")
+    if source is not None and span is not None and span.end_line == span.line:
+        text = " ".join(source.line(span.line)[span.column - 1 : span.end_column - 1].split())
+        if text.startswith(name) and "(" in text:
+            return text if len(text) <= 60 else text[:59] + "\u2026)"
+    return f"{name}()"
+
+
+def _node(graph, v, err, source, chain=None) -> str:
+    from . import ops
+
+    chain = chain or [v]
+    n = graph.nodes[v]
+    op = ops.OPS.get(n["op"])
+    family = "input" if n["op"] == "input" else op.family if op else None
+    fill, look = _FAMILY.get(family, _UNKNOWN)
     lines = [f"<b>{_h(v)}</b>"]
     if n["op"] == "input":
         lines.append(_h(_shape(n["shape"])))
     else:
-        lines.append(_h(f"{n['op']} {desc}".strip()))
+        what = _describe(graph, v)
+        if what != n["op"] or not v.startswith(f"{n['op']}_"):  # `relu_2` needs no second line saying `relu`
+            lines.append(_h(what))
+        if len(chain) > 1:  # compacted: the layers folded into this box, in order
+            lines.append(_h(" ".join(f"+ {_describe(graph, c)}" for c in chain[1:])))
+        end = graph.nodes[chain[-1]]
         if n.get("error"):
             stats = ""
-        elif n["shape"] is None:
+        elif end["shape"] is None:
             stats = "? \u00b7 ? params"
-        else:
-            stats = f"{_shape(n['shape'])} \u00b7 {n['params']:,} params"
-            if n["non_trainable"]:
-                stats += f" ({n['non_trainable']:,} non-trainable)"
+        else:  # the shape always; parameters only where there are some
+            stats = _shape(end["shape"])
+            params = sum(graph.nodes[c]["params"] for c in chain)
+            frozen = sum(graph.nodes[c]["non_trainable"] for c in chain)
+            if params:
+                stats += f" \u00b7 {params:,} params"
+            if frozen:
+                stats += f" ({frozen:,} non-trainable)"
         if stats:
             lines.append(f'<font point-size="10">{_h(stats)}</font>')
     attrs = [look, f'fillcolor="{fill}"']
@@ -342,6 +325,8 @@ def _node(graph, v, err, source) -> str:
     elif n["shape"] is None:
         attrs = ['shape=box, style="filled,dashed"', 'fillcolor="#ffffff"', 'color="#909090", fontcolor="#606060"']
     tip = f"{v}: {'InputLayer' if n['op'] == 'input' else op.keras if op else n['op']}"
+    if len(chain) > 1:
+        tip += f" (with {', '.join(chain[1:])})"
     span = n.get("span")
     if span:
         tip += f", line {span.line}"
@@ -383,22 +368,24 @@ def format_of(path, format: str | None = None) -> str:
     return fmt
 
 
-def plot(net, path, format: str | None = None, rankdir: str = "TB", expand: bool = False) -> Path:
+def plot(
+    net, path, format: str | None = None, rankdir: str = "TB", expand: bool = False, compact: bool | None = None
+) -> Path:
     """Draw ``net`` (or a NetdslError's partial graph) into ``path``, written atomically.
 
     The format comes from ``format`` or the suffix: svg, png, pdf (these need
     Graphviz's ``dot``; :class:`GraphvizMissing` otherwise) or dot (the text itself).
     """
     path = Path(path)
-    data = draw(net, format_of(path, format), rankdir=rankdir, expand=expand)
+    data = draw(net, format_of(path, format), rankdir=rankdir, expand=expand, compact=compact)
     from .files import write_output
 
     return write_output(path, data)
 
 
-def draw(net, fmt: str, rankdir: str = "TB", expand: bool = False) -> bytes:
+def draw(net, fmt: str, rankdir: str = "TB", expand: bool = False, compact: bool | None = None) -> bytes:
     """The drawing as the bytes of a ``fmt`` file (svg, png, pdf need Graphviz's ``dot``)."""
-    text = to_dot(net, rankdir=rankdir, expand=expand)
+    text = to_dot(net, rankdir=rankdir, expand=expand, compact=compact)
     return text.encode("utf-8") if fmt == "dot" else render(text, fmt)
 
 

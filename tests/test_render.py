@@ -50,7 +50,18 @@ def drawn_nodes(dot: str) -> set[str]:
 
 
 def edges(dot: str) -> list[tuple[str, str, str]]:
-    return re.findall(r'^\s*"([^"]+)" -> "([^"]+)" \[label=<([^>]*)>\]', dot, re.M)
+    """(tail, head, label) of every edge; the label is "" for an unlabelled edge."""
+    out = []
+    for u, v, attrs in re.findall(r'^\s*"([^"]+)" -> "([^"]+)"(?: \[(.*)\])?$', dot, re.M):
+        m = re.search(r"label=<([^>]*)>", attrs)
+        out.append((u, v, m.group(1) if m else ""))
+    return out
+
+
+def stats(layer) -> str:
+    """What a node shows under its name: the shape, and the parameters when there are any."""
+    shape = "\u00d7".join(map(str, layer.output_shape[1:]))
+    return f"{shape} \u00b7 {layer.params:,} params" if layer.params else shape
 
 
 # ---- DOT text (no Graphviz needed) ----------------------------------------------------
@@ -64,16 +75,16 @@ def test_golden_dot(path, golden):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_dot_has_every_layer_and_edge(path):
     net = netdsl.load(path)
-    dot = to_dot(net, expand=True)
-    assert dot == to_dot(net, expand=True)  # deterministic
+    dot = to_dot(net, expand=True, compact=False)
+    assert dot == to_dot(net, expand=True, compact=False)  # deterministic
     assert drawn_nodes(dot) == set(net.graph.nodes)
     for layer in net.layers:
-        shape = "\u00d7".join(map(str, layer.output_shape[1:]))
-        assert f"{shape} \u00b7 {layer.params:,} params" in node_line(dot, layer.name)
+        assert f">{stats(layer)}" in node_line(dot, layer.name)
+        if not layer.params:
+            assert "params" not in node_line(dot, layer.name).split("tooltip=")[0]  # no "0 params"
     want = sorted((u, v) for v in net.graph.nodes for u in net.graph.nodes[v]["inputs"])
     assert sorted((u, v) for u, v, _ in edges(dot)) == want
-    for u, _, label in edges(dot):
-        assert label == "\u00d7".join(map(str, net.graph.nodes[u]["shape"]))
+    assert all(label == "" for *_, label in edges(dot))  # the shapes are on the nodes, once
     total = (
         f"{net.total_params:,} params: {net.trainable_params:,} trainable, {net.non_trainable_params:,} non-trainable"
     )
@@ -83,12 +94,13 @@ def test_dot_has_every_layer_and_edge(path):
 def test_node_shows_op_arguments_and_graph_label():
     dot = netdsl.load(LENET).to_dot()
     line = node_line(dot, "conv_1")
-    assert (
-        "<b>conv_1</b>" in line and "conv 6\u00d75 /1 sigmoid" in line and "24\u00d724\u00d76 \u00b7 156 params" in line
-    )
+    assert "<b>conv_1</b>" in line and "conv 6\u00d75 sigmoid" in line and "24\u00d724\u00d76 \u00b7 156 params" in line
+    labels = [line.split("tooltip=")[0] for line in dot.splitlines() if "[label=" in line]
+    assert not [x for x in labels if " /1" in x or ">0 params" in x or " 0 params" in x]
+    assert "conv 64\u00d71 /2" in netdsl.load(RESNET).to_dot()  # a stride that is not 1 shows
     assert "input 28\u00d728\u00d71 \u2192 output 10" in dot
     assert "44,426 params: 44,426 trainable, 0 non-trainable \u00b7 281,640 MACs" in dot
-    assert "(64 non-trainable)" in node_line(netdsl.load(RESNET).to_dot(), "batchnorm_1")
+    assert "(64 non-trainable)" in node_line(netdsl.load(RESNET).to_dot(compact=False), "batchnorm_1")
 
 
 def test_families_look_different():
@@ -116,7 +128,7 @@ def test_families_look_different():
 def test_clusters_nest_as_the_groups_do():
     dot = netdsl.load(ROOT / "examples" / "inception.net").to_dot()
     assert dot.count("subgraph ") == sum(1 for _ in re.finditer(r'subgraph "cluster_g\d+"', dot))
-    assert "<b>inception()</b>" in dot and "<b>concat</b> { \u2026 | \u2026 | \u2026 | \u2026 }" in dot
+    assert "<b>inception(16, 16, 24, 4, 8)</b>" in dot and "<b>concat</b> { \u2026 | \u2026 | \u2026 | \u2026 }" in dot
     # conv_6 sits in path g7, inside concat g6, inside the call g5
     opened = []
     for line in dot.splitlines():
@@ -157,12 +169,16 @@ def test_graph_without_net_and_bad_arguments():
 
 def test_repeat_drawn_once_and_expanded():
     net = netdsl.load(RESNET)
-    folded, full = net.to_dot(), net.to_dot(expand=True)
+    folded, full = net.to_dot(compact=False), net.to_dot(expand=True, compact=False)
     assert {"conv_2", "relu_2"} <= drawn_nodes(folded)
     assert not {"conv_4", "add_2", "relu_4"} & drawn_nodes(folded)
     assert "<b>repeat \u00d72</b> (drawn once) \u00b7 37,504 params" in folded
-    pairs = {(u, v) for u, v, _ in edges(folded)}
-    assert ("relu_2", "conv_6") in pairs and ("relu_2", "conv_8") in pairs  # the last pass continues
+    pairs = {(u, v): label for u, v, label in edges(folded)}
+    # the last pass continues: the edge leaves the repeat's box, naming the node it comes from
+    assert pairs[("relu_2", "conv_6")] == pairs[("relu_2", "conv_8")] == "from relu_4"
+    for head in ("conv_6", "conv_8"):
+        assert f'"relu_2" -> "{head}" [ltail="cluster_g1", label=<from relu_4>]' in folded
+    assert "compound=true" in folded
     assert ("relu_2", "conv_4") not in pairs
     assert drawn_nodes(full) == set(net.graph.nodes)
     assert "pass 2" in full and "(drawn once)" not in full
@@ -173,7 +189,7 @@ def test_folded_repeat_edge_carries_the_last_pass_shape():
     net = netdsl.parse("input 16x16x1\nrepeat 3 { conv 4x3 }\nflatten\ndense 2")
     dot = net.to_dot()
     assert drawn_nodes(dot) == {"input", "conv_1", "flatten_1", "dense_1"}
-    assert ("conv_1", "flatten_1", "10\u00d710\u00d74") in edges(dot)
+    assert ("conv_1", "flatten_1", "from conv_3: 10\u00d710\u00d74") in edges(dot)
     assert node_line(dot, "conv_1").count("14\u00d714\u00d74") == 1  # pass 1's own shape
 
 
@@ -216,12 +232,15 @@ def test_error_without_a_node_goes_in_the_title():
 
 
 @needs_dot
-def test_cli_broken_spec_draws_then_fails(tmp_path, capsys):
-    spec = tmp_path / "broken.net"
+def test_cli_broken_spec_draws_then_fails(tmp_path, capsys, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "broken.net"
     spec.write_text(BROKEN)
-    assert main(["plot", str(spec)]) == 1  # default output: broken.svg beside the spec
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", str(spec)]) == 1  # default output: broken.svg in the current directory
     err = capsys.readouterr().err
     assert f"{spec}:5:1: error[E201]: dense needs a vector" in err and "drawn up to the error" in err
+    assert "wrote broken.svg" in err and sorted(p.name for p in (tmp_path / "specs").iterdir()) == ["broken.net"]
     texts = svg_texts((tmp_path / "broken.svg").read_bytes())
     assert "dense_1" in texts and any("error[E201]" in t for t in texts)
     assert "Traceback" not in err
@@ -284,12 +303,11 @@ def test_real_error_messages_with_backticks_render(tmp_path):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_svg_shows_every_node(path, tmp_path):
     net = netdsl.load(path)
-    out = plot(net, tmp_path / "net.svg", expand=True)
+    out = plot(net, tmp_path / "net.svg", expand=True, compact=False)
     texts = svg_texts(out.read_bytes())
     for layer in net.layers:
-        shape = "\u00d7".join(map(str, layer.output_shape[1:]))
         assert layer.name in texts
-        assert any(t.startswith(f"{shape} \u00b7 {layer.params:,} params") for t in texts), layer.name
+        assert any(t.startswith(stats(layer)) for t in texts), layer.name
     assert "input" in texts
 
 
@@ -312,7 +330,8 @@ def test_cli_dot_and_stdout(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out == netdsl.load(LENET).to_dot()
 
 
-def test_cli_usage_errors(tmp_path, capsys):
+def test_cli_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["plot", "-"]) == 2
     assert "needs -o" in capsys.readouterr().err
     assert main(["plot", LENET, "-o", str(tmp_path / "x.jpg")]) == 2
@@ -447,3 +466,61 @@ def test_installed_program(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "conv_1" in svg_texts((tmp_path / "l.svg").read_bytes())
+
+
+# ---- compaction and long specs --------------------------------------------------------------
+
+
+def test_deep_nets_fold_activation_chains():
+    net = netdsl.load(RESNET)
+    full, compact = net.to_dot(compact=False), net.to_dot()  # resnet draws > 30 boxes: compact by default
+    assert len(drawn_nodes(compact)) <= 0.65 * len(drawn_nodes(full))
+    line = node_line(compact, "conv_2")
+    assert "+ batchnorm + relu" in line and "9,376 params (64 non-trainable)" in line  # conv + batchnorm
+    assert "(with batchnorm_1, relu_1)" in line  # the tooltip names what was folded
+    assert not {"batchnorm_1", "relu_1"} & drawn_nodes(compact)
+    # every drawn edge joins drawn boxes, and the folded chain's reader is fed from its box
+    assert {u for u, _, _ in edges(compact)} | {v for _, v, _ in edges(compact)} <= drawn_nodes(compact)
+    assert ("conv_2", "conv_3", "") in edges(compact)
+    dot_parses(compact)
+
+
+def test_compaction_keeps_what_is_read_twice_and_block_borders():
+    net = netdsl.parse("input 8x8x3\na: conv 8x3 same\nrelu\nadd a\nresidual { conv 8x1; batchnorm }\nbatchnorm")
+    dot = net.to_dot(compact=True)
+    assert drawn_nodes(dot) == {"input", "a", "relu_1", "add_1", "conv_1", "add_2", "batchnorm_2"}  # a is read twice
+    assert "+ batchnorm" in node_line(dot, "conv_1")  # folded into conv_1, inside the residual box
+    assert "batchnorm_2" in drawn_nodes(dot)  # outside the box: stays a box of its own
+    small = netdsl.load(LENET)
+    assert small.to_dot() == small.to_dot(compact=False)  # small nets are drawn whole by default
+
+
+def test_def_clusters_show_their_call():
+    dot = netdsl.load(RESNET).to_dot()
+    assert "<b>block(width)</b>" in dot and "<b>block(wide)</b>" in dot
+    dot = netdsl.parse("def unit(c, s=1) { conv filters=c kernel=3 stride=s same }\ninput 8x8x1\nunit(4, s=2)").to_dot()
+    assert "<b>unit(4, s=2)</b>" in dot
+
+
+def test_long_spec_draws_in_linear_time():
+    import time
+
+    text = "input 8\n" + "relu\n" * 40_000
+    net = netdsl.parse(text)
+    start = time.perf_counter()
+    dot = to_dot(net, compact=False)
+    took = time.perf_counter() - start
+    assert dot.count("[label=") == 40_001
+    assert took < 20, f"{took:.1f} s for 40,000 lines (it took 65 s when each node split the whole text)"
+
+
+def test_source_line_is_constant_time():
+    import time
+
+    from netdsl.errors import Source
+
+    src = Source("relu\n" * 200_000)
+    start = time.perf_counter()
+    assert all(src.line(n) == "relu" for n in range(1, 200_001, 7))
+    assert src.line(200_001) == "" and src.line(0) == ""
+    assert time.perf_counter() - start < 5  # splitting 200,000 lines per call would take hours

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         metavar="OUT",
-        help="OUT.svg, .png, .pdf or .dot; - writes DOT to stdout (default: <stem>.svg in the current directory)",
+        help="OUT.svg, .png, .pdf or .dot; - writes DOT to stdout (default: <stem>.svg, or <stem>.FORMAT with -T, "
+        "in the current directory)",
     )
     pl.add_argument(
         "--rankdir", type=str.upper, choices=("TB", "LR"), default="TB", help="top to bottom (default) or left to right"
@@ -441,7 +442,7 @@ def _plot(args, params) -> int:
             print(str(e), file=sys.stderr)
             return 1
         drawn = error = e
-    out = args.output or f"{_stem(source.filename)}.svg"
+    out = args.output or f"{_stem(source.filename)}.{args.format or 'svg'}"
     status = 1 if error else 0
     fmt = args.format or ("dot" if out == "-" else render.format_of(out))
     if out == "-" and fmt == "dot":

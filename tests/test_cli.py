@@ -111,7 +111,6 @@ def test_stdin_error_is_located(capsys, monkeypatch):
 @pytest.mark.parametrize(
     "argv",
     [
-        [],
         ["frobnicate"],
         ["check"],
         ["summary"],

@@ -11,11 +11,15 @@ LENET = ROOT / "examples" / "lenet5.net"
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras"])
-def test_compile_default_output_beside_the_spec(tmp_path, capsys, backend):
+def test_compile_default_output_in_the_current_directory(tmp_path, capsys, monkeypatch, backend):
     pytest.importorskip("torch" if backend == "torch" else "tensorflow")
-    spec = tmp_path / "lenet5.net"
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "lenet5.net"
     spec.write_text(LENET.read_text())
+    monkeypatch.chdir(tmp_path)
     assert main(["compile", str(spec), "--backend", backend]) == 0
+    assert capsys.readouterr().err.startswith(f"wrote lenet5_{backend}.py ")  # says where it wrote
+    assert [p.name for p in (tmp_path / "specs").iterdir()] == ["lenet5.net"]  # nothing beside the spec
     out = tmp_path / f"lenet5_{backend}.py"
     code = out.read_text()
     assert "def build_model" in code
@@ -35,8 +39,8 @@ def test_compile_to_stdout_and_to_a_path(tmp_path, capsys):
     assert target.read_text() == out
 
 
-def test_compile_errors(tmp_path, capsys):
-    assert main(["compile", str(LENET)]) == 2  # --backend is required
+def test_compile_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(["compile", str(LENET), "--backend", "jax"]) == 2
     bad = tmp_path / "bad.net"
     bad.write_text("conv 6x5; dense 10\n")

@@ -2,7 +2,7 @@
 
 Adding a layer means one entry in ``OPS`` here (and, later, one per backend).
 Shapes are channels-last without the batch axis: ``(H, W, C)`` for a feature map,
-``(N,)`` for a vector.  Semantics are Keras's (LANGUAGE.md section 5): TF ``same``
+``(N,)`` for a vector.  Semantics are Keras's (docs/language.md, "Semantics"): TF ``same``
 padding (``ceil(in / stride)``), pool stride defaulting to the pool size,
 batchnorm's moving statistics counted as non-trainable.
 

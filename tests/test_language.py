@@ -1,4 +1,4 @@
-"""Language features, one behaviour per test (LANGUAGE.md sections 2-5)."""
+"""Language features, one behaviour per test (docs/language.md: statements, layers, semantics)."""
 
 from __future__ import annotations
 

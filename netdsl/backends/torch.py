@@ -1,7 +1,7 @@
 """The PyTorch backend: a checked :class:`~netdsl.net.Net` becomes an ``nn.Module``.
 
 Models take and return NCHW tensors (vectors as ``(N, C)``) and follow Keras's
-semantics (LANGUAGE.md section 5): TensorFlow ``same`` padding, with an explicit
+semantics (docs/language.md, "Semantics"): TensorFlow ``same`` padding, with an explicit
 ``F.pad`` when it is uneven (``-inf`` for max pooling; average pooling divides by
 the number of real elements); ``flatten`` and ``reshape`` in (H, W, C) order;
 Keras's initialisation (glorot-uniform kernels, zero biases).

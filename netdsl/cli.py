@@ -313,6 +313,8 @@ def _check_usage(parser, args) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         parser.error(f"-D {twice[0]} is given more than once")
+    if args.command in ("compile", "plot") and args.output == "":
+        parser.error("-o needs a file name (or - for standard output)")
     files = getattr(args, "files", None) or [getattr(args, "file", None)]
     if files.count("-") > 1:
         parser.error("standard input (-) can be read only once")
@@ -391,14 +393,14 @@ def _compile(args, source, net) -> int:
     if out == "-":
         _emit(code)
         return 0
-    if not _write(out, code, source, "generated code"):
+    if not _write(out, code, source, "generated code", default=args.output is None):
         return 1
     print(f"wrote {out} ({args.backend}; build_model() returns the model)", file=sys.stderr)
     return 0
 
 
-def _write(out: str, data, source, what: str) -> bool:
-    """Write a user-named (or default) output; False, with the reason printed, if it cannot be."""
+def _write(out: str, data, source, what: str, default: bool = False) -> bool:
+    """Write a user-named (or ``default``) output; False, with the reason printed, if it cannot be."""
     import os
 
     from .files import write_output
@@ -416,11 +418,14 @@ def _write(out: str, data, source, what: str) -> bool:
             return False
     try:
         write_output(out, data)
+    except BrokenPipeError:  # `-o /dev/stdout | head`: the reader left, as with `-o -`
+        raise
     except IsADirectoryError:
         print(f"netdsl: error: cannot write {out}: it is a directory (name a file inside it)", file=sys.stderr)
         return False
     except OSError as e:
-        print(f"netdsl: error: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        hint = " (the default output goes to the current directory; -o names another place)" if default else ""
+        print(f"netdsl: error: cannot write {out}: {e.strerror or e}{hint}", file=sys.stderr)
         return False
     return True
 
@@ -456,7 +461,7 @@ def _plot(args, params) -> int:
         if data is not None and out == "-":
             _emit(data)
         elif data is not None:
-            if _write(out, data, source, "its drawing"):
+            if _write(out, data, source, "its drawing", default=args.output is None):
                 print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
             else:
                 status = 1

@@ -386,7 +386,21 @@ def plot(
 def draw(net, fmt: str, rankdir: str = "TB", expand: bool = False, compact: bool | None = None) -> bytes:
     """The drawing as the bytes of a ``fmt`` file (svg, png, pdf need Graphviz's ``dot``)."""
     text = to_dot(net, rankdir=rankdir, expand=expand, compact=compact)
-    return text.encode("utf-8") if fmt == "dot" else render(text, fmt)
+    data = text.encode("utf-8") if fmt == "dot" else render(text, fmt)
+    return _sign_png(data) if fmt == "png" else data
+
+
+def _sign_png(data: bytes) -> bytes:
+    """Add a ``Software: netdsl`` text chunk after the header, so netdsl knows its own file again."""
+    import struct
+    import zlib
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return data
+    end = 8 + 12 + struct.unpack(">I", data[8:12])[0]  # signature, then IHDR's length, type, data and CRC
+    body = b"tEXt" + b"Software\x00netdsl"
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+    return data[:end] + chunk + data[end:]
 
 
 def svg(net, **kw) -> str | None:

@@ -8,6 +8,7 @@ closed descriptors, FIFOs and links.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -271,3 +272,36 @@ def test_write_output_to_dev_full_fails_cleanly():
         write_output("/dev/full", b"x" * 100_000)
     assert info.value.errno == 28
     assert_still_full()
+
+
+@pytest.mark.parametrize("fmt", ["svg", "png", "pdf", "dot"])
+def test_default_output_replaces_only_what_netdsl_wrote(tmp_path, capsys, monkeypatch, fmt):
+    if fmt != "dot" and not shutil.which("dot"):
+        pytest.skip("Graphviz's dot is not installed")
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / f"lenet5.{fmt}"
+    mine.write_bytes(b"%PDF-1.4 my own paper\n" if fmt == "pdf" else b"my own file\n")
+    assert main(["plot", LENET, "-T", fmt]) == 1
+    err = capsys.readouterr().err
+    assert f"refusing to overwrite lenet5.{fmt}, which netdsl did not write; -o lenet5.{fmt} replaces it" in err
+    assert mine.read_bytes().endswith(b"my own file\n") or b"my own paper" in mine.read_bytes()
+    mine.unlink()
+    for _ in range(2):  # netdsl's own drawing is replaced by the next run
+        assert main(["plot", LENET, "-T", fmt]) == 0
+        assert capsys.readouterr().err == f"wrote lenet5.{fmt}\n"
+    assert main(["plot", LENET, "-o", str(mine)]) == 0  # -o replaces anything
+
+
+def test_default_compile_output_replaces_only_generated_code(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "lenet5_torch.py"
+    mine.write_text("# my hand-written model\n")
+    assert main(["compile", LENET]) == 1
+    assert "refusing to overwrite lenet5_torch.py" in capsys.readouterr().err
+    assert mine.read_text() == "# my hand-written model\n"
+    mine.unlink()
+    assert main(["compile", LENET]) == 0 and main(["compile", LENET]) == 0
+    mine.write_text("# my hand-written model\n")
+    assert main(["compile", LENET, "-o", "lenet5_torch.py"]) == 0  # -o: the user's call
+    assert "nn.Module" in mine.read_text()

@@ -7,21 +7,17 @@ error, 3 an internal error (a bug: please report it; ``--traceback`` shows it).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
 from . import __version__
+from .outputs import OutputFailed, emit, silence_stdout, write
 
 _DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 
 
 class _Usage(Exception):
     pass
-
-
-class _OutputFailed(Exception):
-    """Standard output could not be written (a full disk, a closed descriptor)."""
 
 
 _CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)\Z", re.S)
@@ -258,17 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     status = [0]
     try:
         code = _run(args, status)
-        _emit("")  # flush: a full disk must fail here, not at exit
+        emit("")  # flush: a full disk must fail here, not at exit
         return code
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `netdsl check a b | head`: the reader left; keep the verdict
-        _silence_stdout()
+        silence_stdout()
         return status[0]
-    except _OutputFailed as e:  # `netdsl summary x > /dev/full`
+    except OutputFailed as e:  # `netdsl summary x > /dev/full`
         print(f"netdsl: error: cannot write to standard output: {e}", file=sys.stderr)
-        _silence_stdout()
+        silence_stdout()
         return 1
     except Exception as e:  # a bug in netdsl, never the user's fault
         if getattr(args, "traceback", False):
@@ -279,34 +275,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-
-
-def _emit(text: str | bytes) -> None:
-    """Write to standard output and flush, so a failure ends the command with exit 1 here."""
-    if sys.stdout is None:  # started with stdout closed (`>&-`)
-        raise _OutputFailed("it is closed")
-    try:
-        if isinstance(text, bytes):  # an image: through the binary buffer
-            sys.stdout.flush()
-            sys.stdout.buffer.write(text)
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        raise
-    except (OSError, ValueError) as e:  # ValueError: a closed file object
-        raise _OutputFailed(getattr(e, "strerror", None) or str(e)) from None
-
-
-def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null, so Python's flush at exit does not fail a second time."""
-    import os
-
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (AttributeError, OSError, ValueError):
-        pass
 
 
 def _check_usage(parser, args) -> None:
@@ -356,7 +324,7 @@ def _run(args, status: list) -> int:
                 continue
             if not args.quiet:
                 n = len(net.graph) - 1
-                _emit(
+                emit(
                     f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
                     f"output {_fmt(net.output_shape)}\n"
                 )
@@ -374,9 +342,9 @@ def _run(args, status: list) -> int:
     if args.json:
         import json
 
-        _emit(json.dumps(net.to_json(), indent=2) + "\n")
+        emit(json.dumps(net.to_json(), indent=2) + "\n")
     else:
-        _emit(net.summary() + "\n")
+        emit(net.summary() + "\n")
     return 0
 
 
@@ -392,73 +360,12 @@ def _compile(args, source, net) -> int:
     if out is None:
         out = "-" if source.filename.startswith("<") else f"{_stem(source.filename)}_{args.backend}.py"
     if out == "-":
-        _emit(code)
+        emit(code)
         return 0
-    if not _write(out, code, source, "generated code", default=args.output is None):
+    if not write(out, code, source, "generated code", default=args.output is None):
         return 1
     print(f"wrote {out} ({args.backend}; build_model() returns the model)", file=sys.stderr)
     return 0
-
-
-def _write(out: str, data, source, what: str, default: bool = False) -> bool:
-    """Write a user-named (or ``default``) output; False, with the reason printed, if it cannot be."""
-    import os
-
-    from .files import write_output
-
-    if not source.filename.startswith("<"):
-        try:
-            same = os.path.samefile(out, source.filename)  # through links, hard or symbolic
-        except OSError:
-            same = False
-        if same:
-            print(
-                f"netdsl: error: refusing to overwrite the spec {source.filename} with {what} (-o {out})",
-                file=sys.stderr,
-            )
-            return False
-    if default and not _ours(out):
-        print(
-            f"netdsl: error: refusing to overwrite {out}, which netdsl did not write; -o {out} replaces it",
-            file=sys.stderr,
-        )
-        return False
-    try:
-        write_output(out, data)
-    except BrokenPipeError:  # `-o /dev/stdout | head`: the reader left, as with `-o -`
-        raise
-    except IsADirectoryError:
-        print(f"netdsl: error: cannot write {out}: it is a directory (name a file inside it)", file=sys.stderr)
-        return False
-    except OSError as e:
-        hint = " (the default output goes to the current directory; -o names another place)" if default else ""
-        print(f"netdsl: error: cannot write {out}: {e.strerror or e}{hint}", file=sys.stderr)
-        return False
-    return True
-
-
-def _ours(path: str) -> bool:
-    """May a default output replace ``path``?  Only if it is absent or netdsl wrote it: generated
-    code says so in its first line, and a drawing (DOT, or SVG made from it) names ``netdsl``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1024)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return True  # not readable: let the write report why
-    marks = (b"generated by netdsl", b"digraph netdsl", b"<title>netdsl</title>", b"Software\x00netdsl")
-    # Graphviz's PDFs carry no title netdsl could set: one made by Graphviz's cairo is taken as a drawing
-    return any(m in head for m in marks) or (head.startswith(b"%PDF") and _made_by_cairo(path))
-
-
-def _made_by_cairo(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-            return b"(cairo " in f.read()
-    except OSError:
-        return False
 
 
 def _plot(args, params) -> int:
@@ -482,7 +389,7 @@ def _plot(args, params) -> int:
     status = 1 if error else 0
     fmt = args.format or ("dot" if out == "-" else render.format_of(out))
     if out == "-" and fmt == "dot":
-        _emit(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand, compact=args.compact))
+        emit(render.to_dot(drawn, rankdir=args.rankdir, expand=args.expand, compact=args.compact))
     else:
         try:
             data = render.draw(drawn, fmt, rankdir=args.rankdir, expand=args.expand, compact=args.compact)
@@ -490,9 +397,9 @@ def _plot(args, params) -> int:
             print(f"netdsl: error: {e}", file=sys.stderr)
             data, status = None, 1
         if data is not None and out == "-":
-            _emit(data)
+            emit(data)
         elif data is not None:
-            if _write(out, data, source, "its drawing", default=args.output is None):
+            if write(out, data, source, "its drawing", default=args.output is None):
                 print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
             else:
                 status = 1

@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     status = [0]
     try:
         code = _run(args, status)
-        emit("")  # flush: a full disk must fail here, not at exit
+        if sys.stdout is not None:  # flush: a full disk must fail here, not at exit
+            emit("")
         return code
     except KeyboardInterrupt:
         print("netdsl: interrupted", file=sys.stderr)

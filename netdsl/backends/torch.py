@@ -9,7 +9,8 @@ Keras's initialisation (glorot-uniform kernels, zero biases).
 The ``OPS`` table maps each op of :mod:`netdsl.ops` to a :class:`Layer`: the module
 the node owns (a class name and literal arguments) and the steps of its forward
 pass.  The in-memory model (:func:`build`) and the generated source (:func:`generate`)
-are both made from that table, and the helpers a generated file defines
+are both made from that table, through one description of the forward pass (:func:`_program`,
+which also says what ``forward_logits`` leaves out), and the helpers a generated file defines
 (``keras_init``, ``flatten_hwc``, ``AvgPool2dSame``) are this module's own code,
 compiled from the same text, so the two are the same network by construction.
 

@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--weights", metavar="W.safetensors", help="trained weights (default: initial ones from --seed)")
     e.add_argument("--format", choices=("onnx", "keras", "pt2"), default="onnx", help="the file format (default: onnx)")
-    e.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 23 (default: 17)")
+    e.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 25 (default: 17)")
     e.add_argument("--layout", choices=("nchw", "nhwc"), help="ONNX input layout (default: nchw)")
     e.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the initial weights (default: 0)")
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from .errors import NetdslError
 
-# Opsets: 13 is the first whose Softmax works on one axis (not a flattened 2-D view); 23 the
+# Opsets: 13 is the first whose Softmax works on one axis (not a flattened 2-D view); 25 the
 # newest the tests run in onnxruntime; 17 is read by every current runtime (onnxruntime
 # >= 1.12, TensorRT 8.6, OpenVINO 2023).
-MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 23, 17
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 25, 17
 FORMATS = {"onnx": ".onnx", "keras": ".keras", "pt2": ".pt2"}
 LAYOUTS = ("nchw", "nhwc")
 

@@ -109,35 +109,40 @@ def _differs(shape) -> bool:
 SELU_ALPHA, SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
 
 
-def _silu(b: _Builder, x: str) -> str:
-    return b.op("Mul", [x, b.op("Sigmoid", [x], "sigmoid")], "silu")
+def _silu(b: _Builder, x: str, what: str | None) -> str:
+    return b.op("Mul", [x, b.op("Sigmoid", [x], "sigmoid")], what)
 
 
-def _gelu(b: _Builder, x: str) -> str:
+def _gelu(b: _Builder, x: str, what: str | None) -> str:
     if b.opset >= 20:
-        return b.op("Gelu", [x], "gelu")
+        return b.op("Gelu", [x], what)
     # exact (erf) GELU, Keras's default: 0.5 * x * (1 + erf(x / sqrt(2)))
     inv = b.init(f"{b.prefix}/gelu_rsqrt2", np.float32(1 / math.sqrt(2)))
     half = b.init(f"{b.prefix}/gelu_half", np.float32(0.5))
     one = b.init(f"{b.prefix}/gelu_one", np.float32(1.0))
     erf = b.op("Erf", [b.op("Mul", [x, inv], "gelu_scale")], "gelu_erf")
-    return b.op("Mul", [b.op("Mul", [x, half], "gelu_half"), b.op("Add", [erf, one], "gelu_add")], "gelu")
+    return b.op("Mul", [b.op("Mul", [x, half], "gelu_half"), b.op("Add", [erf, one], "gelu_add")], what)
 
 
-# activation name -> (builder, x) -> output; fused (conv/dense `activation=`) and standalone alike.
+def _simple(op_type: str, **attrs) -> Callable:
+    return lambda b, x, what: b.op(op_type, [x], what, **attrs)
+
+
+# activation name -> (builder, x, what) -> output, for fused activations (conv/dense `activation=`,
+# what = the activation's name: a helper node) and standalone layers (what = None: the main node).
 # A fused leakyrelu is Keras's "leaky_relu" (slope 0.2); the standalone layer has its own alpha.
-# `channels` is the channel axis: 1 inside the graph (NCHW, or (N, C) for vectors).
-ACTIVATION: dict[str, Callable[[_Builder, str], str]] = {
-    "linear": lambda b, x: x,
-    "relu": lambda b, x: b.op("Relu", [x], "relu"),
-    "sigmoid": lambda b, x: b.op("Sigmoid", [x], "sigmoid"),
-    "tanh": lambda b, x: b.op("Tanh", [x], "tanh"),
-    "softmax": lambda b, x: b.op("Softmax", [x], "softmax", axis=1),  # the channel axis
+# Softmax is over the channel axis: 1 inside the graph (NCHW, or (N, C) for vectors).
+ACTIVATION: dict[str, Callable[[_Builder, str, str | None], str]] = {
+    "linear": lambda b, x, what: x if what else b.op("Identity", [x]),
+    "relu": _simple("Relu"),
+    "sigmoid": _simple("Sigmoid"),
+    "tanh": _simple("Tanh"),
+    "softmax": _simple("Softmax", axis=1),
     "gelu": _gelu,
-    "elu": lambda b, x: b.op("Elu", [x], "elu", alpha=1.0),
-    "selu": lambda b, x: b.op("Selu", [x], "selu", alpha=SELU_ALPHA, gamma=SELU_GAMMA),
+    "elu": _simple("Elu", alpha=1.0),
+    "selu": _simple("Selu", alpha=SELU_ALPHA, gamma=SELU_GAMMA),
     "silu": _silu,
-    "leakyrelu": lambda b, x: b.op("LeakyRelu", [x], "leakyrelu", alpha=0.2),
+    "leakyrelu": _simple("LeakyRelu", alpha=0.2),
 }
 
 
@@ -155,7 +160,7 @@ def _conv(b, a, xs, shapes, out, w) -> str:
         dilations=list(a["dilation"]),
         pads=_pads(a, shapes[0], a["kernel"], a["stride"], a["dilation"]),
     )
-    return ACTIVATION[a["activation"]](b, y)
+    return ACTIVATION[a["activation"]](b, y, a["activation"])
 
 
 def _pool(kind: str) -> Callable:
@@ -200,7 +205,7 @@ def _dense(b, a, xs, shapes, out, w) -> str:
     ins = [xs[0], b.init(f"{b.prefix}.kernel", w["kernel"])]  # (in, out): Gemm's B as Keras holds it
     if a["bias"]:
         ins.append(b.init(f"{b.prefix}.bias", w["bias"]))
-    return ACTIVATION[a["activation"]](b, b.op("Gemm", ins))
+    return ACTIVATION[a["activation"]](b, b.op("Gemm", ins), a["activation"])
 
 
 def _batchnorm(b, a, xs, shapes, out, w) -> str:
@@ -222,12 +227,9 @@ def _upsample(b, a, xs, shapes, out, w) -> str:
 
 def _activation(name: str) -> Callable:
     def emit(b, a, xs, shapes, out, w) -> str:
-        if name == "linear":
-            return b.op("Identity", xs)
-        if name == "leakyrelu":
+        if name == "leakyrelu":  # the layer's own slope
             return b.op("LeakyRelu", xs, alpha=a["alpha"])
-        y = ACTIVATION[name](b, xs[0])
-        return y
+        return ACTIVATION[name](b, xs[0], None)
 
     return emit
 

@@ -193,7 +193,15 @@ def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
     tensors = resolve_weights(net, weights, seed)
     model = backend.build(net, device="/CPU:0")
     backend.set_weights(model, net, tensors)
-    return _write_via(net, path, ".keras", lambda tmp: model.save(tmp))
+
+    def save(tmp: str) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # Keras's own saving code trips numpy 2's copy= deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model.save(tmp)
+
+    return _write_via(net, path, ".keras", save)
 
 
 def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:

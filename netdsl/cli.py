@@ -246,6 +246,8 @@ def _check_usage(parser, args) -> None:
 
         if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
             parser.error(f"--opset must be from {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
+        if args.seed < 0:
+            parser.error(f"--seed must be 0 or more, got {args.seed}")
         if args.output == "-" and args.format != "onnx":
             parser.error("-o - (stdout) works for --format onnx only")
         if args.file == "-" and args.output is None:

@@ -23,6 +23,7 @@ from .errors import NetdslError
 # newest the tests run in onnxruntime; 17 is read by every current runtime (onnxruntime
 # >= 1.12, TensorRT 8.6, OpenVINO 2023).
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 25, 17
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB, less room for the graph and the metadata
 FORMATS = {"onnx": ".onnx", "keras": ".keras", "pt2": ".pt2"}
 LAYOUTS = ("nchw", "nhwc")
 
@@ -77,8 +78,10 @@ def resolve_weights(net, weights=None, seed: int = 0) -> dict:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
 
 
-def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx") -> int | None:
-    """Refuse an unknown format or layout, or an opset outside the tested range (E410)."""
+def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx", seed: int = 0) -> int | None:
+    """Refuse an unknown format or layout, a bad seed, or an opset outside the tested range (E410)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise NetdslError("E410", f"the seed must be a whole number >= 0, got {seed!r}")
     if fmt not in FORMATS:
         raise NetdslError("E410", f"unknown export format `{fmt}` (known: {', '.join(FORMATS)})")
     if layout not in LAYOUTS:
@@ -101,8 +104,17 @@ def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx") -> int | 
 
 def to_onnx(net, path=None, *, weights=None, opset=None, layout: str = "nchw", seed: int = 0):
     """The ``onnx.ModelProto`` of ``net``; written to ``path`` (atomically) when given."""
-    opset = check_options(opset, layout)
+    opset = check_options(opset, layout, "onnx", seed)
     backend = _onnx_backend()
+    size = net.total_params * 4
+    if size > MAX_BYTES:  # checked before a single weight is made: no runaway memory
+        raise NetdslError(
+            "E412",
+            f"the weights take {size / 2**30:.1f} GiB; one ONNX file holds at most 2 GiB (protobuf's limit)",
+            hint="make the net smaller (a .keras or .pt2 file has no such limit)",
+        )
+    if path is not None:
+        _check_target(net, path, weights)
     tensors = resolve_weights(net, weights, seed)
     from . import __version__
 
@@ -122,11 +134,11 @@ def to_onnx(net, path=None, *, weights=None, opset=None, layout: str = "nchw", s
     doc = f"netdsl {__version__} from {net.source.filename}; {layout.upper()} input; weights: {origin}\n\n"
     model = backend.build(net, tensors, opset=opset, layout=layout, doc=doc + net.summary(), meta=meta)
     if path is not None:
-        write(net, path, model.SerializeToString())
+        write(net, path, model.SerializeToString(), weights)
     return model
 
 
-def _check_target(net, path) -> tuple[Path, bool]:
+def _check_target(net, path, weights=None) -> tuple[Path, bool]:
     """The output path, and whether it is a device or pipe (written in place: never replaced)."""
     import stat
 
@@ -134,6 +146,8 @@ def _check_target(net, path) -> tuple[Path, bool]:
     spec = net.source.filename
     if not spec.startswith("<") and path.resolve() == Path(spec).resolve():
         raise NetdslError("E411", f"refusing to overwrite the spec `{path}` with the exported model")
+    if isinstance(weights, (str, os.PathLike)) and path.resolve() == Path(weights).resolve():
+        raise NetdslError("E411", f"refusing to overwrite the weights `{path}` with the exported model")
     if path.is_dir():
         raise NetdslError("E411", f"`{path}` is a directory", hint=f"name a file, e.g. {path / (net.name + '.onnx')}")
     try:
@@ -150,11 +164,11 @@ def _put(path: Path, data: bytes) -> None:
         f.flush()
 
 
-def write(net, path, data: bytes) -> Path:
+def write(net, path, data: bytes, weights=None) -> Path:
     """Write ``data`` to ``path`` atomically, or E411 leaving nothing behind."""
     from .files import write_atomic
 
-    path, special = _check_target(net, path)
+    path, special = _check_target(net, path, weights)
     try:
         if special:
             _put(path, data)
@@ -164,9 +178,9 @@ def write(net, path, data: bytes) -> Path:
         raise NetdslError("E411", f"cannot write `{path}`: {e.strerror or e}") from None
 
 
-def _write_via(net, path, suffix: str, save) -> Path:
+def _write_via(net, path, suffix: str, save, weights=None) -> Path:
     """Let a framework ``save(tmp)`` into a temporary file beside ``path``, then rename it into place."""
-    path, special = _check_target(net, path)
+    path, special = _check_target(net, path, weights)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=None if special else path.parent)
@@ -187,6 +201,8 @@ def _write_via(net, path, suffix: str, save) -> Path:
 
 def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
     """A ``.keras`` archive of the model with its weights (imports TensorFlow)."""
+    check_options(None, "nchw", "keras", seed)
+    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
     from .backends import get
 
     backend = get("keras")
@@ -201,11 +217,13 @@ def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             model.save(tmp)
 
-    return _write_via(net, path, ".keras", save)
+    return _write_via(net, path, ".keras", save, weights)
 
 
 def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
     """A ``torch.export`` program (NCHW input, dynamic batch) with its weights (imports torch)."""
+    check_options(None, "nchw", "pt2", seed)
+    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
     from .backends import get
 
     backend = get("torch")
@@ -219,7 +237,7 @@ def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
     example = torch.zeros((2, shape[2], shape[0], shape[1]) if len(shape) == 3 else (2, *shape))
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    return _write_via(net, path, ".pt2", lambda tmp: torch.export.save(program, tmp))
+    return _write_via(net, path, ".pt2", lambda tmp: torch.export.save(program, tmp), weights)
 
 
 # ---- the command ---------------------------------------------------------------------------
@@ -244,10 +262,10 @@ def cli(args, source, net) -> int:
                 except OSError as e:
                     raise NetdslError("E411", f"cannot write to standard output: {e.strerror or e}") from None
                 return 0
-            write(net, out, data)
+            write(net, out, data, args.weights)
             what = f"onnx opset {model.opset_import[0].version}, {args.layout.upper()} input"
         else:
-            check_options(None, "nchw", fmt)
+            check_options(None, "nchw", fmt, args.seed)
             save = to_keras_file if fmt == "keras" else to_pt2_file
             save(net, out, weights=args.weights, seed=args.seed)
             what = "keras, NHWC input" if fmt == "keras" else "torch.export, NCHW input"

@@ -230,6 +230,7 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
     from safetensors.numpy import save_file
 
     save_file(random_weights(other), str(tmp_path / "other.safetensors"))
+    save_file(random_weights(netdsl.load(spec)), str(tmp_path / "mine.safetensors"))
     (tmp_path / "corrupt.safetensors").write_bytes((tmp_path / "other.safetensors").read_bytes()[:-50])
     (tmp_path / "d").mkdir()
     (tmp_path / "afile").write_text("x")
@@ -243,6 +244,10 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
         "under a file": (["-o", str(tmp_path / "afile" / "x.onnx")], ("E411",)),
         "no such directory": (["-o", str(tmp_path / "no" / "x.onnx")], ("E411",)),
         "a full disk": (["-o", "/dev/full"], ("E411",)),
+        "the weights file": (
+            ["--weights", str(tmp_path / "mine.safetensors"), "-o", str(tmp_path / "mine.safetensors")],
+            ("E411",),
+        ),
     }
     for what, (flags, codes) in cases.items():
         assert main(["export", str(spec), *flags]) == 1, what
@@ -260,7 +265,11 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
     ):
         assert main(["export", str(spec), *flags]) == 2, flags
     assert _listing(tmp_path) == before
-    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}):
+    huge = netdsl.parse("input 100000; dense 100000")  # 37 GiB: refused before any weight is made
+    with pytest.raises(NetdslError) as info:
+        huge.to_onnx(tmp_path / "huge.onnx")
+    assert info.value.code == "E412"
+    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}, {"seed": -1}):
         with pytest.raises(NetdslError) as info:
             netdsl.load(spec).to_onnx(**bad)
         assert info.value.code == "E410"
@@ -344,3 +353,13 @@ def test_trained_run_scores_its_test_accuracy_in_onnxruntime(tmp_path, monkeypat
 
 def run_(sess, x):
     return run(sess, x, "nchw")
+
+
+def test_readme_onnx_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    code = text.split("### ONNX\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["probs"].shape == (7, 10) and (tmp_path / "lenet5.onnx").stat().st_size > 100_000

@@ -363,3 +363,14 @@ def test_readme_onnx_example_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["probs"].shape == (7, 10) and (tmp_path / "lenet5.onnx").stat().st_size > 100_000
+
+
+def test_a_node_named_output_or_a_dropout_at_the_end():
+    for text in (
+        "input 6x6x2; output: conv 4x3; relu; flatten; dense 3",
+        "input 5; dropout 0.5",
+        "input 4x4x3; dropout 0.1",
+    ):
+        net = netdsl.parse(text)
+        onnx.checker.check_model(net.to_onnx(layout="nhwc"), full_check=True)
+        agree(net, random_weights(net))

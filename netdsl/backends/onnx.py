@@ -267,25 +267,34 @@ def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw
     """The ``onnx.ModelProto`` of ``net`` with ``tensors`` (canonical weights, already validated)."""
     g = net.graph
     b = _Builder(opset)
-    names: dict[str, str] = {}
+    names: dict[str, str] = {}  # netdsl node -> the ONNX value that carries its output
+    made: set[str] = set()
     out_node = g.graph["output"]
+    weights: dict[str, dict] = {}
+    for key, value in tensors.items():
+        node, wname = key.split(".", 1)
+        weights.setdefault(node, {})[wname] = value
     for name, node in g.nodes.items():
         if node["op"] == "input":
             names[name] = "input"
             if layout == "nhwc" and len(node["shape"]) == 3:
                 b.start("input")
                 names[name] = b.finish(b.op("Transpose", ["input"], "to_nchw", perm=[0, 3, 1, 2]), "input/nchw")
+            made.add(names[name])
             continue
         b.start(name)
         shapes = [g.nodes[i]["shape"] for i in node["inputs"]]
-        w = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == name}
-        y = OPS[node["op"]](b, node["args"], [names[i] for i in node["inputs"]], shapes, node["shape"], w)
-        if y in names.values() and name != out_node:  # dropout: the input flows on, nothing emitted
+        ins = [names[i] for i in node["inputs"]]
+        y = OPS[node["op"]](b, node["args"], ins, shapes, node["shape"], weights.get(name, {}))
+        if y in made and name != out_node:  # dropout: the input flows on, nothing emitted
             names[name] = y
             continue
         if name == out_node and layout == "nhwc" and len(node["shape"]) == 3:
             y = b.op("Transpose", [y], "to_nhwc", perm=[0, 2, 3, 1])
-        names[name] = b.finish(y, "output" if name == out_node else name)
+        # a node the user named `output` (or `input`) keeps its name on the ONNX node, not the value
+        value = "output" if name == out_node else name if name not in ("input", "output") else f"{name}/value"
+        names[name] = b.finish(y, value)
+        made.add(names[name])
     out_shape = g.nodes[out_node]["shape"]
     graph = helper.make_graph(
         b.nodes,

@@ -8,7 +8,7 @@ Targets:
     (inference mode, no_grad), batch 1 and 256, same weights, same thread count, measured side
     by side (interleaved); reported as torch time / onnxruntime time (> 1: onnxruntime ahead).
 
-Usage: python bench/bench_export.py [--runs N] [--threads N]
+Usage: python bench/bench_export.py [--runs N] [--threads N (default 1)]
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def inference(runs: int, threads: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=21)
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # one thread each by default: on a shared 2-core machine two threads measure contention, not the runtimes
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])

@@ -28,6 +28,7 @@ from strategies import programs  # noqa: E402
 from test_cross import random_weights  # noqa: E402
 
 import netdsl  # noqa: E402
+import netdsl.ops  # noqa: E402
 from netdsl import NetdslError  # noqa: E402
 from netdsl.backends import get  # noqa: E402
 from netdsl.cli import main  # noqa: E402

@@ -253,6 +253,8 @@ OPS: dict[str, Callable] = {
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the onnx backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
+_missing = set(_ops.ACTIVATIONS) ^ set(ACTIVATION)  # each activation layer above is made from this table
+assert not _missing, f"the onnx backend's ACTIVATION table and netdsl.ops disagree on {sorted(_missing)}"
 
 
 # ---- the model ----------------------------------------------------------------------------

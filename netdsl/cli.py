@@ -175,6 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the format, when OUT's suffix does not say it (default: from OUT; dot for -o -)",
     )
 
+    e = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a deployable model: ONNX (no framework needed), .keras or torch.export",
+        description="Write FILE's network with its weights: ONNX written by netdsl itself (default), "
+        "a .keras archive or a torch.export .pt2 program.",
+    )
+    e.add_argument("file", metavar="FILE")
+    e.add_argument(
+        "-o", "--output", metavar="OUT", help="where to write (default: <stem>.onnx|.keras|.pt2 beside FILE)"
+    )
+    e.add_argument("--weights", metavar="W.safetensors", help="trained weights (default: initial ones from --seed)")
+    e.add_argument("--format", choices=("onnx", "keras", "pt2"), default="onnx", help="the file format (default: onnx)")
+    e.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 25 (default: 17)")
+    e.add_argument("--layout", choices=("nchw", "nhwc"), help="ONNX input layout (default: nchw)")
+    e.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the initial weights (default: 0)")
+
     d = sub.add_parser(
         "devices",
         help="show the device each installed backend would use",
@@ -295,6 +312,20 @@ def _check_usage(parser, args) -> None:
             format_of(args.output, args.format)
         except ValueError as e:
             parser.error(str(e))
+    if args.command == "export":
+        if args.format != "onnx" and (args.opset is not None or args.layout is not None):
+            parser.error("--opset and --layout apply to --format onnx only (keras is NHWC, pt2 NCHW)")
+        from .export import MAX_OPSET, MIN_OPSET
+
+        if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
+            parser.error(f"--opset must be from {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
+        if args.seed < 0:
+            parser.error(f"--seed must be 0 or more, got {args.seed}")
+        if args.output == "-" and args.format != "onnx":
+            parser.error("-o - (stdout) works for --format onnx only")
+        if args.file == "-" and args.output is None:
+            parser.error("export needs -o OUT when the spec comes from standard input")
+        args.layout = args.layout or "nchw"
     if args.command == "plot" and args.file == "-" and args.output is None:
         parser.error("plot needs -o OUT when the spec comes from standard input")
 
@@ -340,6 +371,11 @@ def _run(args, status: list) -> int:
         return 1
     if args.command == "compile":
         return _compile(args, source, net)
+    if args.command == "export":
+        from .export import cli
+
+        return cli(args, source, net)
+
     if args.json:
         import json
 

@@ -116,6 +116,16 @@ class Net:
 
         return backends.get(backend).generate(self)
 
+    def to_onnx(self, path=None, *, weights=None, opset=None, layout: str = "nchw", seed: int = 0):
+        """An ``onnx.ModelProto`` written by netdsl itself (no framework); saved to ``path`` when given.
+
+        ``weights``: a safetensors file (or dict) in the canonical layout; None: Keras-style
+        initial weights from ``seed``.  ``layout``: ``nchw`` (ONNX's convention) or ``nhwc``.
+        """
+        from .export import to_onnx
+
+        return to_onnx(self, path, weights=weights, opset=opset, layout=layout, seed=seed)
+
     def save_weights(self, model, path) -> None:
         """Write a model's weights (either framework) to a safetensors file, atomically."""
         from .weights import save

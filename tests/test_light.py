@@ -68,3 +68,20 @@ def test_the_probe_can_fail(tmp_path):
 
     with pytest.raises(AssertionError):
         probe("try:\n    import torch\nexcept ImportError:\n    pass\n", tmp_path)
+
+
+def test_export_imports_no_framework(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnx")
+    out = tmp_path / "x.onnx"
+    body = (
+        "from netdsl.cli import main\n"
+        "import netdsl\n"
+        f"assert main(['export', 'examples/resnet.net', '-o', {str(out)!r}]) == 0\n"
+        f"assert main(['export', 'examples/unet.net', '--layout', 'nhwc', '-o', {str(out)!r}]) == 0\n"
+        "netdsl.load('examples/inception.net').to_onnx()\n"
+        "assert 'onnx' in sys.modules\n"
+    )
+    assert probe(body, tmp_path) == ""
+    assert out.stat().st_size > 1000

@@ -22,6 +22,10 @@ Each backend is one module with the same small API, imported only when used
         The device the backend will use: ``requested`` if given, else the best found.
 
 The ``OPS`` table of each backend has one entry per op of :mod:`netdsl.ops`.
+
+``netdsl.backends.onnx`` is not a framework backend: its ``build(net, tensors, opset=,
+layout=)`` writes an ``onnx.ModelProto`` itself (see :mod:`netdsl.export`); its ``OPS`` and
+``ACTIVATION`` tables are checked against :mod:`netdsl.ops` the same way.
 """
 
 from __future__ import annotations

@@ -1,0 +1,280 @@
+"""``netdsl export`` and ``Net.to_onnx``: a deployable file with the weights inside.
+
+ONNX is written by netdsl itself (:mod:`netdsl.backends.onnx`), with no framework:
+only ``onnx`` and numpy are imported.  ``.keras`` (``format="keras"``) and a
+``torch.export`` program (``format="pt2"``) are built by the framework backends.
+
+Weights come from a safetensors file in the canonical layout, checked whole against
+the net before anything is written (E301-E304), or, without one, are Keras-style
+initial weights drawn from ``seed``: glorot-uniform kernels, zero biases, batchnorm
+gamma 1, beta 0, moving mean 0, moving variance 1.  Output files are written
+atomically: on any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import NetdslError
+
+# Opsets: 13 is the first whose Softmax works on one axis (not a flattened 2-D view); 25 the
+# newest the tests run in onnxruntime; 17 is read by every current runtime (onnxruntime
+# >= 1.12, TensorRT 8.6, OpenVINO 2023).
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 25, 17
+MAX_BYTES = 2**31 - 2**24  # protobuf's 2 GiB, less room for the graph and the metadata
+FORMATS = {"onnx": ".onnx", "keras": ".keras", "pt2": ".pt2"}
+LAYOUTS = ("nchw", "nhwc")
+
+
+def _onnx_backend():
+    try:
+        from .backends import onnx as backend
+    except ImportError as e:
+        raise NetdslError(
+            "E402",
+            f"ONNX export needs the onnx package, which is not installed ({e})",
+            hint="pip install 'netdsl[onnx]'",
+        ) from None
+    return backend
+
+
+def initial_weights(net, seed: int = 0) -> dict:
+    """Keras's initialisation in the canonical layout, drawn from ``seed`` (numpy's PCG64)."""
+    import numpy as np
+
+    from .weights import entries
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for node, wname, shape, _ in entries(net):
+        if wname == "kernel":  # glorot uniform over the receptive field, as Keras computes fans
+            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            value = rng.uniform(-limit, limit, shape)
+        elif wname in ("gamma", "moving_variance"):
+            value = np.ones(shape)
+        else:  # bias, beta, moving_mean
+            value = np.zeros(shape)
+        out[f"{node}.{wname}"] = value.astype(np.float32)
+    return out
+
+
+def resolve_weights(net, weights=None, seed: int = 0) -> dict:
+    """Canonical float32 tensors from a file path, a dict of arrays, or (None) the initial ones."""
+    import numpy as np
+
+    from . import weights as wfile
+
+    if weights is None:
+        return initial_weights(net, seed)
+    if isinstance(weights, dict):
+        tensors = {k: np.asarray(v) for k, v in weights.items()}
+    else:
+        tensors = wfile.read(weights)
+    wfile.check(net, tensors)
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+
+
+def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx", seed: int = 0) -> int | None:
+    """Refuse an unknown format or layout, a bad seed, or an opset outside the tested range (E410)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise NetdslError("E410", f"the seed must be a whole number >= 0, got {seed!r}")
+    if fmt not in FORMATS:
+        raise NetdslError("E410", f"unknown export format `{fmt}` (known: {', '.join(FORMATS)})")
+    if layout not in LAYOUTS:
+        raise NetdslError("E410", f"unknown layout `{layout}` (known: nchw, nhwc)")
+    if fmt != "onnx":
+        if opset is not None or layout != "nchw":
+            raise NetdslError("E410", "--opset and --layout apply to ONNX only (keras is NHWC, pt2 NCHW)")
+        return None
+    backend = _onnx_backend()
+    if opset is None:
+        return backend.DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, int) or not backend.MIN_OPSET <= opset <= backend.MAX_OPSET:
+        raise NetdslError(
+            "E410",
+            f"opset {opset} is not supported (netdsl writes opsets {backend.MIN_OPSET} to {backend.MAX_OPSET})",
+            hint=f"the default, {backend.DEFAULT_OPSET}, is read by every current runtime",
+        )
+    return opset
+
+
+def to_onnx(net, path=None, *, weights=None, opset=None, layout: str = "nchw", seed: int = 0):
+    """The ``onnx.ModelProto`` of ``net``; written to ``path`` (atomically) when given."""
+    opset = check_options(opset, layout, "onnx", seed)
+    backend = _onnx_backend()
+    size = net.total_params * 4
+    if size > MAX_BYTES:  # checked before a single weight is made: no runaway memory
+        raise NetdslError(
+            "E412",
+            f"the weights take {size / 2**30:.1f} GiB; one ONNX file holds at most 2 GiB (protobuf's limit)",
+            hint="make the net smaller (a .keras or .pt2 file has no such limit)",
+        )
+    if path is not None:
+        _check_target(net, path, weights)
+    tensors = resolve_weights(net, weights, seed)
+    from . import __version__
+
+    if weights is None:
+        origin = f"initial (Keras-style, seed {seed})"
+    elif isinstance(weights, dict):
+        origin = "given as arrays"
+    else:
+        origin = os.path.basename(os.fspath(weights))
+    meta = {
+        "netdsl_version": __version__,
+        "netdsl_spec": net.source.text,
+        "netdsl_spec_file": net.source.filename,
+        "netdsl_layout": layout,
+        "netdsl_weights": origin,
+    }
+    doc = f"netdsl {__version__} from {net.source.filename}; {layout.upper()} input; weights: {origin}\n\n"
+    model = backend.build(net, tensors, opset=opset, layout=layout, doc=doc + net.summary(), meta=meta)
+    if path is not None:
+        write(net, path, model.SerializeToString(), weights)
+    return model
+
+
+def _check_target(net, path, weights=None) -> tuple[Path, bool]:
+    """The output path, and whether it is a device or pipe (written in place: never replaced)."""
+    import stat
+
+    path = Path(path)
+    spec = net.source.filename
+    if not spec.startswith("<") and path.resolve() == Path(spec).resolve():
+        raise NetdslError("E411", f"refusing to overwrite the spec `{path}` with the exported model")
+    if isinstance(weights, (str, os.PathLike)) and path.resolve() == Path(weights).resolve():
+        raise NetdslError("E411", f"refusing to overwrite the weights `{path}` with the exported model")
+    if path.is_dir():
+        raise NetdslError("E411", f"`{path}` is a directory", hint=f"name a file, e.g. {path / (net.name + '.onnx')}")
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        special = False
+    return path, special
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Write into a device or a pipe as it is (renaming over /dev/full would replace the device)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+
+
+def write(net, path, data: bytes, weights=None) -> Path:
+    """Write ``data`` to ``path`` atomically, or E411 leaving nothing behind."""
+    from .files import write_atomic
+
+    path, special = _check_target(net, path, weights)
+    try:
+        if special:
+            _put(path, data)
+            return path
+        return write_atomic(path, data)
+    except OSError as e:
+        raise NetdslError("E411", f"cannot write `{path}`: {e.strerror or e}") from None
+
+
+def _write_via(net, path, suffix: str, save, weights=None) -> Path:
+    """Let a framework ``save(tmp)`` into a temporary file beside ``path``, then rename it into place."""
+    path, special = _check_target(net, path, weights)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=None if special else path.parent)
+        os.close(fd)
+        save(tmp)
+        if special:
+            _put(path, Path(tmp).read_bytes())
+        else:
+            os.replace(tmp, path)
+            tmp = None
+    except OSError as e:
+        raise NetdslError("E411", f"cannot write `{path}`: {e.strerror or e}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
+    """A ``.keras`` archive of the model with its weights (imports TensorFlow)."""
+    check_options(None, "nchw", "keras", seed)
+    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
+    from .backends import get
+
+    backend = get("keras")
+    tensors = resolve_weights(net, weights, seed)
+    model = backend.build(net, device="/CPU:0")
+    backend.set_weights(model, net, tensors)
+
+    def save(tmp: str) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # Keras's own saving code trips numpy 2's copy= deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model.save(tmp)
+
+    return _write_via(net, path, ".keras", save, weights)
+
+
+def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
+    """A ``torch.export`` program (NCHW input, dynamic batch) with its weights (imports torch)."""
+    check_options(None, "nchw", "pt2", seed)
+    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
+    from .backends import get
+
+    backend = get("torch")
+    tensors = resolve_weights(net, weights, seed)
+    model = backend.build(net, device="cpu")
+    backend.set_weights(model, net, tensors)
+    model.eval()
+    import torch
+
+    shape = net.input_shape[1:]
+    example = torch.zeros((2, shape[2], shape[0], shape[1]) if len(shape) == 3 else (2, *shape))
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    return _write_via(net, path, ".pt2", lambda tmp: torch.export.save(program, tmp), weights)
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+def cli(args, source, net) -> int:
+    """``netdsl export``: write the file, say what was written; errors are located, exit 1."""
+    import sys
+
+    fmt = args.format
+    out = args.output
+    if out is None:
+        out = str(Path(source.filename).with_name(f"{Path(source.filename).stem}{FORMATS[fmt]}"))
+    try:
+        if fmt == "onnx":
+            model = to_onnx(net, None, weights=args.weights, opset=args.opset, layout=args.layout, seed=args.seed)
+            data = model.SerializeToString()
+            if out == "-":
+                try:
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.flush()
+                except OSError as e:
+                    raise NetdslError("E411", f"cannot write to standard output: {e.strerror or e}") from None
+                return 0
+            write(net, out, data, args.weights)
+            what = f"onnx opset {model.opset_import[0].version}, {args.layout.upper()} input"
+        else:
+            check_options(None, "nchw", fmt, args.seed)
+            save = to_keras_file if fmt == "keras" else to_pt2_file
+            save(net, out, weights=args.weights, seed=args.seed)
+            what = "keras, NHWC input" if fmt == "keras" else "torch.export, NCHW input"
+    except NetdslError as e:
+        if args.traceback:
+            raise
+        print(str(e.located(source)), file=sys.stderr)
+        return 1
+    if args.weights is None:
+        print(f"netdsl: no --weights: Keras-style initial weights from seed {args.seed} (untrained)", file=sys.stderr)
+    print(f"wrote {out} ({what}, {net.total_params:,} params)", file=sys.stderr)
+    return 0

@@ -216,6 +216,7 @@ OPS: dict[str, KerasOp] = {
     "sigmoid": KerasOp("Activation", _activation("sigmoid")),
     "tanh": KerasOp("Activation", _activation("tanh")),
     "softmax": KerasOp("Softmax", _NONE),  # axis -1: the channels
+    "log_softmax": KerasOp("Activation", _activation("log_softmax")),  # axis -1
     "gelu": KerasOp("Activation", _activation("gelu")),
     "elu": KerasOp("ELU", _NONE),  # alpha 1.0
     "selu": KerasOp("Activation", _activation("selu")),

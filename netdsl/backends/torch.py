@@ -263,6 +263,7 @@ OPS: dict[str, TorchOp] = {
     "sigmoid": TorchOp(_module("Sigmoid")),
     "tanh": TorchOp(_module("Tanh")),
     "softmax": TorchOp(_module("Softmax", dim=1)),  # the channel axis
+    "log_softmax": TorchOp(_module("LogSoftmax", dim=1)),
     "gelu": TorchOp(_module("GELU")),  # exact (erf), as Keras's default
     "elu": TorchOp(_module("ELU")),
     "selu": TorchOp(_module("SELU")),
@@ -285,6 +286,7 @@ _ACT: dict[str, tuple[Callable, str]] = {
     "sigmoid": (torch.sigmoid, "torch.sigmoid({})"),
     "tanh": (torch.tanh, "torch.tanh({})"),
     "softmax": (partial(torch.softmax, dim=1), "torch.softmax({}, dim=1)"),
+    "log_softmax": (partial(F.log_softmax, dim=1), "F.log_softmax({}, dim=1)"),
     "gelu": (F.gelu, "F.gelu({})"),
     "elu": (F.elu, "F.elu({})"),
     "selu": (F.selu, "F.selu({})"),

@@ -48,7 +48,13 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "plateau": {"gamma": 0.1, "lr_patience": 10, "min_lr": 0.0},
 }
 PLATEAU_MIN_DELTA = 1e-4  # Keras' ReduceLROnPlateau: an improvement is a fall of more than this
-DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashion": "fashion-mnist"}
+DATASETS = {  # name or alias -> the data set
+    "mnist": "mnist",
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "fashion": "fashion-mnist",
+}
 LOSSES = ("sparse_categorical_crossentropy",)
 METRICS = ("accuracy",)
 
@@ -75,6 +81,11 @@ class Key(NamedTuple):
     default_text: str = ""
     flag: bool = True  # a `netdsl train --flag`
     spec: bool = True  # a key of the `train` statement
+
+    def default_str(self) -> str:
+        if self.default_text:
+            return self.default_text
+        return str(self.default).lower() if isinstance(self.default, (str, bool)) else _num(self.default)
 
     def range_text(self) -> str:
         if self.kind == "word":
@@ -103,7 +114,7 @@ KEYS: dict[str, Key] = {
         Key("batch", "int", "images per step", 1, MAX_INT, default=32),
         Key("validation", "real", "the last fraction of the training set, held out", 0, 1, "hi", default=0.1),
         Key("seed", "int", "seed of the initial weights, shuffling and dropout", 0, MAX_SEED, default=0),
-        Key("loss", "word", "the loss (scored as the output asks: see Outputs)", choices=LOSSES, default=LOSSES[0]),
+        Key("loss", "word", "the loss (scored as the output asks)", choices=LOSSES, default=LOSSES[0], flag=False),
         Key("metrics", "word", "the metric", choices=METRICS, default=METRICS[0], flag=False),
         Key("momentum", "real", "sgd's momentum", 0, 1, default=0.0),
         Key("nesterov", "bool", "sgd's Nesterov momentum (needs momentum > 0)", default=False),
@@ -208,23 +219,36 @@ def _device(raw: Any) -> Any:
 
 
 def parse_flag(key: str, text: str) -> Any:
-    """A command-line string for ``key``: the normalised value, or a :class:`Problem`."""
+    """A command-line string for ``key`` as the value it spells (a number for a number key), or a
+    :class:`Problem` when it spells none; :func:`normalise` then holds it to the key's range."""
     k = KEYS[key]
     t = text.strip()
-    if k.kind in ("int", "real"):
-        digits = sum(c.isdigit() for c in t)
-        if digits > MAX_DIGITS or len(t) > 2 * MAX_DIGITS:
-            return Problem(f"{key} has more than {MAX_DIGITS} digits")
-        try:
-            raw: Any = int(t, 10)
-        except ValueError:
-            try:
-                raw = float(t)
-            except ValueError:
-                what = "a whole number" if k.kind == "int" else "a number"
-                return Problem(f"{key} must be {what}, got `{text}`")
-        return normalise(key, raw)
-    return normalise(key, t)
+    if k.kind not in ("int", "real"):
+        return t
+    what = "a whole number" if k.kind == "int" else "a number"
+    if sum(c.isdigit() for c in t) > MAX_DIGITS or len(t) > 2 * MAX_DIGITS:
+        return Problem(f"{key} must be {what} of at most {MAX_DIGITS} digits, got {len(t)} characters")
+    if not t.isascii() or "_" in t:
+        return Problem(f"{key} must be {what}, got `{text}`")
+    try:
+        return int(t, 10)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return Problem(f"{key} must be {what}, got `{text}`")
+
+
+def flags() -> list[Key]:
+    """The keys ``netdsl train`` takes as ``--flags`` (``--weight-decay`` for weight_decay)."""
+    return [k for k in KEYS.values() if k.flag]
+
+
+def flag_help(k: Key) -> str:
+    """A flag's ``--help`` text, from the table."""
+    values = "" if k.kind == "word" else f"{k.range_text()}; "
+    return f"{k.help} ({values}default: {k.default_str()})".replace("%", "%%")
 
 
 def conflicts(cfg: dict) -> list[tuple[str, Problem]]:
@@ -315,7 +339,7 @@ def markdown_table() -> str:
     for k in KEYS.values():
         if not k.spec:
             continue
-        default = k.default_text or (f"`{k.default}`" if isinstance(k.default, (str, bool)) else _num(k.default))
-        default = default.replace("`True`", "`true`").replace("`False`", "`false`")
+        default = k.default_str()
+        default = f"`{default}`" if isinstance(k.default, (str, bool)) and not k.default_text else default
         rows.append(f"| `{k.name}` | {k.range_text()} | {default} | {k.help} |")
     return "\n".join(rows)

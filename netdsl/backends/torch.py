@@ -535,10 +535,16 @@ def device(requested: str | None = None) -> str:
             raise NetdslError(
                 "E403", f"`{requested}` is not a torch device", hint="use cpu, cuda, cuda:1, mps or xpu"
             ) from None
+        if kind != "cpu" and kind not in _PROBES:  # meta, lazy, ...: not a place to train
+            raise NetdslError("E403", f"netdsl cannot use torch's `{kind}` device", hint="use cpu, cuda, mps or xpu")
         if kind in _PROBES and not _PROBES[kind]():
             raise NetdslError(
                 "E403", f"torch has no `{kind}` device here", hint=f"this machine has: {', '.join(_available())}"
             )
+        index = torch.device(requested).index
+        count = {"cuda": torch.cuda.device_count, "xpu": lambda: torch.xpu.device_count()}.get(kind, lambda: 1)()
+        if index is not None and index >= count:
+            raise NetdslError("E403", f"torch has no `{requested}` here ({count} {kind} device{'s' * (count != 1)})")
         return str(requested)
     return _available()[0]
 

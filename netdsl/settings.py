@@ -15,12 +15,11 @@ The API, for any caller::
     KEYS[key].choices                          the words a key takes (None: not a word key)
 
 Optimizers and their defaults are Keras 3's (``keras.optimizers.*``); a learning-rate
-schedule is a rate per training step, the same formula in both backends (:func:`lr_at`).
+schedule is a rate per training step, the same formula in both backends (:func:`netdsl.recipe.lr_at`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 MAX_INT = 2**31 - 1  # as a layer size: nothing larger is a real epoch count or batch
@@ -127,16 +126,48 @@ KEYS: dict[str, Key] = {
             default_text="0.004 for adamw, else 0",
         ),
         Key("clip_norm", "real", "clip the gradients' global norm to this", 0, MAX_LR, "lo", default_text="none"),
-        Key("label_smoothing", "real", "mix this much of the uniform distribution into the labels", 0, 1, "hi", default=0.0),
+        Key(
+            "label_smoothing",
+            "real",
+            "mix this much of the uniform distribution into the labels",
+            0,
+            1,
+            "hi",
+            default=0.0,
+        ),
         Key("patience", "int", "early stopping: epochs without a better val_loss", 1, MAX_INT, default_text="none"),
         Key("schedule", "word", "the learning-rate schedule", choices=tuple(SCHEDULES), default="constant"),
-        Key("gamma", "real", "step, exponential, plateau: the factor", 0, 1, "lo hi", default_text="0.1 (exponential 0.96)"),
+        Key(
+            "gamma",
+            "real",
+            "step, exponential, plateau: the factor",
+            0,
+            1,
+            "lo hi",
+            default_text="0.1 (exponential 0.96)",
+        ),
         Key("step_size", "int", "step: epochs between two decays", 1, MAX_INT, default_text="1"),
         Key("min_lr", "real", "cosine, plateau: the lowest rate", 0, MAX_LR, default_text="0"),
-        Key("lr_patience", "int", "plateau: epochs without a better val_loss before a decay", 1, MAX_INT, default_text="10"),
+        Key(
+            "lr_patience",
+            "int",
+            "plateau: epochs without a better val_loss before a decay",
+            1,
+            MAX_INT,
+            default_text="10",
+        ),
         Key("warmup", "int", "epochs of linear warmup before the schedule", 0, MAX_INT, default=0),
-        Key("dataset", "word", "the data set (the `data` statement)", choices=tuple(DATASETS), default="mnist", spec=False),
-        Key("device", "word", "cpu, cuda, cuda:1, mps, xpu, gpu (keras) ...", default_text="the best found", spec=False),
+        Key(
+            "dataset",
+            "word",
+            "the data set (the `data` statement)",
+            choices=tuple(DATASETS),
+            default="mnist",
+            spec=False,
+        ),
+        Key(
+            "device", "word", "cpu, cuda, cuda:1, mps, xpu, gpu (keras) ...", default_text="the best found", spec=False
+        ),
     ]
 }
 TRAIN_KEYS = tuple(k for k, key in KEYS.items() if key.spec)
@@ -201,7 +232,9 @@ def unknown(key: str) -> Problem:
     """The problem of a key that ``train`` does not have."""
     from .errors import did_you_mean
 
-    return Problem(f"`train` has no setting `{key}` (its settings: {', '.join(TRAIN_KEYS)})", did_you_mean(key, TRAIN_KEYS))
+    return Problem(
+        f"`train` has no setting `{key}` (its settings: {', '.join(TRAIN_KEYS)})", did_you_mean(key, TRAIN_KEYS)
+    )
 
 
 def _device(raw: Any) -> Any:
@@ -268,7 +301,9 @@ def conflicts(cfg: dict) -> list[tuple[str, Problem]]:
     if "min_lr" in cfg and "lr" in cfg and cfg["min_lr"] >= cfg["lr"]:
         out.append(("min_lr", Problem(f"min_lr must be below lr ({_num(cfg['lr'])}), got {_num(cfg['min_lr'])}")))
     if cfg.get("warmup") and "epochs" in cfg and cfg["warmup"] >= cfg["epochs"]:
-        out.append(("warmup", Problem(f"warmup ({cfg['warmup']} epochs) must be shorter than epochs ({cfg['epochs']})")))
+        out.append(
+            ("warmup", Problem(f"warmup ({cfg['warmup']} epochs) must be shorter than epochs ({cfg['epochs']})"))
+        )
     return out
 
 
@@ -292,45 +327,6 @@ def _show(v: Any) -> str:
     if isinstance(v, tuple):
         return "x".join(map(str, v))
     return repr(v) if not isinstance(v, int) or len(str(v)) <= 40 else f"a {len(str(abs(v)))}-digit number"
-
-
-# ---- the schedule: one rate per step, the same formula in both backends ----------------------------
-
-
-def lr_at(s, step: int, steps_per_epoch: int, scale: float = 1.0) -> float:
-    """The learning rate of training step ``step`` (0-based, counted over the whole run).
-
-    ``s`` holds lr, schedule, gamma, step_size, min_lr, warmup and epochs; ``scale`` is what
-    the plateau schedule has multiplied the rate by so far.  Warmup rises linearly to lr
-    over its steps, then the schedule starts, counting its steps from the warmup's end.
-    """
-    warm = s.warmup * steps_per_epoch
-    if step < warm:
-        return s.lr * (step + 1) / warm * scale
-    t = step - warm
-    if s.schedule == "step":
-        return s.lr * s.gamma ** (t // (s.step_size * steps_per_epoch)) * scale
-    if s.schedule == "exponential":
-        return s.lr * s.gamma ** (t / steps_per_epoch) * scale
-    if s.schedule == "cosine":
-        total = max(1, s.epochs * steps_per_epoch - warm)
-        return s.min_lr + (s.lr - s.min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, total) / total))
-    return s.lr * scale
-
-
-def output_kind(graph) -> str:
-    """What the net's output holds, which decides the loss: ``probabilities`` (a final softmax,
-    or any other activation: cross-entropy of the clipped log), ``log_probabilities`` (a final
-    log_softmax: NLL) or ``logits`` (a final dense/conv without activation, or `linear`:
-    cross-entropy from logits)."""
-    node = graph.nodes[graph.graph["output"]]
-    args = node.get("args") or {}
-    act = node["op"] if node["op"] in ("softmax", "log_softmax", "linear") else args.get("activation")
-    if act == "log_softmax":
-        return "log_probabilities"
-    if act == "linear":
-        return "logits"
-    return "probabilities"
 
 
 def markdown_table() -> str:

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import recipe
 from . import settings as table
 from .errors import NetdslError, Source, did_you_mean
 from .files import write_atomic as _write
@@ -147,7 +148,7 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
             raise NetdslError(code, result.message, hint=result.hint)
         setattr(s, key, result)
     written = {k: getattr(s, k) for k in _CHECKED if getattr(s, k) is not None and k not in ("device", "dataset")}
-    for key, problem in table.conflicts(written):
+    for _key, problem in table.conflicts(written):
         raise _bad(problem.message, problem.hint)
     for key, value in table.defaults(s.optimizer, s.schedule).items():
         if getattr(s, key) is None:
@@ -515,10 +516,10 @@ def _fit(net, given: dict, model=None) -> dict:
     else:
         run.start(net)
     steps = math.ceil(len(x_train) / s.batch)
-    watch = Watch(s, (manifest or {}).get("recipe"))
+    watch = recipe.Watch(s, (manifest or {}).get("recipe"))
     bar = Progress(s.epochs, steps, s.quiet)
     bar.say(
-        f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {recipe_text(s)}, "
+        f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {recipe.describe(s)}, "
         f"{s.epochs} epoch{'s' * (s.epochs != 1)}, batch {s.batch}, seed {s.seed}"
     )
     bar.say(
@@ -547,11 +548,11 @@ def _fit(net, given: dict, model=None) -> dict:
             "seconds": round(time.perf_counter() - t0, 3),
             "train_seconds": round(t1 - t0, 3),
             "images_per_sec": round(len(x_train) / (t1 - t0), 1),
-            "lr": table.lr_at(s, epoch * steps - 1, steps, watch.scale),  # at the epoch's last step
+            "lr": recipe.lr_at(s, epoch * steps - 1, steps, watch.scale),  # at the epoch's last step
         }
         metrics["epochs"].append(row)
         bar.end(row)
-        watch.update(epoch, row, lambda: trainer.kept.update(_snapshot(s.backend, net, trainer.model)))
+        watch.update(epoch, row, lambda: trainer.kept.update(recipe.snapshot(s.backend, net, trainer.model)))
         state = {k: metrics[k] for k in ("settings", "data", "epochs")}
         state["recipe"] = watch.state()
         run.save_checkpoint(net, trainer, epoch, state)
@@ -580,75 +581,6 @@ def _fit(net, given: dict, model=None) -> dict:
     if run:
         bar.say(f"wrote {run.path}{os.sep} (metrics.json, weights.safetensors, curves.png, checkpoint/)")
     return metrics
-
-
-# ---- the recipe's state between epochs: the plateau schedule and early stopping -------------------
-
-
-class Watch:
-    """What Keras's ReduceLROnPlateau and EarlyStopping(restore_best_weights=True) keep, for
-    both backends alike; it watches val_loss (the training loss when nothing is held out)."""
-
-    def __init__(self, s: Settings, saved: dict | None = None):
-        self.s = s
-        self.monitor = "val_loss" if s.validation > 0 else "loss"
-        self.scale = 1.0  # the plateau schedule's reductions so far
-        self.plateau_best = self.best = None
-        self.plateau_wait = self.wait = self.best_epoch = 0
-        self.stopped = False
-        for key, value in (saved or {}).items():
-            if key in self.state():
-                setattr(self, key, value)
-
-    def state(self) -> dict:
-        keys = ("scale", "plateau_best", "plateau_wait", "best", "wait", "best_epoch", "stopped")
-        return {k: getattr(self, k) for k in keys}
-
-    def update(self, epoch: int, row: dict, snapshot) -> None:
-        s, current = self.s, row[self.monitor]
-        if current is None or current != current:
-            return
-        if s.schedule == "plateau":
-            if self.plateau_best is None or current < self.plateau_best - table.PLATEAU_MIN_DELTA:
-                self.plateau_best, self.plateau_wait = current, 0
-            else:
-                self.plateau_wait += 1
-                rate = s.lr * self.scale
-                if self.plateau_wait >= s.lr_patience and rate > s.min_lr:
-                    self.scale = max(rate * s.gamma, s.min_lr) / s.lr
-                    self.plateau_wait = 0
-        if s.patience:
-            if self.best is None or current < self.best:
-                self.best, self.best_epoch, self.wait = current, epoch, 0
-                snapshot()
-            else:
-                self.wait += 1
-                self.stopped = self.wait >= s.patience
-
-
-def _snapshot(backend: str, net, model) -> dict:
-    """A copy of the model's weights in the canonical layout (the best epoch's, for early stopping)."""
-    from . import backends
-
-    import numpy as np
-
-    return {k: np.array(v, copy=True) for k, v in backends.get(backend).get_weights(model, net).items()}
-
-
-def recipe_text(s: Settings) -> str:
-    """``adadelta lr=1, schedule step gamma=0.7`` for the first line of a run."""
-    parts = [f"{s.optimizer} lr={s.lr:g}"]
-    if s.optimizer == "sgd" and s.momentum:
-        parts[0] += f" momentum={s.momentum:g}" + (" nesterov" if s.nesterov else "")
-    if s.weight_decay:
-        parts[0] += f" weight_decay={s.weight_decay:g}"
-    if s.schedule != "constant":
-        keys = [f"{k}={getattr(s, k):g}" for k in table.SCHEDULES[s.schedule]]
-        parts.append(" ".join([f"schedule {s.schedule}", *keys]))
-    for key in ("warmup", "clip_norm", "label_smoothing", "patience"):
-        if getattr(s, key):
-            parts.append(f"{key}={getattr(s, key):g}")
-    return ", ".join(parts)
 
 
 # ---- the command ---------------------------------------------------------------------------

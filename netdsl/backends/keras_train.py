@@ -8,8 +8,8 @@ On a terminal a callback drives the live bar from Keras's running loss and accur
 
 The recipe is Keras's own: its optimizers (with ``weight_decay`` and ``global_clipnorm``), a
 :class:`Schedule` giving each step's learning rate by the formula of
-:func:`netdsl.settings.lr_at`, and a loss chosen by what the net outputs
-(:func:`netdsl.settings.output_kind`): from logits for logits and log-probabilities (the
+:func:`netdsl.recipe.lr_at`, and a loss chosen by what the net outputs
+(:func:`netdsl.recipe.output_kind`): from logits for logits and log-probabilities (the
 cross-entropy of log-probabilities is their NLL), with label smoothing on one-hot labels.
 """
 
@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 # isort: on
 
-from .. import settings as table  # noqa: E402
+from .. import recipe  # noqa: E402
 
 device = backend.device
 EVAL_BATCH = 1024
@@ -56,7 +56,7 @@ def optimizer(name: str, lr, momentum: float = 0.0, nesterov: bool = False, weig
 
 
 class Schedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The rate of each step (Keras's ``iterations``, from 0): :func:`netdsl.settings.lr_at` in float32.
+    """The rate of each step (Keras's ``iterations``, from 0): :func:`netdsl.recipe.lr_at` in float32.
 
     ``scale`` is a variable, read at every step: the plateau schedule lowers it between epochs.
     """
@@ -126,7 +126,7 @@ class Trainer:
         classes = int(net.output_shape[-1])
         with self._on_device(), backend._calm():
             self.model.compile(
-                optimizer=opt, loss=loss(table.output_kind(net.graph), s.label_smoothing, classes), metrics=[s.metrics]
+                optimizer=opt, loss=loss(recipe.output_kind(net.graph), s.label_smoothing, classes), metrics=[s.metrics]
             )
         self.x = np.ascontiguousarray(x_train, dtype=np.float32)
         self.y = np.asarray(y_train, dtype=np.int64)

@@ -13,7 +13,7 @@ whose formulas equal Keras's.  torch's Adam scales eps by sqrt(1 - beta2**t) whe
 not, which differs only for gradients of about 1e-4 and below in the first steps.  As in Keras,
 each step clips the gradients' global norm (``clip_norm``), then decays the weights
 (``w -= lr * weight_decay * w``, decoupled, AdamW's own for adamw), then updates them, at the
-step's learning rate (:func:`netdsl.settings.lr_at`).  The tests feed both frameworks the
+step's learning rate (:func:`netdsl.recipe.lr_at`).  The tests feed both frameworks the
 same gradients and compare.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import recipe
 from .. import settings as table
 from . import torch as backend
 from .torch import EPSILON
@@ -153,7 +154,7 @@ def scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean sparse categorical cross-entropy, the outputs): Keras's loss, computed stably.
 
-    ``kind`` is :func:`netdsl.settings.output_kind`'s: a final softmax is scored on its logits;
+    ``kind`` is :func:`netdsl.recipe.output_kind`'s: a final softmax is scored on its logits;
     log-probabilities with NLL (PyTorch's MNIST example); logits from logits; any other output,
     as Keras does, as the logits ``log(clip(p, 1e-7, 1 - 1e-7))``.  ``smoothing``: label smoothing.
     """
@@ -167,6 +168,19 @@ def scores(
         if kind == "log_probabilities" and not smoothing:
             return F.nll_loss(z, y), out
     return F.cross_entropy(z, y, label_smoothing=smoothing), out
+
+
+def update(opt, params: list, lr: float, s) -> None:
+    """One step as Keras's optimizers take it: at rate ``lr``, clip the gradients' global norm,
+    decay the weights (decoupled; AdamW's is its own), then apply the optimizer's formula."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    if s.clip_norm:
+        clip_norm_([p.grad for p in params if p.grad is not None], s.clip_norm)
+    if s.weight_decay and s.optimizer != "adamw":
+        with torch.no_grad():
+            torch._foreach_mul_(params, 1 - lr * s.weight_decay)
+    opt.step()
 
 
 def clip_norm_(grads: list, clip: float) -> None:
@@ -190,7 +204,7 @@ class Trainer:
         torch.manual_seed(s.seed)  # the initial weights
         self.model = model if model is not None else backend.build(net, device=device)
         self.opt = optimizer(s.optimizer, self.model.parameters(), s.lr, s.momentum, s.nesterov, s.weight_decay)
-        self.kind, self.params = table.output_kind(net.graph), [p for p in self.model.parameters() if p.requires_grad]
+        self.kind, self.params = recipe.output_kind(net.graph), [p for p in self.model.parameters() if p.requires_grad]
         self.steps = -(-len(y_train) // s.batch)
         self.lr_scale = 1.0  # the plateau schedule's, set by the loop before each epoch
         self.kept: dict = {}  # tensors saved with the optimizer state: the best weights of early stopping
@@ -214,22 +228,13 @@ class Trainer:
         preds = self._preds
         losses: list[torch.Tensor] = []
         s, kind, params, first = self.s, self.kind, self.params, (epoch - 1) * self.steps
-        decay = s.weight_decay if s.optimizer != "adamw" else 0.0  # AdamW decays in its own step
         model.train()
         for i in range(0, n, b):
             xb, yb = x[i : i + b], y[i : i + b]
-            lr = table.lr_at(s, first + i // b, self.steps, self.lr_scale)
-            for group in opt.param_groups:
-                group["lr"] = lr
             loss, out = scores(model, xb, yb, kind, s.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if s.clip_norm:
-                clip_norm_([p.grad for p in params if p.grad is not None], s.clip_norm)
-            if decay:
-                with torch.no_grad():
-                    torch._foreach_mul_(params, 1 - lr * decay)
-            opt.step()
+            update(opt, params, recipe.lr_at(s, first + i // b, self.steps, self.lr_scale), s)
             losses.append(loss.detach())
             torch.argmax(out.detach(), 1, out=preds[i : i + b])
             if bar.due():

@@ -35,18 +35,18 @@ def lr_at(s, step: int, steps_per_epoch: int, scale: float = 1.0) -> float:
 
 
 def output_kind(graph) -> str:
-    """What the net's output holds, which decides the loss: ``probabilities`` (a final softmax,
-    or any other activation: cross-entropy of the clipped log), ``log_probabilities`` (a final
-    log_softmax: NLL) or ``logits`` (a final dense/conv without activation, or `linear`:
-    cross-entropy from logits)."""
+    """What the net's output holds, which decides its loss (Keras's choices, in both backends):
+
+    ``probabilities``      a final softmax: cross-entropy of the values before it (Keras's
+                           ``_keras_logits``); any activation but those below: of ``log(clip(p))``
+    ``sigmoid``            a final sigmoid: Keras scores the values before it as logits too
+    ``log_probabilities``  a final log_softmax: NLL, as PyTorch's MNIST example trains
+    ``logits``             a final dense/conv without activation, or ``linear``: from logits
+    """
     node = graph.nodes[graph.graph["output"]]
     args = node.get("args") or {}
-    act = node["op"] if node["op"] in ("softmax", "log_softmax", "linear") else args.get("activation")
-    if act == "log_softmax":
-        return "log_probabilities"
-    if act == "linear":
-        return "logits"
-    return "probabilities"
+    act = node["op"] if node["op"] in ("softmax", "log_softmax", "linear", "sigmoid") else args.get("activation")
+    return {"log_softmax": "log_probabilities", "linear": "logits", "sigmoid": "sigmoid"}.get(act, "probabilities")
 
 
 class Watch:

@@ -90,7 +90,7 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
 
 def loss(kind: str, smoothing: float, classes: int):
     """Keras's sparse categorical cross-entropy for what the net outputs (see the module's docstring)."""
-    logits = kind != "probabilities"
+    logits = kind in ("logits", "log_probabilities")  # softmax, sigmoid: Keras finds their logits itself
     if not smoothing:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
     smoothed = keras.losses.CategoricalCrossentropy(from_logits=logits, label_smoothing=smoothing)

@@ -192,7 +192,8 @@ def normalise(key: str, raw: Any) -> Any:
         from .errors import did_you_mean
 
         hint = did_you_mean(raw, k.choices) if isinstance(raw, str) else None
-        if key == "dataset":
+        if key == "dataset":  # the close alias names its data set: `fashon` -> fashion-mnist
+            hint = hint and f"did you mean `{DATASETS[hint.split('`')[1]]}`?"
             return Problem(f"unknown data set {_show(raw)} (known: mnist, fashion-mnist)", hint)
         return Problem(f"{key} must be one of {', '.join(k.choices)}; got {_show(raw)}", hint)
     if k.kind == "bool":

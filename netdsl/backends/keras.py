@@ -238,7 +238,7 @@ def device(requested: str | None = None) -> str:
     """The TensorFlow device to use: ``requested`` if given, else ``/GPU:0`` when TF sees a GPU.
 
     Short names are accepted too: ``cpu`` -> ``/CPU:0``, ``gpu``/``cuda`` -> ``/GPU:0``,
-    ``cuda:1`` -> ``/GPU:1``; anything else is passed to TensorFlow as written.
+    ``cuda:1`` -> ``/GPU:1``.  Anything else, and a GPU that TensorFlow does not see, is E403.
     """
     if requested:
         m = _DEVICE_WORDS.match(requested.strip().lstrip("/"))

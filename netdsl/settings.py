@@ -290,7 +290,7 @@ def conflicts(cfg: dict) -> list[tuple[str, Problem]]:
     out = []
     opt = cfg.get("optimizer", "adam")
     for key in _OPTIMIZER_KEYS:
-        if key in cfg and opt != "sgd":
+        if cfg.get(key) and opt != "sgd":  # momentum=0 or --no-nesterov ask for nothing
             out.append((key, Problem(f"{key} is a setting of sgd, not of {opt}", "write `train sgd ...`")))
     if cfg.get("nesterov") and opt == "sgd" and not cfg.get("momentum"):
         out.append(("nesterov", Problem("nesterov needs a momentum above 0", "add momentum=0.9")))

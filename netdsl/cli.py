@@ -214,21 +214,37 @@ def _train_parser(sub, common) -> None:
     )
     t.add_argument("file", metavar="FILE")
     t.add_argument("-b", "--backend", type=_backend, metavar="{torch,keras}", help="the framework (default: torch)")
-    t.add_argument("--epochs", type=int, metavar="N", help="passes over the training set")
-    t.add_argument("--batch", type=int, metavar="N", help="images per step")
-    t.add_argument("--lr", type=float, metavar="LR", help="learning rate (default: the optimizer's Keras default)")
-    t.add_argument("--optimizer", metavar="NAME", help="sgd, adam, adamw or rmsprop")
-    t.add_argument("--validation", type=float, metavar="F", help="the last fraction of the training set to validate on")
-    t.add_argument("--seed", type=int, metavar="N", help="seed of the initial weights, shuffling and dropout")
-    t.add_argument("--dataset", metavar="NAME", help="mnist or fashion-mnist")
+    from . import settings
+
+    for k in settings.flags():  # one table for the spec's train line and these flags (netdsl/settings.py)
+        flag = "--" + k.name.replace("_", "-")
+        if k.kind == "bool":
+            t.add_argument(flag, action=argparse.BooleanOptionalAction, help=settings.flag_help(k))
+            continue
+        names = dict.fromkeys(settings.DATASETS.values()) if k.name == "dataset" else k.choices  # not the aliases
+        metavar = {"int": "N", "real": "X"}.get(k.kind) or ("{" + ",".join(names) + "}" if names else "NAME")
+        t.add_argument(flag, type=_setting(k.name), metavar=metavar, help=settings.flag_help(k))
     t.add_argument("--data", metavar="DIR", help="a directory holding the data set's files (or set NETDSL_DATA)")
     t.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (default: scaled to [0, 1])")
-    t.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1, mps, ... (default: the best found)")
     t.add_argument("-o", "--out", metavar="DIR", help="the run directory (default: runs/<stem>-<backend>-<time>)")
     t.add_argument(
         "--resume", action="store_true", help="continue the run in --out (default: the newest) from its checkpoint"
     )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+
+
+def _setting(key: str):
+    """An argparse type: the flag's text as the value it spells; the trainer checks its range."""
+    from . import settings
+
+    def parse(text: str):
+        value = settings.parse_flag(key, text)
+        if isinstance(value, settings.Problem):
+            raise argparse.ArgumentTypeError(value.message)
+        return value
+
+    parse.__name__ = key  # argparse names the type in its message
+    return parse
 
 
 def _backend(text: str) -> str:

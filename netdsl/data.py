@@ -42,7 +42,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .errors import NetdslError, did_you_mean
+from .errors import NetdslError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -394,12 +394,11 @@ def load_sample(path: Path | str, *, scale: bool = True, quiet: bool = False) ->
 
 
 def _canonical(name: str) -> str:
-    key = name.strip().lower().replace("_", "-")
-    key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist"}.get(key, key)
-    if key not in NAMES:
-        raise NetdslError(
-            "E501", f"unknown dataset `{name}` (known: {', '.join(NAMES)})", hint=did_you_mean(name, NAMES)
-        )
+    from .settings import Problem, normalise
+
+    key = normalise("dataset", name.strip() if isinstance(name, str) else name)
+    if isinstance(key, Problem):
+        raise NetdslError("E501", key.message, hint=key.hint)
     return key
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import ops
+from . import ops, settings
 from .errors import NetdslError, Source, Span, did_you_mean
 from .ir import Graph, context
 from .parser import PYTHON_HINT, looks_like_python
@@ -21,15 +21,6 @@ MAX_STEPS = 1_000_000  # statements executed while expanding repeat/def
 MAX_ERRORS = 20
 MAX_NUMBER = 2**63
 
-DATASETS = {
-    "mnist": "mnist",
-    "fashion-mnist": "fashion-mnist",
-    "fashion_mnist": "fashion-mnist",
-    "fashion": "fashion-mnist",
-}
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-LOSSES = ("sparse_categorical_crossentropy",)
-METRICS = ("accuracy",)
 STATEMENT_WORDS = ("input", "from", "add", "concat", "residual", "repeat", "let", "def", "train", "data", "identity")
 
 
@@ -768,16 +759,6 @@ class Expander:
             )
             return
         self.train_span = span
-        rules = {
-            "optimizer": ops.enum(*OPTIMIZERS),
-            "lr": ops.real(0, 1e6, lo_open=True),
-            "epochs": ops.integer(1),
-            "batch": ops.integer(1),
-            "validation": ops.real(0, 1, hi_open=True),
-            "loss": ops.enum(*LOSSES),
-            "metrics": ops.enum(*METRICS),
-            "seed": ops.integer(0),
-        }
         cfg: dict[str, Any] = {}
         for a in st.children[1:]:
             if hasattr(a, "type"):  # the bare optimizer
@@ -787,37 +768,29 @@ class Expander:
             if key in cfg:
                 self.error("E115", f"`{key}` is given twice", Span.of(a))
                 continue
-            v = self._value(a.children[1], scope, rules.get(key))
+            v = self._value(a.children[1], scope, settings.KEYS.get(key) if key in settings.TRAIN_KEYS else None)
             if v is not _MISSING:
                 cfg[key] = (v, Span.of(a))
         for key, (value, vspan) in cfg.items():
-            if key not in rules:
-                self.error(
-                    "E115",
-                    f"`train` has no setting `{key}` (its settings: {', '.join(rules)})",
-                    vspan,
-                    hint=did_you_mean(key, rules),
-                )
-                continue
-            try:
-                self.train[key] = rules[key](key, value)
-            except ops.ArgError as e:
-                self.error("E115", e.message, vspan, hint=e.hint)
+            result = settings.normalise(key, value) if key in settings.TRAIN_KEYS else settings.unknown(key)
+            if isinstance(result, settings.Problem):
+                self.error("E115", result.message, vspan, hint=result.hint)
+            else:
+                self.train[key] = result
+        for key, problem in settings.conflicts(self.train):
+            self.error("E115", problem.message, cfg[key][1], hint=problem.hint)
 
     def _data(self, st) -> None:
         name = "-".join(t.value for t in st.children[1:]).lower()
-        if name not in DATASETS:
-            self.error(
-                "E115",
-                f"unknown data set `{name}` (known: mnist, fashion-mnist)",
-                Span.of(st.children[1]).to(Span.of(st.children[-1])),
-                hint=did_you_mean(name, ["mnist", "fashion-mnist"]),
-            )
+        result = settings.normalise("dataset", name)
+        if isinstance(result, settings.Problem):
+            where = Span.of(st.children[1]).to(Span.of(st.children[-1]))
+            self.error("E115", result.message, where, hint=result.hint)
             return
         if "dataset" in self.train:
             self.error("E115", "a second `data` statement", Span.of(st))
             return
-        self.train["dataset"] = DATASETS[name]
+        self.train["dataset"] = result
 
     # -- values and arithmetic ------------------------------------------------------------
 
@@ -884,7 +857,7 @@ class Expander:
         v = self._lookup_var(tok.value, scope)
         if v is not _MISSING:
             return v
-        if tok.value.lower() in ops.WORDS or tok.value.lower() in OPTIMIZERS + LOSSES + METRICS:
+        if tok.value.lower() in ops.WORDS or tok.value.lower() in settings.WORDS:
             return tok.value
         names = sorted(scope.visible("vars") | set(self.params))
         close = did_you_mean(tok.value, names)

@@ -19,7 +19,9 @@ Shape = tuple  # (H, W, C) or (N,)
 
 MAX_SIZE = 2**31 - 1  # the frameworks index with int32; nothing larger is a real layer
 
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu", "silu", "leakyrelu")
+ACTIVATIONS = (
+    "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu", "silu", "leakyrelu",
+)  # fmt: skip
 PADDINGS = ("valid", "same")
 WORDS = frozenset(ACTIVATIONS + PADDINGS + ("true", "false", "nearest"))
 
@@ -524,6 +526,7 @@ OPS: dict[str, Op] = {
                 ("sigmoid", "Activation"),
                 ("tanh", "Activation"),
                 ("softmax", "Softmax"),
+                ("log_softmax", "Activation"),
                 ("gelu", "Activation"),
                 ("elu", "ELU"),
                 ("selu", "Activation"),
@@ -552,6 +555,7 @@ ALIASES = {
     "bn": "batchnorm",
     "batchnormalization": "batchnorm",
     "leaky_relu": "leakyrelu",
+    "logsoftmax": "log_softmax",
     "swish": "silu",
     "upsampling2d": "upsample",
 }

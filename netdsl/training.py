@@ -43,11 +43,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import recipe
+from . import settings as table
 from .errors import NetdslError, Source, did_you_mean
 from .files import write_atomic as _write
 
 # Keras's default learning rate of each optimizer
-OPTIMIZER_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
+OPTIMIZER_LR = {name: o["lr"] for name, o in table.OPTIMIZERS.items()}
 CLASSES = 10
 IMAGE = (28, 28, 1)
 FORMAT = "netdsl-checkpoint"
@@ -66,6 +68,19 @@ class Settings:
     loss: str = "sparse_categorical_crossentropy"
     metrics: str = "accuracy"
     seed: int = 0
+    # the recipe (netdsl.settings has each key's range; None: the optimizer's/schedule's default)
+    momentum: float | None = None  # sgd
+    nesterov: bool | None = None  # sgd
+    weight_decay: float | None = None  # decoupled; adamw's default 0.004, others 0
+    clip_norm: float | None = None  # the gradients' global norm
+    label_smoothing: float = 0.0
+    patience: int | None = None  # early stopping on val_loss, restoring the best weights
+    schedule: str = "constant"
+    gamma: float | None = None  # step, exponential, plateau
+    step_size: int | None = None  # step, in epochs
+    min_lr: float | None = None  # cosine, plateau
+    lr_patience: int | None = None  # plateau
+    warmup: int = 0  # epochs
     dataset: str = "mnist"
     data: str | None = None  # a directory holding the data set's files
     scale: bool = True  # pixels in [0, 1]; False keeps 0..255 as the tutorial did
@@ -75,9 +90,10 @@ class Settings:
     quiet: bool = False
 
 
-# settings that describe the experiment: a resumed run must keep them
-_KEPT = ("backend", "optimizer", "lr", "validation", "loss", "metrics", "seed", "dataset", "scale", "batch")
 _SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
+# settings that describe the experiment: a resumed run must keep them
+_KEPT = tuple(k for k in _SETTINGS if k not in ("epochs", "device", "data", "out", "resume", "quiet"))
+_CHECKED = tuple(k for k in _SETTINGS if k in table.KEYS)  # the keys of netdsl.settings' table
 
 
 def _bad(message: str, hint: str | None = None) -> NetdslError:
@@ -85,9 +101,12 @@ def _bad(message: str, hint: str | None = None) -> NetdslError:
 
 
 def resolve(net, given: dict, saved: dict | None = None) -> Settings:
-    """Defaults < the spec's train/data lines < ``given`` (or, resuming, ``saved`` < ``given``)."""
+    """Defaults < the spec's train/data lines < ``given`` (or, resuming, ``saved`` < ``given``).
+
+    Every value is held to :mod:`netdsl.settings`' table, the same rules as the spec's
+    ``train`` line (E601; E501 for a data set, E403 for a device's name).
+    """
     from .backends import ALIASES
-    from .expand import DATASETS
 
     for key in given:
         if key not in _SETTINGS:
@@ -96,8 +115,12 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
     given = {k: v for k, v in given.items() if v is not None}
     if saved is None:
         base = dict(net.train_config)
-        if "optimizer" in given and str(given["optimizer"]).lower() != base.get("optimizer", "adam"):
-            base.pop("lr", None)  # the spec's rate was for the spec's optimizer
+        if "optimizer" in given and _norm(given["optimizer"]) != base.get("optimizer", "adam"):
+            for key in ("lr", "momentum", "nesterov"):  # the spec's values were for the spec's optimizer
+                base.pop(key, None)
+        if "schedule" in given and _norm(given["schedule"]) != base.get("schedule", "constant"):
+            for key in ("gamma", "step_size", "min_lr", "lr_patience"):
+                base.pop(key, None)
         merged = {**base, **given}
     else:
         for key in _KEPT:
@@ -108,38 +131,30 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
                     hint="a resumed run keeps its settings (only epochs, device and data may change)",
                 )
         merged = {**saved, **given}
-    s = Settings(**merged)
+    s = Settings(**{k: v for k, v in merged.items() if k in _SETTINGS})
     for name in ("data", "out"):  # paths: str or os.PathLike
         if getattr(s, name) is not None:
             setattr(s, name, os.fspath(getattr(s, name)))
-    for name in ("epochs", "batch", "seed"):
-        v = getattr(s, name)
-        low = 0 if name == "seed" else 1
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise _bad(f"{name} must be a whole number >= {low}, got {v!r}")
     s.backend = ALIASES.get(str(s.backend).lower(), str(s.backend).lower())
     if s.backend not in ("torch", "keras"):
         raise NetdslError("E401", f"unknown backend `{s.backend}` (known: torch, keras)")
-    opt = str(s.optimizer).lower()
-    if opt not in OPTIMIZER_LR:
-        hint = did_you_mean(opt, OPTIMIZER_LR)
-        raise _bad(f"unknown optimizer `{s.optimizer}` (known: {', '.join(OPTIMIZER_LR)})", hint)
-    s.optimizer = opt
-    s.lr = OPTIMIZER_LR[opt] if s.lr is None else s.lr
-    if isinstance(s.lr, bool) or not isinstance(s.lr, (int, float)) or not 0 < s.lr < math.inf:
-        raise _bad(f"lr must be a positive number, got {s.lr!r}")
-    s.lr = float(s.lr)
-    v = s.validation
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise _bad(f"validation must be a fraction from 0 to below 1, got {v!r}")
-    s.validation = float(v)
-    dataset = DATASETS.get(str(s.dataset).lower())
-    if dataset is None:
-        hint = did_you_mean(str(s.dataset), ["mnist", "fashion-mnist"])
-        raise NetdslError("E501", f"unknown data set `{s.dataset}` (known: mnist, fashion-mnist)", hint=hint)
-    s.dataset = dataset
-    if s.loss != "sparse_categorical_crossentropy" or s.metrics != "accuracy":
-        raise _bad("the only loss is sparse_categorical_crossentropy and the only metric accuracy")
+    for key in _CHECKED:
+        value = getattr(s, key)
+        if value is None:
+            continue
+        result = table.normalise(key, value)
+        if isinstance(result, table.Problem):
+            code = {"dataset": "E501", "device": "E403"}.get(key, "E601")
+            raise NetdslError(code, result.message, hint=result.hint)
+        setattr(s, key, result)
+    written = {k: getattr(s, k) for k in _CHECKED if getattr(s, k) is not None and k not in ("device", "dataset")}
+    for _key, problem in table.conflicts(written):
+        raise _bad(problem.message, problem.hint)
+    for key, value in table.defaults(s.optimizer, s.schedule).items():
+        if getattr(s, key) is None:
+            setattr(s, key, value)
+    if s.lr is not None and s.min_lr is not None and s.min_lr >= s.lr:  # the defaults, crossed
+        raise _bad(f"min_lr must be below lr ({s.lr:g}), got {s.min_lr:g}")
     return s
 
 
@@ -317,10 +332,20 @@ def _curves(metrics: dict, path: Path) -> None:
 
     rows = metrics["epochs"]
     x = [r["epoch"] for r in rows]
-    fig = Figure(figsize=(10, 4), dpi=100)
+    with_lr = all(r.get("lr") is not None for r in rows)  # runs made before the lr was recorded have none
+    fig = Figure(figsize=(15 if with_lr else 10, 4), dpi=100)
     FigureCanvasAgg(fig)
+    if with_lr:
+        ax = fig.add_subplot(1, 3, 3)
+        rates = [r["lr"] for r in rows]
+        ax.plot(x, rates, "o-", color="tab:green")
+        if min(rates) > 0 and max(rates) >= 10 * min(rates):  # a step schedule's decades
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate (at the epoch's end)")
+        ax.grid(alpha=0.3)
     for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
-        ax = fig.add_subplot(1, 2, i + 1)
+        ax = fig.add_subplot(1, 3 if with_lr else 2, i + 1)
         ax.plot(x, [r[key] for r in rows], "o-", label="training")
         if any(r[f"val_{key}"] is not None for r in rows):
             ax.plot(x, [r[f"val_{key}"] for r in rows], "o-", label="validation")
@@ -491,9 +516,10 @@ def _fit(net, given: dict, model=None) -> dict:
     else:
         run.start(net)
     steps = math.ceil(len(x_train) / s.batch)
+    watch = recipe.Watch(s, (manifest or {}).get("recipe"))
     bar = Progress(s.epochs, steps, s.quiet)
     bar.say(
-        f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {s.optimizer} lr={s.lr:g}, "
+        f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {recipe.describe(s)}, "
         f"{s.epochs} epoch{'s' * (s.epochs != 1)}, batch {s.batch}, seed {s.seed}"
     )
     bar.say(
@@ -505,9 +531,12 @@ def _fit(net, given: dict, model=None) -> dict:
         run.write_metrics(metrics)
 
     for epoch in range(len(metrics["epochs"]) + 1, s.epochs + 1):
+        if watch.stopped:
+            break
         bar.start(epoch)
         t0 = time.perf_counter()
-        loss, acc = trainer.train_epoch(epoch_seed(s.seed, epoch), bar)
+        trainer.lr_scale = watch.scale
+        loss, acc = trainer.train_epoch(epoch_seed(s.seed, epoch), bar, epoch)
         t1 = time.perf_counter()
         val_loss, val_acc = trainer.evaluate(x_val, y_val) if len(x_val) else (None, None)
         row = {
@@ -519,12 +548,25 @@ def _fit(net, given: dict, model=None) -> dict:
             "seconds": round(time.perf_counter() - t0, 3),
             "train_seconds": round(t1 - t0, 3),
             "images_per_sec": round(len(x_train) / (t1 - t0), 1),
+            "lr": recipe.lr_at(s, epoch * steps - 1, steps, watch.scale),  # at the epoch's last step
         }
         metrics["epochs"].append(row)
         bar.end(row)
+        watch.update(epoch, row, lambda: trainer.kept.update(recipe.snapshot(s.backend, net, trainer.model)))
         state = {k: metrics[k] for k in ("settings", "data", "epochs")}
+        state["recipe"] = watch.state()
         run.save_checkpoint(net, trainer, epoch, state)
         run.write_metrics(metrics)
+        if watch.stopped:
+            bar.say(f"early stopping: {watch.monitor} has not improved for {s.patience} epochs")
+
+    if s.patience and trainer.kept:  # Keras's EarlyStopping(restore_best_weights=True)
+        from . import backends
+
+        backends.get(s.backend).set_weights(trainer.model, net, trainer.kept)
+        if watch.best_epoch != metrics["epochs"][-1]["epoch"]:
+            bar.say(f"restored the weights of epoch {watch.best_epoch}, the best {watch.monitor}")
+        metrics.update(best_epoch=watch.best_epoch, stopped_early=watch.stopped)
 
     test_loss, test_acc = trainer.evaluate(ds.x_test, ds.y_test)
     train_time = sum(r["train_seconds"] for r in metrics["epochs"])
@@ -587,15 +629,8 @@ def cli(args, params: dict) -> int:
             out = default_out(source.filename, args.backend or "torch")
     given = {
         "backend": args.backend,
-        "epochs": args.epochs,
-        "batch": args.batch,
-        "lr": args.lr,
-        "optimizer": args.optimizer,
-        "validation": args.validation,
-        "seed": args.seed,
-        "dataset": args.dataset,
+        **{k.name: getattr(args, k.name) for k in table.flags()},
         "data": args.data,
-        "device": args.device,
         "scale": False if args.raw_pixels else None,
         "out": out,
         "resume": args.resume,

@@ -47,7 +47,7 @@ MAX_HW = 32  # spatial sizes stay at or below this
 MAX_C = 16  # channels drawn at or below this (concat may add them up, to at most MAX_CONCAT_C)
 MAX_CONCAT_C = 48
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu", "silu", "linear", "leakyrelu")
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu", "silu", "linear", "leakyrelu")
 
 # Name pools.  Kept disjoint from each other, from layer and statement keywords and
 # from the words netdsl reads as values (same, valid, relu, true, ...).  Labels never
@@ -1552,8 +1552,15 @@ def programs(draw, max_layers: int = 12) -> Program:
         name = ctx.fresh(LET_NAMES)
         extras.append(Let(name, Num(ctx.int(0, 99)), f"{ctx.word('let')} {name} = {ctx.int(0, 99)}"))
     if ctx.maybe(0.1):
-        extras.append(Text(ctx.join([ctx.word("train"), ctx.choice(("adam", "sgd", "")),
-                                     ctx.kws(["lr=0.003", "epochs=2", "batch=32", "validation=0.1"][: ctx.int(0, 4)])])))
+        opt = ctx.choice(("adam", "sgd", "adamw", "rmsprop", "adagrad", "adadelta", "nadam", ""))
+        keys = ["lr=0.003", "epochs=2", "batch=32", "validation=0.1"][: ctx.int(0, 4)]
+        keys += ctx.choice(([], ["weight_decay=1e-4"], ["clip_norm=1.0", "label_smoothing=0.1"], ["patience=3"]))
+        if opt == "sgd" and ctx.maybe(0.5):
+            keys += ["momentum=0.9"] + (["nesterov=true"] if ctx.maybe(0.5) else [])
+        keys += ctx.choice(([], ["schedule=step", "gamma=0.7"], ["schedule=exponential"], ["schedule=cosine"],
+                            ["schedule=plateau", "lr_patience=2", "min_lr=1e-5"], ["warmup=1", "epochs=3"]))
+        extras.append(Text(ctx.join([ctx.word("train"), opt, ctx.kws(list(dict.fromkeys(
+            k for k in keys if not (k.startswith("epochs=") and "epochs=3" in keys and k != "epochs=3"))))])))
     if ctx.maybe(0.1):
         extras.append(Text(ctx.join([ctx.word("data"), ctx.choice(("mnist", "fashion-mnist", "fashion_mnist"))])))
     for x in extras:

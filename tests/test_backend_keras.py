@@ -364,7 +364,16 @@ def test_device():
     best = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     assert kb.device() == best
     assert kb.device("cpu") == kb.device("/CPU:0") == "/CPU:0"
-    assert kb.device("cuda:1") == kb.device("GPU:1") == "/GPU:1"
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus > 1:
+        assert kb.device("cuda:1") == kb.device("GPU:1") == "/GPU:1"
+    for name in ["cuda:1", "GPU:1", "/GPU:1"] + (["gpu", "cuda"] if not gpus else []):
+        if gpus <= 1:
+            with pytest.raises(netdsl.NetdslError, match="E403"):  # never a device this machine lacks
+                kb.device(name)
+    for name in ("foo", "mps", "/TPU:0", "cpu:1"):
+        with pytest.raises(netdsl.NetdslError, match="E403"):
+            kb.device(name)
     model = kb.build(netdsl.parse("input 4\ndense 2"), device="/CPU:0")
     assert model.weights[0].value.device.endswith("CPU:0")
 

@@ -59,7 +59,9 @@ ERRORS = [
     ("def f() { cnv 6x5 }\nflatten", "E101", 1, 11, "did you mean `conv`"),  # a def never called is checked too
     ("dense(10)", "E101", 1, 1, "is a layer, not a def"),
     ("train sgd lr=0.1 epoch=3", "E115", 1, 18, "did you mean `epochs`"),
-    ("train nadam", "E115", 1, 7, "optimizer must be one of"),
+    ("train adamax", "E115", 1, 7, "optimizer must be one of"),
+    ("train adam momentum=0.9", "E115", 1, 12, "momentum is a setting of sgd"),
+    ("train sgd lr=1e7", "E115", 1, 11, "lr must be in (0, 1e+06]"),
     ("train epochs=0", "E115", 1, 7, "at least 1"),
     ("data cifar10", "E115", 1, 6, "unknown data set"),
     ("add { conv 8x3 same }", "E109", 1, 1, "at least two paths"),

@@ -35,6 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from .. import ops as _ops  # noqa: E402
+from ..errors import NetdslError  # noqa: E402
 
 # ---- quiet start-up ------------------------------------------------------------------
 # TensorFlow's C++ side logs through absl before absl is initialised, which ignores
@@ -216,6 +217,7 @@ OPS: dict[str, KerasOp] = {
     "sigmoid": KerasOp("Activation", _activation("sigmoid")),
     "tanh": KerasOp("Activation", _activation("tanh")),
     "softmax": KerasOp("Softmax", _NONE),  # axis -1: the channels
+    "log_softmax": KerasOp("Activation", _activation("log_softmax")),  # axis -1
     "gelu": KerasOp("Activation", _activation("gelu")),
     "elu": KerasOp("ELU", _NONE),  # alpha 1.0
     "selu": KerasOp("Activation", _activation("selu")),
@@ -236,14 +238,23 @@ def device(requested: str | None = None) -> str:
     """The TensorFlow device to use: ``requested`` if given, else ``/GPU:0`` when TF sees a GPU.
 
     Short names are accepted too: ``cpu`` -> ``/CPU:0``, ``gpu``/``cuda`` -> ``/GPU:0``,
-    ``cuda:1`` -> ``/GPU:1``; anything else is passed to TensorFlow as written.
+    ``cuda:1`` -> ``/GPU:1``.  Anything else, and a GPU that TensorFlow does not see, is E403.
     """
     if requested:
-        m = _DEVICE_WORDS.match(requested.strip())
-        if m:
-            kind = "CPU" if m.group(1).lower() == "cpu" else "GPU"
-            return f"/{kind}:{m.group(2) or 0}"
-        return requested
+        m = _DEVICE_WORDS.match(requested.strip().lstrip("/"))
+        if not m:
+            raise NetdslError(
+                "E403", f"`{requested}` is not a TensorFlow device", hint="use cpu, gpu or gpu:N (also /GPU:N, cuda:N)"
+            )
+        kind, index = ("CPU" if m.group(1).lower() == "cpu" else "GPU"), int(m.group(2) or 0)
+        have = 1 if kind == "CPU" else len(_GPUS)
+        if index >= have:
+            raise NetdslError(
+                "E403",
+                f"TensorFlow sees no {kind}:{index} here" + (" (no GPU at all)" if kind == "GPU" and not have else ""),
+                hint=f"this machine has: {', '.join(['cpu'] + [f'gpu:{i}' for i in range(len(_GPUS))])}",
+            )
+        return f"/{kind}:{index}"
     return "/GPU:0" if _GPUS else "/CPU:0"
 
 

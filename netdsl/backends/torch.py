@@ -264,6 +264,7 @@ OPS: dict[str, TorchOp] = {
     "sigmoid": TorchOp(_module("Sigmoid")),
     "tanh": TorchOp(_module("Tanh")),
     "softmax": TorchOp(_module("Softmax", dim=1)),  # the channel axis
+    "log_softmax": TorchOp(_module("LogSoftmax", dim=1)),
     "gelu": TorchOp(_module("GELU")),  # exact (erf), as Keras's default
     "elu": TorchOp(_module("ELU")),
     "selu": TorchOp(_module("SELU")),
@@ -286,6 +287,7 @@ _ACT: dict[str, tuple[Callable, str]] = {
     "sigmoid": (torch.sigmoid, "torch.sigmoid({})"),
     "tanh": (torch.tanh, "torch.tanh({})"),
     "softmax": (partial(torch.softmax, dim=1), "torch.softmax({}, dim=1)"),
+    "log_softmax": (partial(F.log_softmax, dim=1), "F.log_softmax({}, dim=1)"),
     "gelu": (F.gelu, "F.gelu({})"),
     "elu": (F.elu, "F.elu({})"),
     "selu": (F.selu, "F.selu({})"),
@@ -564,10 +566,16 @@ def device(requested: str | None = None) -> str:
             raise NetdslError(
                 "E403", f"`{requested}` is not a torch device", hint="use cpu, cuda, cuda:1, mps or xpu"
             ) from None
+        if kind != "cpu" and kind not in _PROBES:  # meta, lazy, ...: not a place to train
+            raise NetdslError("E403", f"netdsl cannot use torch's `{kind}` device", hint="use cpu, cuda, mps or xpu")
         if kind in _PROBES and not _PROBES[kind]():
             raise NetdslError(
                 "E403", f"torch has no `{kind}` device here", hint=f"this machine has: {', '.join(_available())}"
             )
+        index = torch.device(requested).index
+        count = {"cuda": torch.cuda.device_count, "xpu": lambda: torch.xpu.device_count()}.get(kind, lambda: 1)()
+        if index is not None and index >= count:
+            raise NetdslError("E403", f"torch has no `{requested}` here ({count} {kind} device{'s' * (count != 1)})")
         return str(requested)
     return _available()[0]
 

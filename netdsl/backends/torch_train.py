@@ -5,11 +5,15 @@ once (a ``torch.Generator`` seeded from ``(seed, epoch)``) and slices batches ou
 it, so no per-sample Dataset/DataLoader work stands between the steps.  Losses and
 hits are kept on the device and read once per epoch (or when the live bar redraws).
 
-Optimizers take Keras's defaults: Adam/AdamW eps 1e-7 and betas (0.9, 0.999), AdamW
-weight decay 0.004, SGD without momentum; RMSprop (rho 0.9, eps 1e-7) is Keras's own
-formula (:class:`KerasRMSprop`).  torch's Adam scales eps by sqrt(1 - beta2**t) where
-Keras does not, which differs only for gradients of about 1e-4 and below in the first
-steps; the tests feed both frameworks the same gradients and compare.
+Optimizers take Keras's defaults (:data:`netdsl.settings.OPTIMIZERS`) and Keras's update
+math: SGD (its momentum folds the learning rate into the velocity, as torch's does not), Adam
+(eps added after the bias correction), RMSprop and Adagrad are Keras's formulas here
+(:class:`KerasSGD`, :class:`KerasAdam`, :class:`KerasRMSprop`, :class:`KerasAdagrad`);
+Adadelta and NAdam (``momentum_decay=1``: Keras's 0.96**t) are torch's, whose formulas equal
+Keras's.  As in Keras, each step clips the gradients' global norm (``clip_norm``), then decays
+the weights (``w -= lr * weight_decay * w``, decoupled: AdamW is Adam with weight decay 0.004),
+then updates them, at the step's learning rate (:func:`netdsl.recipe.lr_at`).  The tests feed
+both frameworks the same gradients and compare.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import recipe
+from .. import settings as table
 from . import torch as backend
 from .torch import EPSILON
 
@@ -25,17 +31,106 @@ device = backend.device
 EVAL_BATCH = 1024
 
 
-def optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """``name``'s torch optimizer with Keras's default hyperparameters."""
+def optimizer(name: str, params, lr: float, momentum: float = 0.0, nesterov: bool = False) -> torch.optim.Optimizer:
+    """``name``'s torch optimizer with Keras's default hyperparameters (weight decay is :func:`update`'s)."""
+    k = table.OPTIMIZERS[name]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.0)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.004)
+        return KerasSGD(params, lr=lr, momentum=momentum, nesterov=nesterov)
+    if name in ("adam", "adamw"):  # AdamW is Adam with weight decay: the trainer's, as for the others
+        return KerasAdam(params, lr=lr, betas=(k["beta_1"], k["beta_2"]), eps=k["epsilon"])
     if name == "rmsprop":
-        return KerasRMSprop(params, lr=lr, rho=0.9, eps=1e-7)
+        return KerasRMSprop(params, lr=lr, rho=k["rho"], eps=k["epsilon"])
+    if name == "adagrad":
+        return KerasAdagrad(params, lr=lr, initial=k["initial_accumulator_value"], eps=k["epsilon"])
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=k["rho"], eps=k["epsilon"])
+    if name == "nadam":
+        betas = (k["beta_1"], k["beta_2"])
+        return torch.optim.NAdam(params, lr=lr, betas=betas, eps=k["epsilon"], momentum_decay=1.0)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+class KerasSGD(torch.optim.Optimizer):
+    """SGD as Keras computes it: ``m = momentum m - lr g; w += m`` (Nesterov: ``w += momentum m - lr g``).
+
+    torch's keeps ``lr`` out of the velocity (``b = momentum b + g; w -= lr b``), which is the
+    same while the rate is constant and differs as soon as a schedule changes it.
+    """
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads, lr, mu = [p.grad for p in params], group["lr"], group["momentum"]
+            if mu == 0:
+                torch._foreach_add_(params, grads, alpha=-lr)
+                continue
+            m = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
+            torch._foreach_mul_(m, mu)
+            torch._foreach_add_(m, grads, alpha=-lr)
+            if group["nesterov"]:
+                torch._foreach_add_(params, m, alpha=mu)
+                torch._foreach_add_(params, grads, alpha=-lr)
+            else:
+                torch._foreach_add_(params, m)
+
+
+class KerasAdam(torch.optim.Optimizer):
+    """Adam as Keras computes it: ``w -= lr sqrt(1 - b2**t) / (1 - b1**t) m / (sqrt(v) + eps)``.
+
+    torch's divides sqrt(v) by sqrt(1 - b2**t) before adding eps, which for gradients of about
+    1e-4 and below takes steps up to 30 times larger than Keras's in the first steps.
+    """
+
+    def __init__(self, params, lr: float = 0.001, betas: tuple = (0.9, 0.999), eps: float = 1e-7):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads, (b1, b2) = [p.grad for p in params], group["betas"]
+            states = [self.state[p] for p in params]
+            for st, p in zip(states, params, strict=True):
+                if not st:
+                    st.update(step=0, momentum=torch.zeros_like(p), velocity=torch.zeros_like(p))
+                st["step"] += 1
+            t = states[0]["step"]
+            m, v = [st["momentum"] for st in states], [st["velocity"] for st in states]
+            torch._foreach_lerp_(m, grads, 1 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+            alpha = group["lr"] * (1 - b2**t) ** 0.5 / (1 - b1**t)
+            denominator = torch._foreach_sqrt(v)
+            torch._foreach_add_(denominator, group["eps"])
+            torch._foreach_addcdiv_(params, m, denominator, value=-alpha)
+
+
+class KerasAdagrad(torch.optim.Optimizer):
+    """Adagrad as Keras computes it: ``a += g**2; w -= lr g / sqrt(a + eps)``, ``a`` starting at 0.1."""
+
+    def __init__(self, params, lr: float = 0.001, initial: float = 0.1, eps: float = 1e-7):
+        super().__init__(params, {"lr": lr, "initial": initial, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            acc = [self.state[p].setdefault("accumulator", torch.full_like(p, group["initial"])) for p in params]
+            torch._foreach_addcmul_(acc, grads, grads)
+            denominator = torch._foreach_add(acc, group["eps"])
+            torch._foreach_sqrt_(denominator)
+            torch._foreach_addcdiv_(params, grads, denominator, value=-group["lr"])
 
 
 class KerasRMSprop(torch.optim.Optimizer):
@@ -78,13 +173,50 @@ def _nchw(x: np.ndarray, where) -> torch.Tensor:
     return _tensor(x, np.float32).permute(0, 3, 1, 2).contiguous().to(where)
 
 
-def scores(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean sparse categorical cross-entropy, the outputs): Keras's loss, computed stably."""
-    if model.netdsl_output_is_softmax:
-        logits = model.forward_logits(x)
-        return F.cross_entropy(logits, y), logits
-    p = model(x)
-    return F.nll_loss(torch.log(p.clamp(EPSILON, 1 - EPSILON)), y), p
+def scores(
+    model, x: torch.Tensor, y: torch.Tensor, kind: str = "probabilities", smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean sparse categorical cross-entropy, the outputs): Keras's loss, computed stably.
+
+    ``kind`` is :func:`netdsl.recipe.output_kind`'s: a final softmax is scored on its logits;
+    log-probabilities with NLL (PyTorch's MNIST example); logits from logits; any other output,
+    as Keras does, as the logits ``log(clip(p, 1e-7, 1 - 1e-7))``.  ``smoothing``: label smoothing.
+    """
+    if kind == "probabilities" and model.netdsl_output_is_softmax:
+        z = out = model.forward_logits(x)
+    elif kind == "probabilities":
+        out = model(x)
+        if smoothing:  # Keras's categorical cross-entropy: normalise, clip, log, against smoothed labels
+            z = torch.log((out / out.sum(1, keepdim=True)).clamp(EPSILON, 1 - EPSILON))
+            return (1 - smoothing) * F.nll_loss(z, y) - smoothing * z.mean(1).mean(), out
+        z = torch.log(out.clamp(EPSILON, 1 - EPSILON))  # Keras's sparse one: clip, log, log-softmax
+    elif kind == "sigmoid":  # Keras's loss reads the logits the sigmoid kept; here they are recovered
+        out = model(x)
+        z = torch.logit(out, EPSILON)
+    else:
+        z = out = model(x)
+        if kind == "log_probabilities" and not smoothing:
+            return F.nll_loss(z, y), out
+    return F.cross_entropy(z, y, label_smoothing=smoothing), out
+
+
+def update(opt, params: list, lr: float, s) -> None:
+    """One step as Keras's optimizers take it: at rate ``lr``, clip the gradients' global norm,
+    decay the weights (decoupled; AdamW's is its own), then apply the optimizer's formula."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    if s.clip_norm:
+        clip_norm_([p.grad for p in params if p.grad is not None], s.clip_norm)
+    if s.weight_decay:
+        with torch.no_grad():
+            torch._foreach_mul_(params, 1 - lr * s.weight_decay)
+    opt.step()
+
+
+def clip_norm_(grads: list, clip: float) -> None:
+    """Scale the gradients to a global norm of at most ``clip``, with Keras's formula (no sync)."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, clip * torch.minimum(1.0 / norm, torch.tensor(1.0 / clip, device=norm.device)))
 
 
 def _mean_loss(losses: list, b: int, n: int) -> float:
@@ -101,12 +233,16 @@ class Trainer:
         self.s, self.device = s, device
         torch.manual_seed(s.seed)  # the initial weights
         self.model = model if model is not None else backend.build(net, device=device)
-        self.opt = optimizer(s.optimizer, self.model.parameters(), s.lr)
+        self.opt = optimizer(s.optimizer, self.model.parameters(), s.lr, s.momentum or 0.0, bool(s.nesterov))
+        self.kind, self.params = recipe.output_kind(net.graph), [p for p in self.model.parameters() if p.requires_grad]
+        self.steps = -(-len(y_train) // s.batch)
+        self.lr_scale = 1.0  # the plateau schedule's, set by the loop before each epoch
+        self.kept: dict = {}  # tensors saved with the optimizer state: the best weights of early stopping
         self.x = _nchw(x_train, device)
         self.y = _tensor(y_train, np.int64).to(device)
         self._x, self._y, self._preds = torch.empty_like(self.x), torch.empty_like(self.y), torch.empty_like(self.y)
 
-    def train_epoch(self, seed: int, bar) -> tuple[float, float]:
+    def train_epoch(self, seed: int, bar, epoch: int = 1) -> tuple[float, float]:
         """One pass over the training set in a seeded order; (mean loss, accuracy).
 
         Per step only two small ops of bookkeeping are added to the hand-written loop's: the
@@ -121,13 +257,14 @@ class Trainer:
         y = torch.index_select(self.y, 0, order, out=self._y)
         preds = self._preds
         losses: list[torch.Tensor] = []
+        s, kind, params, first = self.s, self.kind, self.params, (epoch - 1) * self.steps
         model.train()
         for i in range(0, n, b):
             xb, yb = x[i : i + b], y[i : i + b]
-            loss, out = scores(model, xb, yb)
+            loss, out = scores(model, xb, yb, kind, s.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            update(opt, params, recipe.lr_at(s, first + i // b, self.steps, self.lr_scale), s)
             losses.append(loss.detach())
             torch.argmax(out.detach(), 1, out=preds[i : i + b])
             if bar.due():
@@ -145,7 +282,7 @@ class Trainer:
             for i in range(0, len(y), EVAL_BATCH):
                 xb = _nchw(x[i : i + EVAL_BATCH], self.device)
                 yb = _tensor(y[i : i + EVAL_BATCH], np.int64).to(self.device)
-                loss, out = scores(model, xb, yb)
+                loss, out = scores(model, xb, yb, self.kind, self.s.label_smoothing)  # as Keras reports it
                 losses.append(loss * len(yb))
                 hits.append((out.argmax(1) == yb).sum())
         model.train(was)
@@ -156,7 +293,7 @@ class Trainer:
 
     def optimizer_state(self) -> tuple[dict, dict]:
         sd = self.opt.state_dict()
-        tensors, plain = {}, {}
+        tensors, plain = {f"kept.{k}": v for k, v in self.kept.items()}, {}
         for idx, st in sd["state"].items():
             for key, v in st.items():
                 if torch.is_tensor(v):
@@ -172,7 +309,10 @@ class Trainer:
 
             raise NetdslError("E603", f"the checkpoint holds {plain.get('kind')} state, not {type(self.opt).__name__}")
         state: dict = {}
+        self.kept = {k[5:]: v for k, v in tensors.items() if k.startswith("kept.")}
         for key, v in tensors.items():
+            if key.startswith("kept."):
+                continue
             idx, name = key.split(".", 1)
             state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v))
         for key, v in plain["values"].items():

@@ -138,6 +138,7 @@ ACTIVATION: dict[str, Callable[[_Builder, str, str | None], str]] = {
     "sigmoid": _simple("Sigmoid"),
     "tanh": _simple("Tanh"),
     "softmax": _simple("Softmax", axis=1),
+    "log_softmax": _simple("LogSoftmax", axis=1),
     "gelu": _gelu,
     "elu": _simple("Elu", alpha=1.0),
     "selu": _simple("Selu", alpha=SELU_ALPHA, gamma=SELU_GAMMA),

@@ -47,6 +47,8 @@ __all__ = [
     "Layer",
     "TorchOp",
     "AvgPool2dSame",
+    "KerasBatchNorm1d",
+    "KerasBatchNorm2d",
     "build",
     "device",
     "generate",
@@ -128,8 +130,10 @@ for _name, _src in _HELPERS.items():
 keras_init: Callable = _namespace["keras_init"]
 flatten_hwc: Callable = _namespace["flatten_hwc"]
 AvgPool2dSame: type = _namespace["AvgPool2dSame"]
+KerasBatchNorm1d: type = _namespace["KerasBatchNorm1d"]  # module globals: pickle finds classes by name
+KerasBatchNorm2d: type = _namespace["KerasBatchNorm2d"]
 # module classes that are not torch.nn's
-_CLASSES = {name: _namespace[name] for name in ("AvgPool2dSame", "KerasBatchNorm1d", "KerasBatchNorm2d")}
+_CLASSES = {c.__name__: c for c in (AvgPool2dSame, KerasBatchNorm1d, KerasBatchNorm2d)}
 
 
 # ---- the op table -----------------------------------------------------------------------

@@ -132,8 +132,17 @@ class Trainer:
             torch.argmax(out.detach(), 1, out=preds[i : i + b])
             if bar.due():
                 seen = min(i + b, n)
-                bar.update(len(losses), _mean_loss(losses, b, seen), (preds[:seen] == y[:seen]).sum().item() / seen)
-        return _mean_loss(losses, b, n), (preds == y).sum().item() / n
+                mean = _mean_loss(losses, b, seen)
+                if not np.isfinite(mean):  # diverged: the caller reports the first bad step
+                    break
+                bar.update(len(losses), mean, (preds[:seen] == y[:seen]).sum().item() / seen)
+        self._losses = losses
+        return _mean_loss(losses, b, min(n, b * len(losses))), (preds == y).sum().item() / n
+
+    def first_nonfinite_step(self) -> int | None:
+        """The first step of the last epoch whose loss was NaN or infinite (1-based), or None."""
+        bad = ~torch.isfinite(torch.stack(self._losses))
+        return int(bad.nonzero()[0, 0]) + 1 if bool(bad.any()) else None
 
     def evaluate(self, x, y) -> tuple[float, float]:
         """(mean loss, accuracy) in inference mode over channels-last numpy images."""

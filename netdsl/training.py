@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .errors import NetdslError, Source, did_you_mean
 from .files import write_atomic as _write
-from .rundir import RunDir
+from .rundir import RunDir, _pause
 
 # Keras's default learning rate of each optimizer
 OPTIMIZER_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
@@ -168,9 +168,16 @@ def check_net(net) -> None:
 
 
 def _curves(metrics: dict, path: Path) -> None:
-    """Loss and accuracy per epoch, training vs validation (matplotlib's Agg, no pyplot state)."""
+    """Loss and accuracy per epoch, training vs validation, as a PNG."""
     import io
 
+    buf = io.BytesIO()
+    _figure(metrics).savefig(buf, format="png")
+    _write(path, buf.getvalue())
+
+
+def _figure(metrics: dict):
+    """The curves' matplotlib Figure (Agg, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -193,9 +200,7 @@ def _curves(metrics: dict, path: Path) -> None:
     title = f"{metrics['net']} ({metrics['backend']}) on {_data_title(metrics['data'])}"
     fig.suptitle(title + (f": test accuracy {test:.4f}" if test is not None else ""))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    _write(path, buf.getvalue())
+    return fig
 
 
 def _data_title(d: dict) -> str:
@@ -398,6 +403,7 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
         bar.say(f"resuming {run.path} after epoch {manifest['epoch']}")
     if run:
         run.write_metrics(metrics)
+        _pause("metrics")
 
     for epoch in range(len(metrics["epochs"]) + 1, s.epochs + 1):
         bar.start(epoch)

@@ -14,6 +14,8 @@ steps; the tests feed both frameworks the same gradients and compare.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,6 +68,10 @@ class KerasRMSprop(torch.optim.Optimizer):
             torch._foreach_sqrt_(denominator)
             torch._foreach_addcdiv_(params, grads, denominator, value=-group["lr"])
         return loss
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _tensor(a: np.ndarray, dtype) -> torch.Tensor:
@@ -188,4 +194,39 @@ class Trainer:
             idx, name = key.split(".", 1)
             state.setdefault(int(idx), {})[name] = v
         groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in plain["param_groups"]]
+        _check_state(self.opt, state, groups)
         self.opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _check_state(opt, state: dict, groups: list) -> None:
+    """A checkpoint's optimizer state must fit ``opt``: torch would take it and fail at the next step."""
+    from ..errors import NetdslError
+
+    def bad(why: str) -> NetdslError:
+        return NetdslError("E603", f"the checkpoint's {type(opt).__name__} state does not fit the net: {why}")
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for idx, st in state.items():
+        if not 0 <= idx < len(params):
+            raise bad(f"state for parameter {idx}, of {len(params)}")
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                want = () if name == "step" else tuple(params[idx].shape)
+                if tuple(v.shape) != want or not v.is_floating_point():
+                    raise bad(f"`{idx}.{name}` is {v.dtype} {tuple(v.shape)}, expected float {want}")
+            elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise bad(f"`{idx}.{name}` is {v!r}")
+    mine = opt.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(mine):
+        raise bad("its parameter groups differ")
+    for g, m in zip(groups, mine, strict=True):
+        if not isinstance(g, dict) or g.get("params") != m["params"]:
+            raise bad("its parameter groups differ")
+        for key, v in g.items():  # keys of another torch version are left to torch
+            if key == "params" or key not in m:
+                continue
+            ok = _real(v) and _real(m[key]) or type(v) is type(m[key])
+            if isinstance(v, tuple):
+                ok = ok and len(v) == len(m[key]) and all(map(_real, v))
+            if not ok or (_real(v) and not math.isfinite(v)):
+                raise bad(f"its `{key}` is {v!r}")

@@ -108,7 +108,8 @@ class RunDir:
             self._lock = None
 
     def has_spec(self) -> bool:
-        return self.path is not None and self._f("spec.net").exists()
+        """Were both the spec and its summary written (the run got past its start)?"""
+        return self.path is not None and self._f("spec.net").exists() and self._f("summary.txt").exists()
 
     def has_checkpoint(self) -> bool:
         return self.path is not None and self._f("checkpoint/latest.json").exists()
@@ -219,12 +220,12 @@ class RunDir:
             raise
 
     @contextlib.contextmanager
-    def _writing(self):
+    def _writing(self, path: Path):
         """OSError (ENOSPC, EFBIG, EIO...) and the weights' E303 become E605, naming what is kept."""
         try:
             yield
         except OSError as e:
-            raise self._failed(f"cannot write `{e.filename or self.path}`: {e.strerror or e}") from None
+            raise self._failed(f"cannot write `{path}`: {e.strerror or e}") from None
         except NetdslError as e:
             if e.code != "E303":
                 raise
@@ -239,7 +240,7 @@ class RunDir:
 
     def write_metrics(self, metrics: dict) -> None:
         if self:
-            with self._writing():
+            with self._writing(self._f("metrics.json")):
                 _write(self._f("metrics.json"), (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
 
     def save_checkpoint(self, net, trainer, epoch: int, state: dict) -> None:
@@ -256,10 +257,11 @@ class RunDir:
         stem = f"epoch-{epoch}"
         files = [f"{stem}.{part}.safetensors" for part in ("weights", "optimizer")]
         try:
-            with self._writing():
+            with self._writing(ck / files[0]):
                 net.save_weights(trainer.model, ck / files[0])
-                tensors, plain = trainer.optimizer_state()
-                tensors = {k: np.array(v, order="C") for k, v in tensors.items()}  # (ascontiguousarray makes 0-d 1-d)
+            tensors, plain = trainer.optimizer_state()
+            tensors = {k: np.array(v, order="C") for k, v in tensors.items()}  # (ascontiguousarray makes 0-d 1-d)
+            with self._writing(ck / files[1]):
                 _write(ck / files[1], to_bytes(tensors, metadata={"format": FORMAT}))
                 manifest = {
                     "format": FORMAT,
@@ -269,8 +271,9 @@ class RunDir:
                     "optimizer_state": plain,
                     "files": {name: _sha256(ck / name) for name in files},
                 }
+            with self._writing(ck / "latest.json"):
                 _write(ck / "latest.json", (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
-        except BaseException:
+        except (NetdslError, OSError):  # (an interrupt leaves them to the next checkpoint's clean-up)
             for name in files:
                 with contextlib.suppress(OSError):
                     (ck / name).unlink(missing_ok=True)
@@ -336,8 +339,9 @@ class RunDir:
         """The weights and the curves, then metrics.json saying the run is complete (last)."""
         if not self:
             return
-        with self._writing():
+        with self._writing(self._f("weights.safetensors")):
             net.save_weights(model, self._f("weights.safetensors"))
+        with self._writing(self._f("curves.png")):
             try:
                 curves(metrics, self._f("curves.png"))
             except ImportError:

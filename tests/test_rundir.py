@@ -528,3 +528,29 @@ def test_curves_have_integer_epoch_ticks_and_name_the_data():
     assert title == "lenet5 (torch) on MNIST sample (5,000 digits): test accuracy 0.9660"
     full = {"name": "fashion-mnist", "sample": False, "train": 54000, "validation": 6000, "test": 10000}
     assert _data_title(full) == "Fashion-MNIST (70,000 images)"
+
+
+# ---- a busy CPU: torch gets only the idle cores --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_torch_threads_leave_busy_cores_alone():
+    """With every core kept busy by real spinning processes, the command line's torch gets one thread."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: nothing to spare")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        time.sleep(0.5)
+        code = "from netdsl.training import spare_busy_cores; import torch; spare_busy_cores(); print(torch.get_num_threads())"
+        env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stderr
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env={**env, "OMP_NUM_THREADS": "2"}, capture_output=True, text=True
+        )
+        assert proc.stdout.strip() == "2", proc.stderr  # the user's setting wins
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()

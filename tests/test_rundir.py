@@ -554,3 +554,31 @@ def test_torch_threads_leave_busy_cores_alone():
         for p in spinners:
             p.kill()
             p.wait()
+
+
+# ---- the README's Python training example runs as written ------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_readmes_python_training_example_runs(tmp_path, data_dir):
+    import re
+    import shutil
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Training from Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "netdsl.train(" in code
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "lenet5.net", tmp_path / "examples")
+    env = _env(NETDSL_DATA=str(data_dir))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # the library prints nothing to stderr unless asked
+    m = json.loads((tmp_path / "runs" / "lenet5-first" / "metrics.json").read_text())
+    assert m["complete"] and len(m["epochs"]) == 3
+
+
+def test_train_is_in_dir_netdsl():
+    assert "train" in dir(netdsl) and "train" in netdsl.__all__

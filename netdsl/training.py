@@ -9,8 +9,10 @@ the spec's ``train``/``data`` lines, then the command line or keyword arguments.
 A learning rate belongs to its optimizer: the spec's ``lr`` is dropped when the
 command line picks another optimizer, which then starts from Keras's default rate.
 
-The run directory (``--out``; the CLI's default is ``runs/<stem>-<backend>-<time>``)::
+The run directory (``--out``; the CLI's default is ``runs/<stem>-<backend>-<time>``;
+:mod:`netdsl.rundir` keeps it to what netdsl wrote and checks checkpoints before use)::
 
+    netdsl-run.json            the marker, written first: netdsl writes into no other directory
     spec.net, summary.txt      the spec as given and its layer table
     metrics.json               settings, device, data, one record per epoch (loss,
                                accuracy, val_loss, val_accuracy, seconds, images_per_sec),
@@ -193,7 +195,12 @@ def _figure(metrics: dict):
         if any(r[f"val_{key}"] is not None for r in rows):
             ax.plot(x, [r[f"val_{key}"] for r in rows], "o-", label="validation")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        if len(x) <= 12:  # epochs are whole numbers: a tick on each (one epoch alone gets room around it)
+            ax.set_xticks(x)
+            if len(x) == 1:
+                ax.set_xlim(x[0] - 0.5, x[0] + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -524,6 +524,13 @@ def test_curves_have_integer_epoch_ticks_and_name_the_data():
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    for n in (1, 40):  # one epoch alone, and many
+        m1 = {**m, "epochs": [{**rows[0], "epoch": e} for e in range(1, n + 1)]}
+        f1 = _figure(m1)
+        f1.canvas.draw()
+        for ax in f1.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
     title = fig._suptitle.get_text()
     assert title == "lenet5 (torch) on MNIST sample (5,000 digits): test accuracy 0.9660"
     full = {"name": "fashion-mnist", "sample": False, "train": 54000, "validation": 6000, "test": 10000}

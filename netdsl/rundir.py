@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -417,8 +418,10 @@ def _lock_file(path: Path, run: Path) -> int | None:
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
         os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None  # a file system without locks (some network ones): runs are not guarded
         raise NetdslError(
             "E603", f"`{run}` is in use by another netdsl train", hint="wait for it, or choose another --out"
         ) from None

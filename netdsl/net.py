@@ -102,13 +102,13 @@ class Net:
 
     # -- frameworks (imported only here, when asked for) ------------------------
 
-    def to_torch(self, device: str | None = None):
-        """A ``torch.nn.Module`` (NCHW in and out) with Keras's initialisation."""
-        return _build("torch", self, device)
+    def to_torch(self, device: str | None = None, verbose: bool = False):
+        """A ``torch.nn.Module`` (NCHW in and out) with Keras's initialisation; ``verbose`` prints the device."""
+        return _build("torch", self, device, verbose)
 
-    def to_keras(self, device: str | None = None):
-        """A functional ``keras.Model`` (NHWC in and out)."""
-        return _build("keras", self, device)
+    def to_keras(self, device: str | None = None, verbose: bool = False):
+        """A functional ``keras.Model`` (NHWC in and out); ``verbose`` prints the device."""
+        return _build("keras", self, device, verbose)
 
     def generate(self, backend: str) -> str:
         """Standalone Python source for ``backend`` (``torch`` or ``keras``)."""
@@ -181,19 +181,15 @@ class Net:
         )
 
 
-_ANNOUNCED: set[str] = set()
-
-
-def _build(backend: str, net: Net, device: str | None):
-    """Build with a backend, saying once per process which device it picked."""
+def _build(backend: str, net: Net, device: str | None, verbose: bool = False):
+    """Build with a backend; a library call prints nothing unless asked (``verbose``)."""
     import sys
 
     from . import backends
 
     mod = backends.get(backend)
     picked = mod.device(device)
-    if backend not in _ANNOUNCED:
-        _ANNOUNCED.add(backend)
+    if verbose:
         print(f"netdsl: {backend} on {picked}", file=sys.stderr)
     return mod.build(net, device=picked)
 

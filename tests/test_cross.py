@@ -206,3 +206,48 @@ def test_save_is_atomic_and_not_pickle(lenet, tmp_path):
     with pytest.raises(NetdslError) as info:
         net.save_weights(object(), tmp_path / "x.safetensors")
     assert info.value.code == "E305"
+
+
+# ---- a batch of one value per channel through batchnorm: torch refuses it, Keras normalises it ----
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "input 3; batchnorm; dense 10 softmax",  # a batch of one vector
+        "input 4x4x2; conv 3x4; batchnorm; flatten; dense 10 softmax",  # a batch of one 1x1 map
+        "input 6; dense 3 relu; batchnorm momentum=0.5; dense 10 softmax",
+    ],
+)
+def test_batch_of_one_through_batchnorm_trains_as_keras(spec):
+    import keras
+
+    net = netdsl.parse(spec)
+    tm, km = TB.build(net), KB.build(net)
+    w = random_weights(net)
+    TB.set_weights(tm, net, w)
+    KB.set_weights(km, net, w)
+    x, y = inputs(net, 1), np.array([3])
+    tm.train()
+    opt = torch.optim.SGD(tm.parameters(), lr=0.1)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2) if x.ndim == 4 else torch.from_numpy(x)
+    for _ in range(2):
+        loss = TB.sparse_categorical_crossentropy(tm, xt, torch.from_numpy(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    km.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    for _ in range(2):
+        keras_loss = km.train_on_batch(x, y)
+    assert abs(loss.item() - float(keras_loss)) < 1e-5
+    a, b = TB.get_weights(tm, net), KB.get_weights(km, net)
+    for key in a:  # the moving statistics included: the mean moved to x, the variance towards 0
+        assert np.max(np.abs(a[key] - b[key])) < 1e-6, key
+    # the generated model's class is the same code
+    ns: dict = {}
+    exec(compile(net.generate("torch"), "<generated>", "exec"), ns)
+    gm = ns["build_model"]()
+    TB.set_weights(gm, net, w)
+    gm.train()
+    out = gm(xt)
+    assert out.shape == (1, 10) and torch.isfinite(out).all()

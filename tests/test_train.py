@@ -172,7 +172,7 @@ def test_data_dir_without_files(capsys, tmp_path, tiny):
 def test_resume_without_checkpoint(capsys, tmp_path, tiny, data_dir):
     (tmp_path / "run").mkdir()
     status, _, err = train_cli(capsys, tiny, "--data", data_dir, "--out", tmp_path / "run", "--resume")
-    assert status == 1 and "error[E603]" in err and "holds no complete checkpoint" in err
+    assert status == 1 and "error[E603]" in err and "holds no run to resume" in err
 
 
 def test_out_holding_another_run(capsys, tmp_path, tiny, data_dir):
@@ -224,7 +224,15 @@ def test_torch_run_directory(capsys, tmp_path, tiny, data_dir):
     assert any(line.startswith("Test accuracy: ") for line in lines)
 
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["checkpoint", "curves.png", "metrics.json", "spec.net", "summary.txt", "weights.safetensors"]
+    assert names == [
+        "checkpoint",
+        "curves.png",
+        "metrics.json",
+        "netdsl-run.json",
+        "spec.net",
+        "summary.txt",
+        "weights.safetensors",
+    ]
     assert (out / "spec.net").read_text() == TINY
     assert (out / "summary.txt").read_text().startswith('Model: "tiny"')
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -568,11 +576,16 @@ def test_resume_before_the_first_checkpoint_starts_over_with_the_runs_settings(t
     s = training.resolve(net, {"backend": "torch", "epochs": 2, "batch": 16, "data": str(data_dir)})
     settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("out", "resume", "quiet")}
     run.write_metrics({"settings": settings, "epochs": [], "complete": False})
-    with pytest.raises(NetdslError) as info:
-        netdsl.train(net, out=out, data=data_dir, quiet=True)  # without --resume: refused
-    assert info.value.code == "E603"
+    run.release()  # as the killed process did
     m = netdsl.train(net, out=out, resume=True, quiet=True)
     assert m["complete"] and len(m["epochs"]) == 2 and m["settings"]["batch"] == 16
+    # and a fresh start takes such a directory over, with its own settings (nothing there to keep)
+    other = training.RunDir(str(tmp_path / "other"))
+    other.start(net)
+    other.write_metrics({"settings": settings, "epochs": [], "complete": False})
+    other.release()
+    m = netdsl.train(net, out=tmp_path / "other", data=data_dir, epochs=1)
+    assert m["complete"] and len(m["epochs"]) == 1 and m["settings"]["batch"] == 50
 
 
 def test_optimizer_case_keeps_the_specs_learning_rate():

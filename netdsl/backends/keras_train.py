@@ -111,6 +111,19 @@ class _LiveBar(keras.callbacks.Callback):
             self.bar.update(batch + 1, float(logs["loss"]), float(logs["accuracy"]))
 
 
+class _NaNStop(keras.callbacks.Callback):
+    """Stops ``fit`` at the first batch whose (running mean) loss is NaN or infinite, and notes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and self.step is None and not np.isfinite(float(logs["loss"])):
+            self.step = batch + 1
+            self.model.stop_training = True
+
+
 class Trainer:
     """One compiled Keras model and the training set (numpy, channels last)."""
 
@@ -139,7 +152,8 @@ class Trainer:
         self.schedule.scale.assign(self.lr_scale)
         keras.utils.set_random_seed(seed)  # dropout
         order = np.random.default_rng(seed).permutation(len(self.y))
-        callbacks = [_LiveBar(bar)] if bar.live else []
+        self._nan = _NaNStop()
+        callbacks = [self._nan, *([_LiveBar(bar)] if bar.live else [])]
         with self._on_device(), backend._calm():
             h = self.model.fit(
                 self.x[order],
@@ -151,6 +165,10 @@ class Trainer:
                 callbacks=callbacks,
             )
         return float(h.history["loss"][-1]), float(h.history["accuracy"][-1])
+
+    def first_nonfinite_step(self) -> int | None:
+        """The first step of the last epoch whose loss was NaN or infinite (1-based), or None."""
+        return self._nan.step
 
     def evaluate(self, x, y) -> tuple[float, float]:
         with self._on_device(), backend._calm():

@@ -48,6 +48,8 @@ __all__ = [
     "Layer",
     "TorchOp",
     "AvgPool2dSame",
+    "KerasBatchNorm1d",
+    "KerasBatchNorm2d",
     "build",
     "device",
     "generate",
@@ -103,13 +105,36 @@ class AvgPool2dSame(nn.AvgPool2d):
         return f"{super().extra_repr()}, pad={self.pad}"
 ''',
 }
+_BATCHNORM_ONE = '''\
+class {cls}(nn.{base}):
+    """nn.{base} that, as Keras, also trains on one value per channel (a batch of one{what}).
+
+    torch refuses that batch (an unbiased variance of one value); Keras normalises it by
+    its own mean and a variance of 0: the output is beta, and no gradient reaches x or gamma.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and x.numel() == x.shape[1]):
+            return super().forward(x)
+        with torch.no_grad():  # the moving statistics, as torch updates them, with the variance 0
+            self.running_mean.mul_(1 - self.momentum).add_(x.reshape(-1), alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum)
+            self.num_batches_tracked.add_(1)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - x) * self.weight.view(shape) + self.bias.view(shape)
+'''
+for _cls, _base, _what in (("KerasBatchNorm1d", "BatchNorm1d", ""), ("KerasBatchNorm2d", "BatchNorm2d", " 1x1 map")):
+    _HELPERS[_cls] = _BATCHNORM_ONE.format(cls=_cls, base=_base, what=_what)
 _namespace: dict[str, Any] = {"torch": torch, "nn": nn, "F": F, "__name__": __name__}
 for _name, _src in _HELPERS.items():
     exec(compile(_src, f"<netdsl.backends.torch: {_name}>", "exec"), _namespace)  # fixed text, not user input
 keras_init: Callable = _namespace["keras_init"]
 flatten_hwc: Callable = _namespace["flatten_hwc"]
 AvgPool2dSame: type = _namespace["AvgPool2dSame"]
-_CLASSES = {"AvgPool2dSame": AvgPool2dSame}  # module classes that are not torch.nn's
+KerasBatchNorm1d: type = _namespace["KerasBatchNorm1d"]  # module globals: pickle finds classes by name
+KerasBatchNorm2d: type = _namespace["KerasBatchNorm2d"]
+# module classes that are not torch.nn's
+_CLASSES = {c.__name__: c for c in (AvgPool2dSame, KerasBatchNorm1d, KerasBatchNorm2d)}
 
 
 # ---- the op table -----------------------------------------------------------------------
@@ -204,7 +229,7 @@ def _dense(a: dict, ins: list, out) -> Layer:
 
 
 def _batchnorm(a: dict, ins: list, out) -> Layer:
-    cls = "BatchNorm2d" if len(ins[0]) == 3 else "BatchNorm1d"
+    cls = "KerasBatchNorm2d" if len(ins[0]) == 3 else "KerasBatchNorm1d"  # trains on a batch of one
     # Keras: moving = m * moving + (1 - m) * batch; torch's momentum weighs the batch
     momentum = float(f"{1 - a['momentum']:.15g}")
     return Layer((cls, (ins[0][-1],), {"eps": a["eps"], "momentum": momentum}), (("module",),))

@@ -18,6 +18,8 @@ both frameworks the same gradients and compare.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -163,6 +165,10 @@ class KerasRMSprop(torch.optim.Optimizer):
         return loss
 
 
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def _tensor(a: np.ndarray, dtype) -> torch.Tensor:
     a = np.ascontiguousarray(a, dtype=dtype)
     return torch.from_numpy(a if a.flags.writeable else a.copy())
@@ -269,8 +275,17 @@ class Trainer:
             torch.argmax(out.detach(), 1, out=preds[i : i + b])
             if bar.due():
                 seen = min(i + b, n)
-                bar.update(len(losses), _mean_loss(losses, b, seen), (preds[:seen] == y[:seen]).sum().item() / seen)
-        return _mean_loss(losses, b, n), (preds == y).sum().item() / n
+                mean = _mean_loss(losses, b, seen)
+                if not np.isfinite(mean):  # diverged: the caller reports the first bad step
+                    break
+                bar.update(len(losses), mean, (preds[:seen] == y[:seen]).sum().item() / seen)
+        self._losses = losses
+        return _mean_loss(losses, b, min(n, b * len(losses))), (preds == y).sum().item() / n
+
+    def first_nonfinite_step(self) -> int | None:
+        """The first step of the last epoch whose loss was NaN or infinite (1-based), or None."""
+        bad = ~torch.isfinite(torch.stack(self._losses))
+        return int(bad.nonzero()[0, 0]) + 1 if bool(bad.any()) else None
 
     def evaluate(self, x, y) -> tuple[float, float]:
         """(mean loss, accuracy) in inference mode over channels-last numpy images."""
@@ -319,4 +334,39 @@ class Trainer:
             idx, name = key.split(".", 1)
             state.setdefault(int(idx), {})[name] = v
         groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in plain["param_groups"]]
+        _check_state(self.opt, state, groups)
         self.opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _check_state(opt, state: dict, groups: list) -> None:
+    """A checkpoint's optimizer state must fit ``opt``: torch would take it and fail at the next step."""
+    from ..errors import NetdslError
+
+    def bad(why: str) -> NetdslError:
+        return NetdslError("E603", f"the checkpoint's {type(opt).__name__} state does not fit the net: {why}")
+
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for idx, st in state.items():
+        if not 0 <= idx < len(params):
+            raise bad(f"state for parameter {idx}, of {len(params)}")
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                want = () if name == "step" else tuple(params[idx].shape)
+                if tuple(v.shape) != want or not v.is_floating_point():
+                    raise bad(f"`{idx}.{name}` is {v.dtype} {tuple(v.shape)}, expected float {want}")
+            elif v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise bad(f"`{idx}.{name}` is {v!r}")
+    mine = opt.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(mine):
+        raise bad("its parameter groups differ")
+    for g, m in zip(groups, mine, strict=True):
+        if not isinstance(g, dict) or g.get("params") != m["params"]:
+            raise bad("its parameter groups differ")
+        for key, v in g.items():  # keys of another torch version are left to torch
+            if key == "params" or key not in m:
+                continue
+            ok = _real(v) and _real(m[key]) or type(v) is type(m[key])
+            if isinstance(v, tuple):
+                ok = ok and len(v) == len(m[key]) and all(map(_real, v))
+            if not ok or (_real(v) and not math.isfinite(v)):
+                raise bad(f"its `{key}` is {v!r}")

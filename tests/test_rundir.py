@@ -291,7 +291,9 @@ def test_divergence_mid_epoch_names_the_first_bad_step(capsys, tmp_path, data_di
     argv = ["--data", data_dir, "--out", tmp_path / "run", "--optimizer", "sgd", "--lr", "1e6", "--epochs", "2"]
     status, stdout, err = train_cli(capsys, spec, *argv)
     assert status == 1 and "error[E604]" in err and "Traceback" not in err, err
-    assert re.search(r"training diverged: the loss became (NaN|infinite) at epoch 1, step [1-9]\d* \(sgd lr=1e\+06\)", err), err
+    assert re.search(
+        r"training diverged: the loss became (NaN|infinite) at epoch 1, step [1-9]\d* \(sgd lr=1e\+06\)", err
+    ), err
     assert "Test accuracy" not in stdout
 
 

@@ -1,0 +1,284 @@
+"""The typed syntax tree: what a spec says, with where it says it.
+
+Made by :mod:`netdsl.frontend.transform` (the only code that knows the grammar's
+shape) and read by the expander with ``match``.  Every node is a frozen dataclass
+with a :class:`~netdsl.errors.Span`.  Equality is identity (``eq=False``): an
+expression may be 100,000 levels deep, and a generated ``__eq__`` or ``__hash__``
+would recurse through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import Span
+
+node = dataclass(frozen=True, slots=True, eq=False)
+
+# statement keywords: reserved at the start of a statement, and never a def's name
+STATEMENT_WORDS = ("input", "from", "add", "concat", "residual", "repeat", "let", "def", "train", "data", "identity")
+
+
+@node
+class Word:
+    """A name as written: a layer, label, keyword, variable or def name."""
+
+    text: str
+    span: Span
+
+
+@node
+class Comment:
+    text: str  # from `#` to the end of the line
+    span: Span
+
+
+# ---- expressions -----------------------------------------------------------------------
+
+
+@node
+class Num:
+    value: int | float
+    span: Span
+
+
+@node
+class Name:
+    """A variable, parameter or bare word (`relu`, `same`) used as a value."""
+
+    name: str
+    span: Span
+
+
+@node
+class Neg:
+    operand: Expr
+    span: Span
+
+
+@node
+class BinOp:
+    op: str  # + - * / //
+    left: Expr
+    right: Expr
+    span: Span
+
+
+Expr = Num | Name | Neg | BinOp
+
+
+@node
+class Size:
+    """A shorthand size: `6x5/2` (literal), `c x 3`, `(2*c)x3/2`, `k/s`.
+
+    ``dims`` are expressions (numbers for a literal); ``stride`` is one or None.
+    ``literal`` marks the single-token form, whose meaning predates names in sizes.
+    """
+
+    dims: tuple[Expr, ...]
+    stride: Expr | None
+    span: Span
+    literal: bool = False
+
+
+@node
+class Keyword:
+    """`key=value`; the value is an expression or a literal size (`kernel=3x1`)."""
+
+    key: Word
+    value: Expr | Size
+    span: Span
+
+
+Arg = Size | Num | Name | Neg | BinOp | Keyword  # a Num/Name/expr alone is a one-number size or a word
+
+
+# ---- statements -------------------------------------------------------------------------
+
+
+@node
+class Body:
+    stmts: tuple[Stmt, ...]
+    span: Span  # from the opening bracket (or `|`) to the closing one
+
+
+@node
+class Input:
+    keyword: Word
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@node
+class Layer:
+    name: Word
+    args: tuple[Arg, ...]
+    span: Span
+
+
+@node
+class Call:
+    """`name(args)`.  A layer written with a parenthesis first (`conv (2*c)x3/2`,
+    `dense (n+1)`) parses as a call too: ``shorthand`` then holds its arguments as a
+    layer's (the parenthesis first), and ``tail`` what follows the `)`."""
+
+    name: Word
+    args: tuple[Expr | Keyword, ...]
+    span: Span
+    tail: tuple[Arg, ...] = ()
+    glued: bool = True  # `(` right after the name: `f(3)`, not `dense (n)`
+    shorthand: tuple[Arg, ...] | None = None
+
+
+@node
+class Labeled:
+    label: Word
+    inner: Layer | Call | Merge | Residual | Parallel
+    span: Span
+
+
+@node
+class From:
+    target: Word
+    span: Span
+
+
+@node
+class Merge:
+    kind: Word  # add | concat
+    names: tuple[Word, ...]
+    span: Span
+
+
+@node
+class Residual:
+    keyword: Word
+    body: Body
+    span: Span
+
+
+@node
+class Parallel:
+    kind: Word  # add | concat
+    paths: tuple[Body, ...]
+    span: Span
+
+
+@node
+class Repeat:
+    keyword: Word
+    count: Expr
+    body: Body
+    span: Span
+
+
+@node
+class Let:
+    name: Word
+    value: Expr
+    span: Span
+
+
+@node
+class Param:
+    name: Word
+    default: Expr | None
+    span: Span
+
+
+@node
+class Def:
+    keyword: Word
+    name: Word
+    params: tuple[Param, ...]
+    body: Body
+    span: Span
+
+
+@node
+class Train:
+    keyword: Word
+    optimizer: Word | None  # the bare word after `train`
+    settings: tuple[Keyword, ...]
+    span: Span
+
+
+@node
+class Data:
+    keyword: Word
+    words: tuple[Word, ...]  # `fashion-mnist` is two words joined by `-`
+    span: Span
+
+
+Stmt = Input | Layer | Call | Labeled | From | Merge | Residual | Parallel | Repeat | Let | Def | Train | Data
+
+
+@node
+class Program:
+    stmts: tuple[Stmt, ...]
+    comments: tuple[Comment, ...]  # every comment, in source order (the formatter needs them)
+
+
+def width(st) -> int:
+    """How many pieces a statement lists: counted as work, so `add a a a ...` in a repeat costs its length."""
+    match st:
+        case Layer(args=args) | Input(args=args):
+            return 1 + len(args)
+        case Call(args=args, tail=tail):
+            return 1 + len(args) + len(tail)
+        case Merge(names=names):
+            return 1 + len(names)
+        case Labeled(inner=inner):
+            return width(inner)
+        case Train(settings=settings):
+            return 1 + len(settings)
+        case Data(words=words):
+            return 1 + len(words)
+    return 1
+
+
+def walk(stmts):
+    """Every statement, nested ones included (def bodies, blocks, repeats), in source order."""
+    todo = list(reversed(stmts))
+    while todo:
+        st = todo.pop()
+        yield st
+        match st:
+            case Labeled(inner=inner):
+                todo.append(inner)
+            case Residual(body=b) | Repeat(body=b) | Def(body=b):
+                todo.extend(reversed(b.stmts))
+            case Parallel(paths=paths):
+                for b in reversed(paths):
+                    todo.extend(reversed(b.stmts))
+
+
+def names(stmts):
+    """Every name used as a value (in expressions and shorthand), nested statements included."""
+    todo: list = []
+    for st in walk(stmts):
+        match st:
+            case Layer(args=args) | Input(args=args):
+                todo.extend(args)
+            case Call(args=args, tail=tail):
+                todo.extend(args)
+                todo.extend(tail)
+            case Repeat(count=e) | Let(value=e):
+                todo.append(e)
+            case Def(params=params):
+                todo.extend(p.default for p in params if p.default is not None)
+            case Train(settings=settings):
+                todo.extend(settings)
+    while todo:
+        x = todo.pop()
+        match x:
+            case Name(name=n):
+                yield n
+            case Neg(operand=e) | Keyword(value=e):
+                todo.append(e)
+            case BinOp(left=a, right=b):
+                todo.extend((a, b))
+            case Size(dims=dims, stride=stride):
+                todo.extend(dims)
+                if stride is not None:
+                    todo.append(stride)

@@ -15,7 +15,7 @@ from .diagnostics import Reporter
 
 MAX_NODES = 100_000
 MAX_STEPS = 1_000_000
-MAX_DEPTH = 100  # blocks, repeat passes and def calls open inside each other while expanding
+MAX_DEPTH = 64  # blocks, repeat passes and def calls open inside each other while expanding
 
 
 class Budget:

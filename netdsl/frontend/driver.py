@@ -33,6 +33,9 @@ def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | N
         exp.run(program)
     except Stop:  # a limit, or too many errors: whatever raised it, the error is recorded
         stopped = True
+    except RecursionError:  # nesting is bounded (cost.MAX_DEPTH); this is for a caller already deep in its stack
+        exp.report.errors.append(NetdslError("E004", "the spec is nested too deeply to expand here"))
+        stopped = True
     exp.graph.graph["train"] = exp.recipe.config
     errors = list(exp.report.errors)
     if not stopped and exp.graph.output is not None:

@@ -241,7 +241,12 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
             word = glued.group() if glued else char
             span = Span(e.line, e.column, e.line, e.column + len(word))
             msg = f"`{word}` is not a number or a size"
-            if re.fullmatch(r"\d+[xX\u00d7]\d+.*", word) and re.search(r"[A-Z\u00d7]", word):
+            after = text[e.pos_in_stream + len(word) : e.pos_in_stream + len(word) + 1]
+            if re.fullmatch(r"\d+x", word) and after in ("(", " ", "\t", ""):
+                hint = (
+                    f"a size with a name or an expression puts spaces around x: `{word[:-1]} x (k)`, `{word[:-1]} x k`"
+                )
+            elif re.fullmatch(r"\d+[xX\u00d7]\d+.*", word) and re.search(r"[A-Z\u00d7]", word):
                 hint = "sizes are written with a lowercase x: 28x28x1"
             elif re.fullmatch(r"[0-9]+(x[0-9]+)*(/[0-9]+)?[A-Za-z_]\w*", word):
                 hint = "separate the size from the next word with a space, e.g. `6x5 relu`"
@@ -279,6 +284,8 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
                 span = open_at
                 line_text = text.split("\n")[span.line - 1]
                 hint = "add `}` at the end of the block"
+        elif tok.type == "MINUS":
+            hint = "arithmetic in shorthand goes in parentheses, `conv (n-1) x 3`, `leakyrelu (-1)`; or use keywords: `filters=n-1`"
         elif tok.type == "EQUAL":
             hint = "variables are defined with `let NAME = VALUE`; layer arguments are written `conv filters=6`"
         elif tok.type == "LBRACE" and re.match(r"\s*\w+\s*:\s*repeat\b", line_text, re.I):

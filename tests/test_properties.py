@@ -13,8 +13,8 @@ import sys
 import threading
 import traceback
 from contextlib import contextmanager
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings

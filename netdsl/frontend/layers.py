@@ -122,7 +122,7 @@ def _size(ex, a: s.Size, scope: Scope) -> ops.Pos | None:
 def _undefined(ex, a: s.Name, scope: Scope, op: ops.Op | None) -> None:
     hint = None
     if not ex.report.reported_at(a.span):
-        hint = _glued_hint(a.name, scope, ex.values)
+        hint = _glued_hint(a.name, scope, ex.values) or _x_hint(a.name)
         if hint is None and op is not None:
             choices = (ops.ACTIVATIONS if "activation" in op.args else ()) + (
                 ops.PADDINGS if "padding" in op.args else ()
@@ -153,4 +153,12 @@ def _glued_hint(name: str, scope: Scope, values: Evaluator) -> str | None:
         known = [p for p in (left, right) if p.isdigit() or scope.find("vars", p) is not None or p in values.params]
         if len(known) == 2 and not (left.isdigit() and right.isdigit()):
             return f"a size with names is written with spaces around `x`: `{left} x {right}` (`{name}` is one name)"
+    return None
+
+
+def _x_hint(name: str) -> str | None:
+    if name == "x":
+        return "`x` joins the parts of a size in shorthand, `conv c x 3`: a part is missing on one side"
+    if name == "X":
+        return "sizes are written with a lowercase x: `conv c x 3`"
     return None

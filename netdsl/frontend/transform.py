@@ -114,6 +114,7 @@ class _ToSyntax:
         tail = list(children[close + 1 :])
         shorthand = None
         if len(args) == 1 and not isinstance(args[0], s.Keyword):  # `conv (2*c)x3/2`, `dense (n+1)`
+            self.outer[id(args[0])] = _tok(lpar).to(_tok(children[close]))
             items = [args[0], *tail]
             if tail and isinstance(tail[0], _Tail):  # `(k)/2`: the stride belongs to the parenthesis
                 items = [_Stride(args[0], tail[0].right, tail[0].span), *tail[1:]]

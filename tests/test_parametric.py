@@ -85,3 +85,11 @@ def test_misuse_is_a_located_error(program, code, line, column, fragment):
     err = info.value
     assert (err.code, err.line, err.column) == (code, line, column), str(err)
     assert fragment in str(err), str(err)
+
+
+def test_a_size_with_very_many_parts_is_not_echoed():
+    for text in ["conv 6" + "x6" * 50_000, "let c = 2\nconv c" + " x c" * 20_000]:
+        with pytest.raises(NetdslError) as info:
+            netdsl.parse(text)
+        assert info.value.code == "E103" and "sizes have at most 4" in info.value.message
+        assert len(str(info.value)) < 1000

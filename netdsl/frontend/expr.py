@@ -13,14 +13,14 @@ from .. import ops
 from . import syntax as s
 from .cost import Budget
 from .diagnostics import Reporter, suggest
+from .recipe import LOSSES, METRICS, OPTIMIZERS
 from .scope import Scope
 
 MAX_NUMBER = 2**63
 MISSING = object()  # a value that could not be computed (the error is reported)
 
-# words that are values in `train` (the optimizer, loss and metric names): the lead may
-# later take them from netdsl/settings.py
-TRAIN_WORDS = ("sgd", "adam", "adamw", "rmsprop", "sparse_categorical_crossentropy", "accuracy")
+# words that are values in `train` (the optimizer, loss and metric names)
+TRAIN_WORDS = OPTIMIZERS + LOSSES + METRICS
 
 
 def bind_hint(name: str) -> str:

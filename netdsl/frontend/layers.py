@@ -16,6 +16,7 @@ from .diagnostics import suggest
 from .expr import MISSING, Evaluator, bind_hint, numeric
 from .scope import Scope
 
+MAX_PARTS = 4  # conv's FxKHxKW is 3; a 4th part still gets the layer's own message
 _GLUED = re.compile(r"([A-Za-z_]\w*?|[0-9]+)x([0-9]+|[A-Za-z_]\w*)")
 
 
@@ -74,6 +75,9 @@ def _unknown_layer(ex, word: s.Word) -> None:
 
 def positional(ex, a, scope: Scope, op: ops.Op | None) -> ops.Pos | None:
     """One shorthand argument as an :class:`ops.Pos`, or None (reported)."""
+    if isinstance(a, s.Size) and len(a.dims) > MAX_PARTS:  # no layer takes more; don't echo 100,000 of them
+        ex.report.error("E103", f"a size with {len(a.dims):,} parts: sizes have at most {MAX_PARTS}", a.span)
+        return None
     match a:
         case s.Size(literal=True, dims=dims, stride=stride):
             return ops.Pos("size", tuple(d.value for d in dims), None if stride is None else stride.value)

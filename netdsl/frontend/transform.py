@@ -25,6 +25,9 @@ def to_syntax(tree, text: str) -> s.Program:
 
     The walk is Lark's ``Transformer_NonRecursive`` made lean: post-order with an
     explicit stack, one dict lookup per node (a 200,000-term sum is 400,000 nodes).
+    Spans are computed here, from the first to the last child with a position (Lark's
+    ``propagate_positions`` would cost a third of the parse): brackets and the unary
+    minus are named terminals in the grammar so that they stay among the children.
     """
     t = _ToSyntax(text)
     rules: dict = {}
@@ -42,7 +45,7 @@ def to_syntax(tree, text: str) -> s.Program:
             if n:
                 del stack[-n:]
             f = rules.get(x.data) or rules.setdefault(x.data, getattr(t, x.data))
-            stack.append(f(x.meta, args))
+            stack.append(f(t.extent(args), args))
         else:
             stack.append(x)
     return stack[0]
@@ -77,20 +80,13 @@ def _number(text: str) -> int | float:
 _new = tuple.__new__  # Span(...) without NamedTuple's keyword handling: a 200,000-term sum makes 400,000
 
 
-def _meta(meta) -> Span:
-    try:
-        return _new(Span, (meta.line, meta.column, meta.end_line, meta.end_column))
-    except AttributeError:  # an empty rule has no position
-        return Span.of(meta)
-
-
 def _is(x, kind: str) -> bool:
     return isinstance(x, Token) and x.type == kind
 
 
 class _ToSyntax:
-    """One method per grammar rule, called with the rule's meta (positions) and its
-    children already converted."""
+    """One method per grammar rule, called with the rule's span (None for an empty body)
+    and its children already converted."""
 
     def __init__(self, text: str):
         self.text = text
@@ -98,19 +94,19 @@ class _ToSyntax:
 
     # -- program and statements -----------------------------------------------------
 
-    def start(self, meta, children):
+    def start(self, span, children):
         return s.Program(tuple(children), comments(self.text))
 
-    def body(self, meta, children):
-        return s.Body(tuple(children), None if meta.empty else _meta(meta))
+    def body(self, span, children):
+        return s.Body(tuple(children), span)
 
-    def input_stmt(self, meta, children):
-        return s.Input(_word(children[0]), self._args(children[1:]), _meta(meta))
+    def input_stmt(self, span, children):
+        return s.Input(_word(children[0]), self._args(children[1:]), span)
 
-    def layer(self, meta, children):
-        return s.Layer(_word(children[0]), self._args(children[1:]), _meta(meta))
+    def layer(self, span, children):
+        return s.Layer(_word(children[0]), self._args(children[1:]), span)
 
-    def call(self, meta, children):
+    def call(self, span, children):
         name, lpar = children[0], children[1]
         close = next(i for i, c in enumerate(children) if _is(c, "RPAR"))
         args = tuple(self._value(c) for c in children[2:close])
@@ -124,56 +120,56 @@ class _ToSyntax:
             shorthand = self._args(items)
         glued = lpar.start_pos == name.end_pos
         rest = self._args(tail[1:] if tail and isinstance(tail[0], _Tail) else tail)
-        return s.Call(_word(name), args, _meta(meta), rest, glued, shorthand)
+        return s.Call(_word(name), args, span, rest, glued, shorthand)
 
-    def stride_tail(self, meta, children):
-        return _Tail(children[1], _meta(meta))
+    def stride_tail(self, span, children):
+        return _Tail(children[1], span)
 
-    def labeled(self, meta, children):
-        return s.Labeled(_word(children[0]), children[1], _meta(meta))
+    def labeled(self, span, children):
+        return s.Labeled(_word(children[0]), children[1], span)
 
-    def from_stmt(self, meta, children):
-        return s.From(_word(children[1]), _meta(meta))
+    def from_stmt(self, span, children):
+        return s.From(_word(children[1]), span)
 
-    def merge(self, meta, children):
-        return s.Merge(_word(children[0]), tuple(_word(t) for t in children[1:]), _meta(meta))
+    def merge(self, span, children):
+        return s.Merge(_word(children[0]), tuple(_word(t) for t in children[1:]), span)
 
-    def residual(self, meta, children):
-        return s.Residual(_word(children[0]), children[2], _meta(meta))
+    def residual(self, span, children):
+        return s.Residual(_word(children[0]), children[2], span)
 
-    def parallel(self, meta, children):
+    def parallel(self, span, children):
         paths = tuple(c for c in children if isinstance(c, s.Body))
-        return s.Parallel(_word(children[0]), paths, _meta(meta))
+        return s.Parallel(_word(children[0]), paths, span)
 
-    def repeat(self, meta, children):
-        return s.Repeat(_word(children[0]), self._expr(children[1]), children[3], _meta(meta))
+    def repeat(self, span, children):
+        return s.Repeat(_word(children[0]), self._expr(children[1]), children[3], span)
 
-    def let_stmt(self, meta, children):
-        return s.Let(_word(children[1]), self._expr(children[2]), _meta(meta))
+    def let_stmt(self, span, children):
+        return s.Let(_word(children[1]), self._expr(children[2]), span)
 
-    def param(self, meta, children):
+    def param(self, span, children):
         default = self._expr(children[1]) if len(children) > 1 else None
-        return s.Param(_word(children[0]), default, _meta(meta))
+        return s.Param(_word(children[0]), default, span)
 
-    def def_stmt(self, meta, children):
+    def def_stmt(self, span, children):
         params = tuple(c for c in children if isinstance(c, s.Param))
-        return s.Def(_word(children[0]), _word(children[1]), params, children[-2], _meta(meta))
+        return s.Def(_word(children[0]), _word(children[1]), params, children[-2], span)
 
-    def train_stmt(self, meta, children):
+    def train_stmt(self, span, children):
         opt = _word(children[1]) if len(children) > 1 and isinstance(children[1], Token) else None
         settings = tuple(c for c in children[1:] if isinstance(c, s.Keyword))
-        return s.Train(_word(children[0]), opt, settings, _meta(meta))
+        return s.Train(_word(children[0]), opt, settings, span)
 
-    def data_stmt(self, meta, children):
-        return s.Data(_word(children[0]), tuple(_word(t) for t in children[1:]), _meta(meta))
+    def data_stmt(self, span, children):
+        return s.Data(_word(children[0]), tuple(_word(t) for t in children[1:]), span)
 
     # -- arguments -----------------------------------------------------------------------
 
-    def kwarg(self, meta, children):
-        return s.Keyword(_word(children[0]), self._value(children[1]), _meta(meta))
+    def kwarg(self, span, children):
+        return s.Keyword(_word(children[0]), self._value(children[1]), span)
 
-    def stride(self, meta, children):
-        return _Stride(children[0], children[2], _meta(meta))
+    def stride(self, span, children):
+        return _Stride(children[0], children[2], span)
 
     paren_stride = stride
 
@@ -208,7 +204,22 @@ class _ToSyntax:
             return c
         return None
 
-    def _span(self, c) -> Span:
+    def extent(self, children) -> Span | None:
+        """From the start of the first child to the end of the last (skipping an empty body)."""
+        first = last = None
+        for c in children:
+            first = self._span(c)
+            if first is not None:
+                break
+        if first is None:
+            return None
+        for c in reversed(children):
+            last = self._span(c)
+            if last is not None:
+                break
+        return _new(Span, (first[0], first[1], last[2], last[3]))
+
+    def _span(self, c) -> Span | None:
         if isinstance(c, Token):
             return _tok(c)
         return self.outer.get(id(c), c.span)
@@ -235,6 +246,8 @@ class _ToSyntax:
 
     def _args(self, items) -> tuple:
         """Group the flat argument list: `c x 3/2` is one size; everything else stays one argument each."""
+        if not any(isinstance(c, _Stride) or (isinstance(c, Token) and c[:1] == "x") for c in items):
+            return tuple(self._literal(c) if _is(c, "SIZE") or _is(c, "SIZE_STRIDE") else self._expr(c) for c in items)
         items = self._split_glued(list(items))
         out: list = []
         i = 0
@@ -285,23 +298,23 @@ class _ToSyntax:
 
     # -- expressions -----------------------------------------------------------------------
 
-    def number(self, meta, children):
-        return s.Num(_number(children[0]), _meta(meta))
+    def number(self, span, children):
+        return s.Num(_number(children[0]), span)
 
-    def var(self, meta, children):
-        return s.Name(str(children[0]), _meta(meta))
+    def var(self, span, children):
+        return s.Name(str(children[0]), span)
 
-    def paren(self, meta, children):
+    def paren(self, span, children):
         inner = self._expr(children[1])
-        self.outer[id(inner)] = _meta(meta)
+        self.outer[id(inner)] = span
         return inner
 
-    def neg_op(self, meta, children):
-        return s.Neg(self._expr(children[0]), _meta(meta))
+    def neg_op(self, span, children):
+        return s.Neg(self._expr(children[-1]), span)
 
     def _bin(op):  # noqa: N805 - a factory used in the class body
-        def rule(self, meta, children):
-            return s.BinOp(op, self._expr(children[0]), self._expr(children[-1]), _meta(meta))
+        def rule(self, span, children):
+            return s.BinOp(op, self._expr(children[0]), self._expr(children[-1]), span)
 
         return rule
 

@@ -79,7 +79,7 @@ class Costs:
     def body(self, body: s.Body) -> tuple[int, int]:
         steps = nodes = 0
         for st in body.stmts:
-            steps += s.width(st)
+            steps += s.work(st)
             if isinstance(st, s.Labeled):
                 st = st.inner
             match st:

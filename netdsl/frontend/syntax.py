@@ -54,6 +54,7 @@ class Name:
 class Neg:
     operand: Expr
     span: Span
+    size: int = 2  # nodes in this expression: its evaluation costs at least that much work
 
 
 @node
@@ -62,6 +63,7 @@ class BinOp:
     left: Expr
     right: Expr
     span: Span
+    size: int = 3
 
 
 Expr = Num | Name | Neg | BinOp
@@ -219,22 +221,56 @@ class Program:
     comments: tuple[Comment, ...]  # every comment, in source order (the formatter needs them)
 
 
+FREE_ARGS = 8  # a statement's first arguments are free; past them each one is work
+
+
 def width(st) -> int:
-    """How many pieces a statement lists: counted as work, so `add a a a ...` in a repeat costs its length."""
+    """The work of running a statement (not its body, not its arithmetic): 1, plus 1 for
+    each argument or name past the eighth, so `add a a a ...` with 200,000 names in a
+    repeat costs what it does, while no ordinary statement costs more than before."""
     match st:
         case Layer(args=args) | Input(args=args):
-            return 1 + len(args)
+            n = len(args)
         case Call(args=args, tail=tail):
-            return 1 + len(args) + len(tail)
+            n = len(args) + len(tail)
         case Merge(names=names):
-            return 1 + len(names)
+            n = len(names)
         case Labeled(inner=inner):
             return width(inner)
         case Train(settings=settings):
-            return 1 + len(settings)
+            n = len(settings)
         case Data(words=words):
-            return 1 + len(words)
-    return 1
+            n = len(words)
+        case _:
+            n = 0
+    return 1 + max(0, n - FREE_ARGS)
+
+
+def work(st) -> int:
+    """A lower bound on the work of running a statement once (not its body): its width and
+    the arithmetic its expressions will certainly cost.  Used to cost a body before it
+    runs: `repeat 100000 { let a = 1+1+...+1 }` is refused at once."""
+    match st:
+        case Layer(args=args):
+            return width(st) + sum(_arithmetic(a) for a in args)
+        case Call(args=args, tail=tail):
+            return width(st) + sum(_arithmetic(a) for a in (*args, *tail))
+        case Labeled(inner=inner):
+            return work(inner)
+        case Let(value=e) | Repeat(count=e):
+            return 1 + max(1, _arithmetic(e))
+    return width(st)
+
+
+def _arithmetic(e) -> int:
+    match e:
+        case Keyword(value=v):
+            return _arithmetic(v)
+        case Size(dims=dims, stride=stride):
+            return sum(_arithmetic(d) for d in dims) + (0 if stride is None else _arithmetic(stride))
+        case Neg(size=n) | BinOp(size=n):
+            return n
+    return 0
 
 
 def walk(stmts):

@@ -310,11 +310,13 @@ class _ToSyntax:
         return inner
 
     def neg_op(self, span, children):
-        return s.Neg(self._expr(children[-1]), span)
+        operand = self._expr(children[-1])
+        return s.Neg(operand, span, 1 + getattr(operand, "size", 1))
 
     def _bin(op):  # noqa: N805 - a factory used in the class body
         def rule(self, span, children):
-            return s.BinOp(op, self._expr(children[0]), self._expr(children[-1]), span)
+            a, b = self._expr(children[0]), self._expr(children[-1])
+            return s.BinOp(op, a, b, span, 1 + getattr(a, "size", 1) + getattr(b, "size", 1))
 
         return rule
 

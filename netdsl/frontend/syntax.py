@@ -13,7 +13,19 @@ from dataclasses import dataclass
 
 from ..errors import Span
 
-node = dataclass(frozen=True, slots=True, eq=False)
+
+def _repr(self) -> str:
+    return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.__match_args__)})"
+
+
+def node(cls):
+    """A frozen, slotted dataclass.  A cold `netdsl check` creates every node class, so
+    they are made cheaply: each has a docstring (without one, @dataclass computes a
+    signature for it) and all share one ``__repr__`` instead of generating their own."""
+    cls = dataclass(frozen=True, slots=True, eq=False, repr=False)(cls)
+    cls.__repr__ = _repr
+    return cls
+
 
 # statement keywords: reserved at the start of a statement, and never a def's name
 STATEMENT_WORDS = ("input", "from", "add", "concat", "residual", "repeat", "let", "def", "train", "data", "identity")
@@ -29,6 +41,8 @@ class Word:
 
 @node
 class Comment:
+    """A `#` comment."""
+
     text: str  # from `#` to the end of the line
     span: Span
 
@@ -38,6 +52,8 @@ class Comment:
 
 @node
 class Num:
+    """A number literal."""
+
     value: int | float
     span: Span
 
@@ -52,6 +68,8 @@ class Name:
 
 @node
 class Neg:
+    """`-operand`."""
+
     operand: Expr
     span: Span
     size: int = 2  # nodes in this expression: its evaluation costs at least that much work
@@ -59,6 +77,8 @@ class Neg:
 
 @node
 class BinOp:
+    """`left op right`."""
+
     op: str  # + - * / //
     left: Expr
     right: Expr
@@ -100,12 +120,16 @@ Arg = Size | Num | Name | Neg | BinOp | Keyword  # a Num/Name/expr alone is a on
 
 @node
 class Body:
+    """The statements between `{` and `}` (or between `|` in a parallel block)."""
+
     stmts: tuple[Stmt, ...]
     span: Span  # from the opening bracket (or `|`) to the closing one
 
 
 @node
 class Input:
+    """`input 28x28x1`."""
+
     keyword: Word
     args: tuple[Arg, ...]
     span: Span
@@ -113,6 +137,8 @@ class Input:
 
 @node
 class Layer:
+    """`conv 6x5 relu`: the layer word and its shorthand and keyword arguments."""
+
     name: Word
     args: tuple[Arg, ...]
     span: Span
@@ -134,6 +160,8 @@ class Call:
 
 @node
 class Labeled:
+    """`name: statement`."""
+
     label: Word
     inner: Layer | Call | Merge | Residual | Parallel
     span: Span
@@ -141,12 +169,16 @@ class Labeled:
 
 @node
 class From:
+    """`from name`."""
+
     target: Word
     span: Span
 
 
 @node
 class Merge:
+    """`add a b` / `concat a b`."""
+
     kind: Word  # add | concat
     names: tuple[Word, ...]
     span: Span
@@ -154,6 +186,8 @@ class Merge:
 
 @node
 class Residual:
+    """`residual { body }`."""
+
     keyword: Word
     body: Body
     span: Span
@@ -161,6 +195,8 @@ class Residual:
 
 @node
 class Parallel:
+    """`add { a | b }` / `concat { a | b }`."""
+
     kind: Word  # add | concat
     paths: tuple[Body, ...]
     span: Span
@@ -168,6 +204,8 @@ class Parallel:
 
 @node
 class Repeat:
+    """`repeat N { body }`."""
+
     keyword: Word
     count: Expr
     body: Body
@@ -176,6 +214,8 @@ class Repeat:
 
 @node
 class Let:
+    """`let name = value`."""
+
     name: Word
     value: Expr
     span: Span
@@ -183,6 +223,8 @@ class Let:
 
 @node
 class Param:
+    """A def parameter, with its default."""
+
     name: Word
     default: Expr | None
     span: Span
@@ -190,6 +232,8 @@ class Param:
 
 @node
 class Def:
+    """`def name(params) { body }`."""
+
     keyword: Word
     name: Word
     params: tuple[Param, ...]
@@ -199,6 +243,8 @@ class Def:
 
 @node
 class Train:
+    """`train sgd lr=0.1 ...`."""
+
     keyword: Word
     optimizer: Word | None  # the bare word after `train`
     settings: tuple[Keyword, ...]
@@ -207,6 +253,8 @@ class Train:
 
 @node
 class Data:
+    """`data mnist`."""
+
     keyword: Word
     words: tuple[Word, ...]  # `fashion-mnist` is two words joined by `-`
     span: Span
@@ -217,6 +265,8 @@ Stmt = Input | Layer | Call | Labeled | From | Merge | Residual | Parallel | Rep
 
 @node
 class Program:
+    """A whole spec."""
+
     stmts: tuple[Stmt, ...]
     comments: tuple[Comment, ...]  # every comment, in source order (the formatter needs them)
 

@@ -9,8 +9,6 @@ internal error, wherever it is raised.
 
 from __future__ import annotations
 
-from difflib import get_close_matches
-
 from ..errors import NetdslError, Span
 
 MAX_ERRORS = 20
@@ -56,6 +54,8 @@ def suggest(word: str, choices) -> str | None:
     difflib compares ``word`` with every choice; a net with 100,000 names must not make
     each unknown word cost 100,000 comparisons.
     """
+    from difflib import get_close_matches  # only when there is something to suggest: a cold check skips it
+
     low = word.lower()
     n = len(low)
     cutoff = 0.5 if n <= 3 else 0.6  # `e2` for `e1`, not only long words

@@ -357,3 +357,11 @@ def test_limits_from_the_command_line_exit_1(tmp_path):
     spec.write_text("input 28x28x1\n" * 30)
     proc = subprocess.run([sys.executable, "-m", "netdsl", "check", str(spec)], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.count("error[E114]") == 20, proc.stderr[-300:]
+
+
+def test_a_deep_error_names_a_few_enclosing_calls_not_all():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(_chain(200))
+    notes = info.value.notes
+    assert info.value.code == "E004" and len(notes) == 6
+    assert notes[0] == "in the call to `f63` at line 63 (`f63_1`)" and "59 more" in notes[-1]

@@ -91,15 +91,15 @@ def call(ex, st: s.Call, scope: Scope, cursor):
             notes = [f"def {name} is at line {d.name.span.line}"]
             ex.report.error("E111", f"{name}() is missing the argument `{p.name.text}`", st.span, notes=notes)
             return cursor
+    ex.budget.enter(st.span)  # before the call's group: a call too deep is reported where it is written
     ex.groups.append(ex.group("def", name, st.span, instance=local.prefix, def_line=d.name.span.line))
     ex.call_stack.append(name)
-    ex.budget.enter(st.span)
     try:
         return ex.body(d.body, local, cursor)
     finally:
-        ex.budget.leave()
         ex.call_stack.pop()
         ex.groups.pop()
+        ex.budget.leave()
 
 
 def _bind(ex, st: s.Call, d: s.Def, scope: Scope) -> dict[str, Any] | None:

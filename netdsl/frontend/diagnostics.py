@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..errors import NetdslError, Span
 
 MAX_ERRORS = 20
+MAX_NOTES = 6  # "in the call to ..." notes on one error
 MAX_CHOICES = 2_000  # "did you mean" looks at this many candidates at most
 
 
@@ -33,13 +34,20 @@ class Reporter:
         if key in self._seen:  # the same mistake met again in a repeat pass or another call
             return
         self._seen.add(key)
-        self.errors.append(NetdslError(code, message, span, hint=hint, notes=[*notes, *self._notes()]))
+        self.errors.append(NetdslError(code, message, span, hint=hint, notes=[*notes, *self.where()]))
         if len(self.errors) >= MAX_ERRORS:
             raise Stop
 
     def fatal(self, code: str, message: str, span: Span | None, hint: str | None = None) -> None:
-        self.errors.append(NetdslError(code, message, span, hint=hint, notes=self._notes()))
+        self.errors.append(NetdslError(code, message, span, hint=hint, notes=self.where()))
         raise Stop
+
+    def where(self) -> list[str]:
+        """The enclosing calls and passes, innermost first; 64 of them would bury the message."""
+        notes = self._notes()
+        if len(notes) > MAX_NOTES:
+            notes = notes[: MAX_NOTES - 1] + [f"... inside {len(notes) - MAX_NOTES + 1} more calls and repeat passes"]
+        return notes
 
     def reported_at(self, span: Span) -> bool:
         """An error was already reported at ``span`` (a repeat pass or call met it before):

@@ -1,6 +1,6 @@
 """The intermediate representation: a :class:`networkx.DiGraph` of layer nodes.
 
-Node attributes (all set by :mod:`netdsl.expand`, then :mod:`netdsl.infer`):
+Node attributes (all set by :mod:`netdsl.frontend`, then :mod:`netdsl.infer`):
 
 ``op``            the op name (``conv``, ``add``, ...; ``input`` for the source)
 ``args``          the op's resolved argument dict (``None`` if they were wrong)

@@ -236,9 +236,7 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
 
 def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
     """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
-    from .expand import Expander
-    from .infer import infer
-    from .parser import parse_tree
+    from .frontend.driver import compile_graph
 
     # one line ending for everything after: CRLF and a lone CR (old Mac files) end a line
     if "\r" in source.text:
@@ -249,22 +247,10 @@ def compile_source(source: Source, params: dict[str, Any] | None = None, input_s
             shape = parse_input_shape(input_shape)
         except ValueError as e:
             raise NetdslError("E103", str(e)) from None
-        tree = parse_tree(source.text)
-        exp = Expander(source, params, shape)
-        exp.run(tree)
-        exp.graph.graph["train"] = exp.train
-        errors = exp.errors
-        if exp.graph.output is not None:
-            later = infer(exp.graph, source)
-            errors = errors + [e for e in later if e.code != "E208" or not errors]
-        if errors:
-            errors.sort(key=lambda e: (e.span is None, e.span or ()))
-            err = NetdslError.many(errors)
-            err.graph = exp.graph
-            raise err
+        graph = compile_graph(source, params, shape)
     except NetdslError as e:
         raise e.located(source) from None
-    return Net(exp.graph, source, name)
+    return Net(graph, source, name)
 
 
 def parse(text: str, /, *, filename: str = "<string>", input_shape=None, **params) -> Net:

@@ -47,7 +47,10 @@ def lalr():
     import lark
 
     text = grammar_path().read_text(encoding="utf-8")
-    key = hashlib.sha256(f"{text}\0{lark.__version__}\0{sys.version}".encode()).hexdigest()[:20]
+    options = dict(parser="lalr", propagate_positions=False, maybe_placeholders=False)
+    # the options are in the key too: a table built with other options must not be loaded
+    key = f"{text}\0{lark.__version__}\0{sys.version}\0{sorted(options.items())}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:20]
     cache = _cache_dir() / f"grammar-{key}.lark"
     try:
         # Lark's cache is a pickle: load only a file that this user wrote and that
@@ -58,7 +61,6 @@ def lalr():
                 return _PARSER
     except Exception:  # no cache yet, or an unreadable/foreign one: rebuild it
         pass
-    options = dict(parser="lalr", propagate_positions=True, maybe_placeholders=False)
     try:
         _PARSER = lark.Lark(text, strict=True, **options)
     except lark.exceptions.LexError as e:  # strict mode needs interegular; the tests run strict
@@ -209,6 +211,15 @@ def _block_typo(line: str, column: int) -> str | None:
     )
 
 
+def _in_layer(line: str, column: int) -> bool:
+    """Is the statement around ``column`` a layer (`conv -c x 3`), not `data`, `let`, a def header...?"""
+    from .ops import lookup
+
+    start = max(line.rfind(";", 0, column - 1), line.rfind("{", 0, column - 1), line.rfind("|", 0, column - 1))
+    m = re.match(r"\s*(?:\w+\s*:\s*)?([A-Za-z_]\w*)", line[start + 1 :])
+    return bool(m and lookup(m.group(1)))
+
+
 def _unclosed(text: str) -> Span | None:
     stack = []
     for m in re.finditer(r"[{}\n]|#[^\n]*", text):
@@ -241,7 +252,12 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
             word = glued.group() if glued else char
             span = Span(e.line, e.column, e.line, e.column + len(word))
             msg = f"`{word}` is not a number or a size"
-            if re.fullmatch(r"\d+[xX\u00d7]\d+.*", word) and re.search(r"[A-Z\u00d7]", word):
+            after = text[e.pos_in_stream + len(word) : e.pos_in_stream + len(word) + 1]
+            if re.fullmatch(r"\d+x", word) and after in ("(", " ", "\t", ""):
+                hint = (
+                    f"a size with a name or an expression puts spaces around x: `{word[:-1]} x (k)`, `{word[:-1]} x k`"
+                )
+            elif re.fullmatch(r"\d+[xX\u00d7]\d+.*", word) and re.search(r"[A-Z\u00d7]", word):
                 hint = "sizes are written with a lowercase x: 28x28x1"
             elif re.fullmatch(r"[0-9]+(x[0-9]+)*(/[0-9]+)?[A-Za-z_]\w*", word):
                 hint = "separate the size from the next word with a space, e.g. `6x5 relu`"
@@ -279,6 +295,8 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
                 span = open_at
                 line_text = text.split("\n")[span.line - 1]
                 hint = "add `}` at the end of the block"
+        elif tok.type == "MINUS" and _in_layer(line_text, span.column):
+            hint = "arithmetic in shorthand goes in parentheses, `conv (n-1) x 3`, `leakyrelu (-1)`; or use keywords: `filters=n-1`"
         elif tok.type == "EQUAL":
             hint = "variables are defined with `let NAME = VALUE`; layer arguments are written `conv filters=6`"
         elif tok.type == "LBRACE" and re.match(r"\s*\w+\s*:\s*repeat\b", line_text, re.I):

@@ -1,6 +1,7 @@
 """Hypothesis strategies for netdsl.
 
-``programs(max_layers=12)`` draws random *valid* netdsl programs together with the
+``programs(max_layers=12)`` draws random *valid* netdsl programs (shorthand sizes
+included in their parametric forms, `c x 3`, `(2*c)x3/2`, `k/s`) together with the
 result they must have, computed here, independently of netdsl's own code: a small
 AST of the program is built while drawing, and a tiny interpreter (:class:`Sim`)
 walks it with Keras semantics (channels last, TF ``same`` padding
@@ -612,6 +613,41 @@ class Ctx:
         order = self.draw(st.permutations(items)) if len(items) > 1 and self.maybe(0.4) else items
         return self.join(order)
 
+    # -- parametric shorthand sizes: `c x 3`, `(2*c)x3/2`, `k/s` ------------------------------
+
+    def dim_text(self, v: int) -> tuple[str, str]:
+        """One part of a shorthand size: ``(text, kind)``, kind "lit", "name" or "paren"."""
+        how = self.choice(("lit", "lit", "name", "paren"))
+        if how == "name":
+            name = self.var_for(v, True)
+            if name is not None:
+                return name, "name"
+        if how == "paren":
+            return "(" + self.int_expr(v).render() + ")", "paren"
+        return str(v), "lit"
+
+    def size_text(self, parts: list[int], stride: int | None) -> str:
+        """A shorthand size, parametric when the style allows it: the numbers are the same either way.
+
+        The rules of the language: parts are joined by a separate `x` once one of them is a
+        name or a parenthesis (`c x 3`); `x` may be glued only after `)` (`(2*c)x3`); the
+        stride after `/` is one part."""
+        literal = "x".join(map(str, parts)) + (f"/{stride}" if stride is not None else "")
+        if not self.style["vars"] or not self.maybe(0.35):
+            return literal
+        dims = [self.dim_text(v) for v in parts]
+        if all(kind == "lit" for _, kind in dims):
+            text = "x".join(t for t, _ in dims)
+        else:
+            text = dims[0][0]
+            for (_, pkind), (t, _) in zip(dims[:-1], dims[1:], strict=True):
+                glue = pkind == "paren" and self.maybe(0.5)
+                text += ("x" if glue else " x ") + t
+        if stride is not None:
+            st_text, _ = self.dim_text(stride)
+            text += self.choice(("/", "/", " / ")) + st_text
+        return text
+
     def size_value(self, v: tuple | int, allow_expr: bool = True):
         """A keyword value for a pair argument: AxB, or an int expression when square."""
         if isinstance(v, tuple):
@@ -680,19 +716,19 @@ def g_conv(ctx: Ctx, s, mode="free", filters=None) -> Layer:
     act = ctx.act_word() if ctx.maybe(0.5) else None
     bias = not ctx.maybe(0.1)
     args = {"filters": f, "kernel": (kh, kw), "stride": stride_t, "padding": pad, "dilation": dil, "bias": bias}
-    kernel_txt = f"{kh}" if kh == kw else f"{kh}x{kw}"
     sym = stride_t[0] == stride_t[1]
     form = ctx.choice(("short", "keyword", "mixed"))
     if form == "short" and (not sym or dil != 1 or not bias):
         form = "mixed"
     name = ctx.word("conv")
     if form == "short":
-        size = f"{f}x{kernel_txt}" + (f"/{stride}" if stride != 1 or ctx.maybe(0.1) else "")
+        parts = [f, kh] if kh == kw else [f, kh, kw]
+        size = ctx.size_text(parts, stride if stride != 1 or ctx.maybe(0.1) else None)
         pad_txt = ctx.pad_word(pad) if pad == "same" or ctx.maybe(0.3) else None
         text = ctx.join([name, size, act, pad_txt])
     elif form == "mixed":
         in_short = sym and (stride != 1) and ctx.maybe(0.5)
-        size = f"{f}x{kernel_txt}" + (f"/{stride}" if in_short else "")
+        size = ctx.size_text([f, kh] if kh == kw else [f, kh, kw], stride if in_short else None)
         extra = []
         if not in_short and (stride_t != (1, 1) or ctx.maybe(0.2)):
             extra.append(ctx.kw("stride", stride_t if not sym else ctx.size_value(stride_t)))
@@ -773,7 +809,10 @@ def g_pool(ctx: Ctx, s, mode="free") -> Layer:
         v = ctx.var_for(p, True)
         if v is not None:
             size_txt = v
-    sz = size_txt + (f"/{stride}" if stride is not None else "")
+    if size_txt == f"{ps[0]}" or size_txt == f"{ps[0]}x{ps[1]}":  # not a variable already
+        sz = ctx.size_text([ps[0]] if ps[0] == ps[1] else list(ps), stride)
+    else:
+        sz = size_txt + (f"/{stride}" if stride is not None else "")
     pad_txt = ctx.pad_word(pad) if pad == "same" or ctx.maybe(0.3) else None
     return Layer(op, args, ctx.join([name, sz, pad_txt]))
 
@@ -791,7 +830,8 @@ def g_dense(ctx: Ctx, s, units=None) -> Layer:
             return Layer("dense", args, ctx.join([name, v, act]))
         form = "short"
     if form == "short" and bias:
-        return Layer("dense", args, ctx.join([name, str(u), act]))
+        units = f"({ctx.int_expr(u).render()})" if ctx.style["vars"] and ctx.maybe(0.15) else str(u)
+        return Layer("dense", args, ctx.join([name, units, act]))
     if form == "mixed" or form == "short":
         items = [ctx.kw("activation", act) if act else None, None if bias else ctx.kw("bias", ctx.word("false"))]
         return Layer("dense", args, ctx.join([name, str(u), ctx.kws(items)]))
@@ -868,12 +908,11 @@ def g_upsample(ctx: Ctx, s) -> Layer | None:
     uw = uh if ctx.maybe(0.8) else ctx.int(1, min(3, mw))
     uw = min(uw, mw)
     name = ctx.word("upsample")
-    txt = f"{uh}" if uh == uw else f"{uh}x{uw}"
     if ctx.maybe(0.3):
         se = ctx.size_value((uh, uw))
         return Layer("upsample", {"size": se if not isinstance(se, int) else (se, se)},
                      ctx.join([name, ctx.kw("size", se)]))
-    return Layer("upsample", {"size": (uh, uw)}, ctx.join([name, txt]))
+    return Layer("upsample", {"size": (uh, uw)}, ctx.join([name, ctx.size_text([uh] if uh == uw else [uh, uw], None)]))
 
 
 def _factor3(ctx: Ctx, n: int) -> tuple | None:
@@ -949,6 +988,8 @@ def make_def(ctx: Ctx, template: str) -> Def:
         items = [f"filters={c}", f"kernel={k}", f"padding={w('same')}" if ctx.maybe(0.6) else w("same")]
         if act:
             items.append(f"activation={act}" if ctx.maybe(0.5) else act)
+        if ctx.maybe(0.5):  # the shorthand with the parameters as its size: `conv c x k same`
+            items = [f"{c} x {k}", w("same"), act]
         body = [Layer("conv", {"filters": Var(c), "kernel": Var(k), "padding": "same"}, ctx.join([w("conv"), ctx.kws(items)]))]
         if ctx.maybe(0.5):
             body.append(Layer("batchnorm", {}, w("batchnorm")))
@@ -982,7 +1023,9 @@ def make_def(ctx: Ctx, template: str) -> Def:
         p = ctx.choice(("p", "k", "size"))
         params = [(p, Num(2))]
         op = ctx.choice(("maxpool", "avgpool"))
-        if ctx.maybe(0.5):
+        if ctx.maybe(0.25):  # `maxpool p/p same`: the stride the pool would default to anyway
+            lay = Layer(op, {"size": Var(p), "padding": "same"}, ctx.join([w(op), f"{p}/{p}", w("same")]))
+        elif ctx.maybe(0.5):
             lay = Layer(op, {"size": Var(p), "padding": "same"}, ctx.join([w(op), p, w("same")]))
         else:
             lay = Layer(op, {"size": Var(p), "padding": "same"}, ctx.join([w(op), f"size={p}", f"padding={w('same')}"]))

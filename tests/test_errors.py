@@ -287,3 +287,83 @@ def test_did_you_mean_for_block_keywords_and_short_names():
         with pytest.raises(NetdslError) as info:
             netdsl.parse(text)
         assert f"did you mean {hint}?" in str(info.value)
+
+
+# ---- limits outside the main loop, and small inputs that cost a lot (issue 15) ----------------
+
+
+def _chain(n: int, call: str = "f{j}()") -> str:
+    return "".join(f"def f{i}() {{ {call.format(j=i + 1)} }}\n" for i in range(n)) + f"def f{n}() {{ relu }}\nf0()"
+
+
+@pytest.mark.parametrize(
+    "text, code, line",
+    [
+        ("input 28x28x1\n" * 21, "E114", 2),  # errors made while hoisting, before the main loop
+        ("def f() {\n" + "".join(f"cnv{i} 3\n" for i in range(25)) + "}\nrelu", "E101", 2),  # in an uncalled def
+        (_chain(330), "E004", 64),  # a def chain: a located limit, not RecursionError
+        (_chain(330, "b: f{j}()"), "E004", 64),
+        (_chain(3000), "E004", 64),
+        ("def g() { " + "residual { " * 40 + "relu" + " }" * 40 + " }\n" + _chain(40, "g(); f{j}()"), "E004", 1),
+        ("repeat 8000 { relu; from nosuchnode }", "E108", 1),  # "did you mean" over 8,000 names per pass
+        ("repeat 8000 { relu; add nosuchnode }", "E108", 1),
+        ("repeat 8000 { relu; dense nosuchword }", "E105", 1),
+        ("repeat 8000 { relu; nosuchlayer }", "E101", 1),
+        ("a: relu\nrepeat 100 { add " + "a " * 200_000 + "}", "E004", 2),  # a merge's arity is work
+        ("repeat 100000 { dense 10 " + "relu " * 100_000 + "}", "E004", 1),  # so are a layer's arguments
+        ("a: conv 3x3\n" + "from a; dense 10\n" * 40, "E201", 2),  # shape errors are capped too
+    ],
+    ids=[
+        "21-inputs",
+        "uncalled-def",
+        "def-chain",
+        "labelled-chain",
+        "def-chain-3000",
+        "blocks-and-calls",
+        "repeat-from",
+        "repeat-add",
+        "repeat-undefined",
+        "repeat-unknown-layer",
+        "merge-arity",
+        "layer-arity",
+        "many-shape-errors",
+    ],
+)
+def test_limits_end_in_located_errors_quickly(text, code, line):
+    err, seconds = _bounded(text, 20)
+    assert err is not None, "accepted"
+    assert (err.code, err.line) == (code, line), str(err)[:500]
+    assert len(err.errors) <= 20
+    assert seconds < 8, f"took {seconds:.1f} s"
+
+
+def test_unused_parameters_respect_the_error_limit():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("conv filters=width kernel=3", width=8, **{f"p{i}": 1 for i in range(20_000)})
+    assert len(info.value.errors) == 20 and {e.code for e in info.value.errors} == {"E106"}
+    assert time.perf_counter() - start < 5
+
+
+def test_limits_from_the_command_line_exit_1(tmp_path):
+    import subprocess
+    import sys
+
+    spec = tmp_path / "chain.net"
+    spec.write_text(_chain(400))
+    proc = subprocess.run([sys.executable, "-m", "netdsl", "check", str(spec)], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "error[E004]" in proc.stderr and "internal error" not in proc.stderr
+    spec.write_text("input 28x28x1\n" * 30)
+    proc = subprocess.run([sys.executable, "-m", "netdsl", "check", str(spec)], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("error[E114]") == 20, proc.stderr[-300:]
+
+
+def test_a_deep_error_names_a_few_enclosing_calls_not_all():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(_chain(200))
+    notes = info.value.notes
+    assert info.value.code == "E004" and len(notes) == 6
+    assert notes[0] == "in the call to `f63` at line 63 (`f63_1`)" and "59 more" in notes[-1]

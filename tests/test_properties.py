@@ -14,9 +14,11 @@ import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
+from hypothesis import strategies as st
 
 import netdsl
 from netdsl import NetdslError
@@ -215,3 +217,59 @@ def _located_error_has_caret(text: str, params: dict) -> None:
 @given(mutation_batches(PER_PROGRAM))
 def test_located_errors_show_a_caret(batch):
     _each(batch, _located_error_has_caret)
+
+
+# ---- (d) amplified mutants: error limits outside the main loop, and small inputs that cost a lot ----
+#
+# A mutant is wrapped so that whatever it does wrong happens thousands of times, inside a
+# body that never runs, or at the end of a long chain of defs.  The answer must still be
+# a Net or at most 20 located errors, in seconds.
+
+AMPLIFIED_SECONDS = 10
+
+
+class Mutation(NamedTuple):
+    text: str
+    params: dict
+
+
+@st.composite
+def amplified(draw):
+    from strategies import mutations, programs
+
+    prog = draw(programs(max_layers=8))
+    mut = draw(mutations(prog.text, max_edits=2))  # the amplified line is often wrong, the rest is valid
+    lines = [ln for ln in mut.text.split("\n") if ln.strip() and "{" not in ln and "}" not in ln] or ["relu"]
+    line = draw(st.sampled_from(lines))
+    mut = Mutation(prog.text, prog.params)
+    how = draw(st.sampled_from(["repeat", "copies", "uncalled", "chain", "prefix"]))
+    if how == "repeat":  # the same mistake met in thousands of passes
+        text = f"{mut.text}\nrepeat {draw(st.integers(500, 8000))} {{ relu; {line} }}"
+    elif how == "copies":  # the same line many times: errors before, in and after the main loop
+        text = "\n".join([line] * draw(st.integers(20, 60))) + "\n" + mut.text
+    elif how == "uncalled":  # a body that never runs is still checked
+        text = "def never() {\n" + "\n".join([*lines] * 3) + "\n}\n" + mut.text
+    elif how == "chain":  # the program at the end of a long chain of calls
+        n = draw(st.integers(50, 400))
+        defs = "".join(f"def c{i}() {{ c{i + 1}() }}\n" for i in range(n))
+        text = defs + f"def c{n}() {{ {line} }}\n{mut.text}\nc0()"
+    else:  # many names to search for "did you mean"
+        text = "".join(f"n{i}: relu\n" for i in range(draw(st.integers(1000, 5000)))) + mut.text
+    return how, text, mut.params
+
+
+@settings(max_examples=60, **NO_SHRINK)
+@given(amplified())
+def test_amplified_mutants_end_quickly_within_the_error_limit(case):
+    import time
+
+    how, text, params = case
+    note(f"{how}: {text[:2000]!r} {params!r}")
+    start = time.perf_counter()
+    try:
+        _parse(text, params)
+    except NetdslError as e:
+        _check_error(e)
+        assert len(e.errors) <= 20, f"{len(e.errors)} errors"
+    seconds = time.perf_counter() - start
+    assert seconds < AMPLIFIED_SECONDS, f"{how}: took {seconds:.1f} s"

@@ -1,0 +1,49 @@
+"""The front end's pipeline: text -> Lark tree -> syntax tree -> expanded graph -> shapes.
+
+:func:`compile_graph` is all of it; :func:`netdsl.net.compile_source` wraps the result
+in a :class:`~netdsl.net.Net`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import NetdslError, Source
+from .diagnostics import MAX_ERRORS, Stop
+
+
+def parse_program(text: str):
+    """Text -> :class:`~netdsl.frontend.syntax.Program`, or a located syntax error."""
+    from ..parser import parse_tree
+    from .transform import to_syntax
+
+    return to_syntax(parse_tree(text), text)
+
+
+def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | None):
+    """A checked graph for ``source``, or a :class:`NetdslError` listing the errors found
+    (at most ``MAX_ERRORS``), located in ``source``."""
+    from ..infer import infer
+    from .expander import Expander
+
+    program = parse_program(source.text)
+    exp = Expander(source, params, input_shape)
+    stopped = False
+    try:
+        exp.run(program)
+    except Stop:  # a limit, or too many errors: whatever raised it, the error is recorded
+        stopped = True
+    except RecursionError:  # nesting is bounded (cost.MAX_DEPTH); this is for a caller already deep in its stack
+        exp.report.errors.append(NetdslError("E004", "the spec is nested too deeply to expand here"))
+        stopped = True
+    exp.graph.graph["train"] = exp.recipe.config
+    errors = list(exp.report.errors)
+    if not stopped and exp.graph.output is not None:
+        later = infer(exp.graph, source)
+        errors += [e for e in later if e.code != "E208" or not errors]
+    if errors:
+        errors.sort(key=lambda e: (e.span is None, e.span or ()))
+        err = NetdslError.many(errors[:MAX_ERRORS])
+        err.graph = exp.graph
+        raise err
+    return exp.graph

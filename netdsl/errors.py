@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
+from .codes import CODES
+
 
 class Span(NamedTuple):
     """A region of the source: 1-based line and column, end exclusive."""
@@ -77,6 +79,8 @@ class NetdslError(Exception):
         notes: Iterable[str] = (),
         source: Source | None = None,
     ):
+        if code not in CODES:  # a bug in netdsl, not in the user's input: every code is registered
+            raise ValueError(f"unregistered error code {code!r} (add it to netdsl/codes.py and docs/language.md)")
         self.code = code
         self.message = message
         self.span = span

@@ -1,0 +1,97 @@
+"""Every error code netdsl raises, with its one-line meaning: the one registry.
+
+``NetdslError`` accepts only a code listed here, ``netdsl explain CODE`` prints an entry, and
+``tests/test_codes.py`` holds this table, the codes raised in the source and the table in
+``docs/language.md`` to one another (every code raised is here and documented, and vice versa).
+The ``example`` of a spec error is a whole spec that fails with that code under
+``netdsl check -``; API, data and training errors have none.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Code(NamedTuple):
+    meaning: str
+    example: str | None = None  # as the docs' table shows it
+    example_is_spec: bool = True  # False: the example is a file, a command or a flag
+
+
+CODES: dict[str, Code] = {
+    "E001": Code(
+        "a character or token the lexer cannot read: glued or malformed sizes/numbers, quotes, `×`", "conv 6x5relu"
+    ),
+    "E002": Code("a syntax error: unexpected token, unclosed `{`, stray `}`, `=` outside `let`/keywords", "x = 3"),
+    "E003": Code("not text: a non-UTF-8 byte or a NUL byte", "a file containing byte `0xFF`", False),
+    "E004": Code(
+        "a limit exceeded: source size, nesting depth, expanded layers or statements ([Limits](#limits))",
+        "repeat 1000 { repeat 1000 { relu } }",
+    ),
+    "E005": Code("the file cannot be read", "`netdsl check missing.net`", False),
+    "E101": Code("unknown layer or def, a def used without `()`, a layer called with `()`", "cnv 6x5"),
+    "E102": Code("unknown keyword argument for that layer", "conv filters=6 kernal=5"),
+    "E103": Code(
+        "a bad argument value: wrong kind, out of range, given twice, misplaced word, bad `input`", "dropout 1.5"
+    ),
+    "E104": Code("a required argument is missing", "conv kernel=3"),
+    "E105": Code("an undefined name (not a variable, parameter or word)", "conv filters=w kernel=3"),
+    "E106": Code(
+        "a bad free parameter: unused, set by `let`, or not a number/word", "`netdsl check -D w=3 lenet5.net`", False
+    ),
+    "E107": Code("a name defined twice (label or def), or a def named like a layer/keyword", "e: relu; e: relu"),
+    "E108": Code("`from`/`add`/`concat` names no existing node", "concat e1"),
+    "E109": Code(
+        "an empty or malformed block: empty body, fewer than two paths, empty path, `identity` with arguments",
+        "residual { }",
+    ),
+    "E110": Code("a recursive def call", "def f() { f() }; f()"),
+    "E111": Code(
+        "a bad def call or header: too many/unknown/repeated/missing arguments, a parameter twice",
+        "def f(c) { relu }; f()",
+    ),
+    "E112": Code("arithmetic error: division by zero, arithmetic on a word, result too large", "let a = 1/0"),
+    "E113": Code("a repeat count that is not a whole number from 1 to 100,000", "repeat 0 { relu }"),
+    "E114": Code(
+        "a statement in the wrong place: `input` after a layer or twice; `input`, `def`, `train`, `data` inside a block",
+        "relu; input 28x28x1",
+    ),
+    "E115": Code("a bad `train` or `data` statement", "train nadam"),
+    "E201": Code("`dense` on a feature map", "dense 10"),
+    "E202": Code(
+        "a layer that needs an HxWxC feature map got a vector (conv, pooling, gap/gmp, upsample)", "flatten; gap"
+    ),
+    "E203": Code("a kernel or window larger than its (valid-padded) input", "conv 2x30"),
+    "E204": Code(
+        "`add` (or `residual`, `add { }`) over inputs of different shapes", "conv 8x3 same; residual { conv 16x3 same }"
+    ),
+    "E205": Code("`concat` over inputs whose non-channel axes differ", "e: conv 8x3 same; maxpool 2; concat e"),
+    "E207": Code("`reshape` to a different element count", "reshape 7x7x7"),
+    "E208": Code("a dead branch: a node that does not lead to the output", "a: conv 2x1; conv 2x1; from a"),
+    "E209": Code(
+        "a tensor or a layer too large for any framework: a dimension over 2,147,483,647, more than 2^40 elements per sample, or more than 2^40 parameters in one layer",
+        "input 2147483647; dense 2147483647",
+    ),
+    "E301": Code("a weights file lacks a tensor the net needs"),
+    "E302": Code("a tensor in a weights file has the wrong shape, is not floating point, or holds NaN/inf"),
+    "E303": Code("a weights file cannot be read or written, or is not a netdsl safetensors file"),
+    "E304": Code("a weights file has a tensor the net does not"),
+    "E305": Code("`save_weights`/`load_weights` got something that is neither a torch module nor a Keras model"),
+    "E401": Code("an unknown backend name"),
+    "E402": Code("the backend's framework is not installed (the hint names the extra to install)"),
+    "E403": Code(
+        'a requested device that the framework does not know or this machine lacks (`device="cuda"` without a GPU)'
+    ),
+    "E501": Code("an unknown data set name"),
+    "E502": Code("a data file that is missing, truncated, foreign or inconsistent (the message names the file)"),
+    "E503": Code("a download that failed or did not match its sha256"),
+    "E504": Code("no data found anywhere (the message lists where netdsl looked)"),
+    "E601": Code("a bad training setting (epochs or batch below 1, an unknown optimizer, a learning rate ≤ 0, ...)"),
+    "E602": Code("a net that does not fit the data set (input not 28x28x1, output not 10 classes)"),
+    "E603": Code("a run directory that cannot be resumed, or that holds another spec"),
+}
+
+
+def meaning(code: str) -> str:
+    """The one-line meaning of ``code`` (KeyError for an unknown one)."""
+    return CODES[code].meaning

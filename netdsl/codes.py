@@ -25,7 +25,7 @@ CODES: dict[str, Code] = {
     "E002": Code("a syntax error: unexpected token, unclosed `{`, stray `}`, `=` outside `let`/keywords", "x = 3"),
     "E003": Code("not text: a non-UTF-8 byte or a NUL byte", "a file containing byte `0xFF`", False),
     "E004": Code(
-        "a limit exceeded: source size, nesting depth, expanded layers or statements ([Limits](#limits))",
+        "a limit exceeded: source size, nesting depth (of the text, or of blocks and def calls while expanding), expanded layers or statements ([Limits](#limits))",
         "repeat 1000 { repeat 1000 { relu } }",
     ),
     "E005": Code("the file cannot be read", "`netdsl check missing.net`", False),
@@ -56,7 +56,10 @@ CODES: dict[str, Code] = {
         "a statement in the wrong place: `input` after a layer or twice; `input`, `def`, `train`, `data` inside a block",
         "relu; input 28x28x1",
     ),
-    "E115": Code("a bad `train` or `data` statement", "train nadam"),
+    "E115": Code(
+        "a bad `train` or `data` statement: a value out of range, a key of another optimizer or schedule ([`train`](#train))",
+        "train adamax",
+    ),
     "E201": Code("`dense` on a feature map", "dense 10"),
     "E202": Code(
         "a layer that needs an HxWxC feature map got a vector (conv, pooling, gap/gmp, upsample)", "flatten; gap"
@@ -79,16 +82,33 @@ CODES: dict[str, Code] = {
     "E305": Code("`save_weights`/`load_weights` got something that is neither a torch module nor a Keras model"),
     "E401": Code("an unknown backend name"),
     "E402": Code("the backend's framework is not installed (the hint names the extra to install)"),
-    "E403": Code(
-        'a requested device that the framework does not know or this machine lacks (`device="cuda"` without a GPU)'
+    "E410": Code(
+        "an export setting netdsl does not write: an opset outside 13–25, a layout other than nchw/nhwc, an unknown format"
     ),
+    "E411": Code(
+        "the exported model cannot be written: the output is the spec itself, a directory, or unwritable (no space, no such directory)"
+    ),
+    "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
     "E501": Code("an unknown data set name"),
     "E502": Code("a data file that is missing, truncated, foreign or inconsistent (the message names the file)"),
     "E503": Code("a download that failed or did not match its sha256"),
     "E504": Code("no data found anywhere (the message lists where netdsl looked)"),
-    "E601": Code("a bad training setting (epochs or batch below 1, an unknown optimizer, a learning rate ≤ 0, ...)"),
+    "E601": Code(
+        "a bad training setting from a flag or `netdsl.train()`: the same rules as the `train` line's ([`train`](#train))"
+    ),
     "E602": Code("a net that does not fit the data set (input not 28x28x1, output not 10 classes)"),
-    "E603": Code("a run directory that cannot be resumed, or that holds another spec"),
+    "E603": Code(
+        "a run directory that cannot be resumed, that holds another spec, that holds files netdsl did not write, that another `netdsl train` is using, or whose checkpoint is damaged or tampered with (the message gives the reason; nothing is discarded)"
+    ),
+    "E604": Code(
+        "training diverged: the loss (or the weights) became NaN or infinite; the message names the epoch and the first bad step"
+    ),
+    "E605": Code(
+        "a file of the run directory could not be written (a full disk, a file-size limit); the message names it, and the last complete checkpoint is kept"
+    ),
+    "E403": Code(
+        "a requested device that is not a device name, that the framework cannot train on (`meta`), or that this machine lacks (`cuda` or keras's `gpu` without a GPU, `cuda:3` with one)"
+    ),
 }
 
 

@@ -13,6 +13,7 @@ import sys
 from . import __version__
 from .outputs import OutputFailed, emit, silence_stdout, write
 
+MAX_OPTIONS = 2_000  # flags such as -D; FILE arguments are not counted
 _DEFINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 
 
@@ -275,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     try:
+        if sum(1 for a in argv if a.startswith("-") and a != "-") > MAX_OPTIONS:  # argparse is quadratic in them
+            parser.error(f"more than {MAX_OPTIONS:,} options on one command line")
         args, extras = parser.parse_known_args(argv)
         sub = parser.subcommands[args.command]
         if extras:  # reported by the subcommand, with its usage line
@@ -312,10 +315,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_usage(parser, args) -> None:
-    names = [n for n, _ in getattr(args, "defines", [])]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        parser.error(f"-D {twice[0]} is given more than once")
+    seen: set[str] = set()
+    for name, _ in getattr(args, "defines", []):  # linear: 20,000 -D flags are a usage error at once
+        if name in seen:
+            parser.error(f"-D {name} is given more than once")
+        seen.add(name)
     if args.command in ("compile", "plot") and args.output == "":
         parser.error("-o needs a file name (or - for standard output)")
     files = getattr(args, "files", None) or [getattr(args, "file", None)]

@@ -216,3 +216,18 @@ def test_ascii_console_does_not_crash():
         timeout=60,
     )
     assert proc.returncode == 0 and b"ok" in proc.stdout
+
+
+def test_tens_of_thousands_of_flags_are_refused_at_once(tmp_path, capsys):
+    """argparse is quadratic in options: 20,000 -D flags took 22 s before they were counted first."""
+    import time
+
+    spec = tmp_path / "s.net"
+    spec.write_text("flatten; dense 10\n")
+    argv = ["check", str(spec)]
+    for i in range(20_000):
+        argv += ["-D", f"p{i}=1"]
+    t0 = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - t0 < 2
+    assert "more than 2,000 options" in capsys.readouterr().err

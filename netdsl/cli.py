@@ -199,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show which device torch and keras would pick (cuda, mps, xpu, cpu; TF GPUs).",
     )
     d.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    x = sub.add_parser(
+        "explain",
+        help="explain an error code, with an example of it",
+        description="Print what error CODE (E201, or 201) means and, for a spec error, a spec that makes it "
+        "with the message netdsl gives for it. Without CODE, list every code.",
+    )
+    x.add_argument("code", nargs="?", metavar="CODE")
+    x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
@@ -356,6 +364,8 @@ def _run(args, status: list) -> int:
 
     if args.command == "devices":
         return _devices()
+    if args.command == "explain":
+        return _explain(args.code)
     params = dict(args.defines)
     if args.command == "train":
         from .training import cli
@@ -402,6 +412,36 @@ def _run(args, status: list) -> int:
         emit(json.dumps(net.to_json(), indent=2) + "\n")
     else:
         emit(net.summary() + "\n")
+    return 0
+
+
+def _explain(code: str | None) -> int:
+    from .codes import CODES
+    from .errors import NetdslError, did_you_mean
+    from .net import parse
+
+    if code is None:
+        emit("".join(f"{c}  {e.meaning}\n" for c, e in CODES.items()))
+        return 0
+    key = code.strip().upper()
+    key = f"E{key}" if key.isdigit() else key
+    if key not in CODES:
+        hint = did_you_mean(key, CODES)
+        print(
+            f"netdsl explain: no error code {code!r}{'; ' + hint if hint else ''} (`netdsl explain` lists them)",
+            file=sys.stderr,
+        )
+        return 1
+    entry = CODES[key]
+    emit(f"{key}: {entry.meaning}\n")
+    if entry.example and entry.example_is_spec:
+        emit(f"\nFor example, `printf '{entry.example}' | netdsl check -` says:\n\n")
+        try:
+            parse(entry.example, filename="<stdin>")
+        except NetdslError as e:
+            emit(str(e) + "\n")
+    elif entry.example:
+        emit(f"\nFor example: {entry.example}\n")
     return 0
 
 

@@ -73,3 +73,23 @@ def test_each_example_fails_with_its_code(code):
 def test_an_unregistered_code_is_a_bug_not_a_message():
     with pytest.raises(ValueError, match="unregistered error code 'E999'"):
         NetdslError("E999", "no such code")
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_explain_prints_the_meaning_and_a_real_message(code, capsys):
+    from netdsl.cli import main
+
+    assert main(["explain", code.lower()[1:] if code.endswith("1") else code]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{code}: {CODES[code].meaning}\n")
+    if CODES[code].example and CODES[code].example_is_spec:
+        assert f"error[{code}]" in out  # the example's own message, made now
+
+
+def test_explain_lists_every_code_and_refuses_an_unknown_one(capsys):
+    from netdsl.cli import main
+
+    assert main(["explain"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(CODES)
+    assert main(["explain", "E2O1"]) == 1
+    assert "did you mean `E201`" in capsys.readouterr().err

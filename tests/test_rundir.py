@@ -59,7 +59,7 @@ def _env(**extra) -> dict:
 # ---- the user's files are never written over ------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["summary.txt", "weights.safetensors", "curves.png", "spec.net", "notes.md"])
+@pytest.mark.parametrize("name", ["summary.txt", "weights.safetensors", "curves.png", "spec.net", "notes.txt"])
 def test_a_directory_with_the_users_files_is_refused(capsys, tmp_path, tiny, data_dir, name):
     out = tmp_path / "mine"
     out.mkdir()

@@ -183,16 +183,16 @@ def _saved_bytes(suffix: str, save) -> bytes:
     from . import __version__
     from .outputs import ZIP_MARK
 
-    with tempfile.TemporaryDirectory(prefix="netdsl-export-") as d:
-        tmp = os.path.join(d, "model" + suffix)
-        try:
+    try:
+        with tempfile.TemporaryDirectory(prefix="netdsl-export-") as d:
+            tmp = os.path.join(d, "model" + suffix)
             save(tmp)
             with zipfile.ZipFile(tmp, "a") as z:
                 z.comment = ZIP_MARK + f" {__version__}".encode()
             with open(tmp, "rb") as f:
                 return f.read()
-        except OSError as e:
-            raise NetdslError("E411", f"cannot write the {suffix} file: {e.strerror or e}") from None
+    except OSError as e:  # the temporary directory: no space, no writable TMPDIR
+        raise NetdslError("E411", f"cannot make the {suffix} file: {e.strerror or e}") from None
 
 
 def keras_bytes(net, *, weights=None, seed: int = 0) -> bytes:

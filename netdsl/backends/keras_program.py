@@ -269,8 +269,13 @@ _START_UP_NOTES = re.compile(r'WARNING: All log messages before absl|[IW]\\d{4} 
 
 def _import_keras_quietly():
     \"\"\"Import keras with TensorFlow's start-up notes held back; any other output is passed on.\"\"\"
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError):  # standard error is closed: there is nothing to keep quiet
+        import keras
+
+        return keras
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:

@@ -1,6 +1,6 @@
 """`netdsl compile` needs no framework, and what it writes runs as a script.
 
-Generation is text (netdsl/backends/torch_program.py, keras_program.py): it must work in an
+Generation is text (netdsl/backends/torch_source.py, keras_program.py): it must work in an
 environment holding only the base install (lark, networkx), and give there the very file it
 gives with both frameworks installed.  The generated files are run as `python gen.py` with
 the frameworks: their __main__ block builds the model, prints it and runs one batch, quietly.
@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 
 import netdsl
-from netdsl.backends import torch_program
+from netdsl.backends import torch_program, torch_source
 
 LENET = ROOT / "examples" / "lenet5.net"
 
@@ -61,7 +61,7 @@ def test_generated_torch_files_run_as_scripts(tmp_path):
         lines = proc.stdout.splitlines()
         in_shape = _torch_shape(net.input_shape)
         assert lines[-1] == f"input {in_shape} -> output {_torch_shape(net.output_shape)}", proc.stdout
-        assert lines[0] == f"{torch_program._class_name(net.name)}(", proc.stdout  # print(model)
+        assert lines[0] == f"{torch_source._class_name(net.name)}(", proc.stdout  # print(model)
 
 
 @pytest.mark.slow

@@ -7,10 +7,10 @@ the number of real elements); ``flatten`` and ``reshape`` in (H, W, C) order;
 Keras's initialisation (glorot-uniform kernels, zero biases).
 
 The op table (``OPS``: each op of :mod:`netdsl.ops` as a :class:`Layer`, the module the node
-owns and the steps of its forward pass), the one description of the forward pass
-(``_program``, which also says what ``forward_logits`` leaves out) and the code generator
-live in :mod:`netdsl.backends.torch_program`, which imports neither torch nor numpy, so
-``netdsl compile`` runs without them.  This module runs that same program: each step kind
+owns and the steps of its forward pass) and the one description of the forward pass
+(``_program``, which also says what ``forward_logits`` leaves out) live in
+:mod:`netdsl.backends.torch_program`, the code generator in :mod:`netdsl.backends.torch_source`;
+neither imports torch or numpy, so ``netdsl compile`` runs without them.  This module runs that same program: each step kind
 becomes a callable (:data:`_RUN`), and the helpers a generated file defines (``keras_init``,
 ``flatten_hwc``, ``AvgPool2dSame``) are compiled here from the very text copied there, so
 the in-memory model and the generated source are the same network by construction.
@@ -39,7 +39,9 @@ from torch import nn
 
 from ..errors import NetdslError
 from . import torch_program as _p
-from .torch_program import OPS, Layer, TorchOp, _ends_in_softmax, _Entry, _layer, _program, generate
+from .torch_program import OPS, Layer, TorchOp, _ends_in_softmax, _Entry, _layer, _program
+from .torch_source import SOURCE as _SOURCE
+from .torch_source import generate
 
 __all__ = [
     "OPS",
@@ -117,7 +119,7 @@ def _concat(*xs):
     return torch.cat(xs, dim=1)
 
 
-# kind -> the callable from (the module's attribute name, *literals); the same kinds as torch_program.SOURCE
+# kind -> the callable from (the module's attribute name, *literals); the same kinds as torch_source.SOURCE
 _RUN: dict[str, Callable] = {
     "module": lambda attr: attr,
     "act": lambda attr, name: _ACT[name],
@@ -129,7 +131,7 @@ _RUN: dict[str, Callable] = {
     "add": lambda attr: _add,
     "concat": lambda attr: _concat,
 }
-assert set(_RUN) == set(_p.SOURCE), "torch_program.SOURCE and _RUN disagree on the step kinds"
+assert set(_RUN) == set(_SOURCE), "torch_source.SOURCE and _RUN disagree on the step kinds"
 _MERGES = _p.MERGES
 
 

@@ -94,7 +94,11 @@ def write(out: str, data, source, what: str, default: bool = False) -> bool:
 def _ours(path: str) -> bool:
     """May a default output replace ``path``?  Only if it is absent or netdsl wrote it: generated
     code says so in its first line, and a drawing (DOT, or SVG made from it) names ``netdsl``."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device is written in place, never
+            return True  # replaced (and opening a FIFO to read its head would wait for a writer)
         with open(path, "rb") as f:
             head = f.read(1024)
     except FileNotFoundError:

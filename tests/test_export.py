@@ -352,6 +352,24 @@ def test_outputs_through_links_fifos_and_stdout(tmp_path, capfdbinary):
     assert onnx.load_from_string(cap.out).producer_name == "netdsl" and b"wrote /dev/stdout" in cap.err
 
 
+def test_default_output_that_is_a_fifo_is_written_in_place(tmp_path):
+    """Deciding whether netdsl wrote the default output must not open a FIFO to read it (a hang)."""
+    import threading
+
+    fifo = tmp_path / "lenet5.onnx"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl", "export", str(LENET)], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    reader.join(60)
+    assert proc.returncode == 0, proc.stderr
+    assert fifo.is_fifo() and onnx.load_from_string(got[0]).producer_name == "netdsl"
+
+
 # ---- other formats: loaded back by their frameworks --------------------------------------
 
 

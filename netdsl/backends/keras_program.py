@@ -290,8 +290,9 @@ def _import_keras_quietly():
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
+            everything = os.environ['TF_CPP_MIN_LOG_LEVEL'] == '0'  # the user asked for every log line
             for line in held.read().decode('utf-8', 'replace').splitlines(keepends=True):
-                if not _START_UP_NOTES.match(line):
+                if everything or not _START_UP_NOTES.match(line):
                     sys.stderr.write(line)
     return keras
 

@@ -5,6 +5,8 @@ Targets (issue 2):
     measured in the same run, and <= 60 MiB peak memory;
   * a 10,000-layer program checks in <= 1.5 s as a whole process, growing linearly
     (1,000 vs 10,000 layers).
+Issue 8: `netdsl compile examples/lenet5.net -o -` (torch and keras source) as a cold process
+about as fast as `netdsl check`: generating code is text and imports no framework and no numpy.
 
 Runs are interleaved (baseline, netdsl, baseline, ...) so machine noise hits both;
 the figure reported is the ratio of medians.  Usage: python bench/bench_check.py [--runs N]
@@ -87,13 +89,28 @@ def main() -> None:
     # from source on every run, while lark and networkx were compiled at install).
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "netdsl")], check=True)
     run(check_cmd)  # warm the grammar cache and the OS file cache
+    compile_cmds = {b: [*exe, "compile", "examples/lenet5.net", "-b", b, "-o", "-"] for b in ("torch", "keras")}
     base, check = [], []
+    compiled: dict[str, list[float]] = {b: [] for b in compile_cmds}
     for _ in range(args.runs):
         base.append(run(base_cmd)[0])
         check.append(run(check_cmd)[0])
+        for b, cmd in compile_cmds.items():
+            compiled[b].append(run(cmd)[0])
     b, c = statistics.median(base), statistics.median(check)
     print(f"python -c 'import lark, networkx'   median {b * 1000:7.1f} ms  ({args.runs} runs)")
     print(f"netdsl check examples/lenet5.net     median {c * 1000:7.1f} ms  ratio {c / b:.2f}x  (target <= 1.30x)")
+    for name, times in compiled.items():
+        t = statistics.median(times)
+        print(
+            f"netdsl compile -b {name:<5} -o -        median {t * 1000:7.1f} ms  {t / c:.2f}x check (target: about 1x)"
+        )
+    probe = "import sys, runpy; sys.argv = ['netdsl', 'compile', 'examples/lenet5.net', '-b', 'keras', '-o', '-']\n"
+    probe += "import contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+    probe += "    from netdsl.cli import main; main(sys.argv[1:])\n"
+    probe += "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'torch', 'tensorflow', 'keras'}))"
+    heavy = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    print(f"compile imported: {heavy} (expected: [])")
     print(
         f"peak memory: netdsl check {peak_mib(check_cmd):.1f} MiB (target <= 60), "
         f"bare import {peak_mib(base_cmd):.1f} MiB"

@@ -185,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("file", metavar="FILE")
     e.add_argument(
-        "-o", "--output", metavar="OUT", help="where to write (default: <stem>.onnx|.keras|.pt2 beside FILE)"
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="where to write; - for stdout (onnx) (default: <stem>.onnx|.keras|.pt2 in the current directory)",
     )
     e.add_argument("--weights", metavar="W.safetensors", help="trained weights (default: initial ones from --seed)")
     e.add_argument("--format", choices=("onnx", "keras", "pt2"), default="onnx", help="the file format (default: onnx)")
@@ -328,7 +331,7 @@ def _check_usage(parser, args) -> None:
         if name in seen:
             parser.error(f"-D {name} is given more than once")
         seen.add(name)
-    if args.command in ("compile", "plot") and args.output == "":
+    if args.command in ("compile", "plot", "export") and args.output == "":
         parser.error("-o needs a file name (or - for standard output)")
     files = getattr(args, "files", None) or [getattr(args, "file", None)]
     if files.count("-") > 1:

@@ -7,8 +7,11 @@ only ``onnx`` and numpy are imported.  ``.keras`` (``format="keras"``) and a
 Weights come from a safetensors file in the canonical layout, checked whole against
 the net before anything is written (E301-E304), or, without one, are Keras-style
 initial weights drawn from ``seed``: glorot-uniform kernels, zero biases, batchnorm
-gamma 1, beta 0, moving mean 0, moving variance 1.  Output files are written
-atomically: on any failure nothing is left behind.
+gamma 1, beta 0, moving mean 0, moving variance 1.  Files are written as every netdsl
+output is (:mod:`netdsl.outputs`): atomically, devices and FIFOs in place, the spec and the
+weights never replaced; on any failure nothing is left behind.  A default output replaces
+only a file netdsl wrote: an ONNX model whose producer is netdsl, or a .keras / .pt2 archive
+whose zip comment netdsl signed.
 """
 
 from __future__ import annotations
@@ -138,71 +141,63 @@ def to_onnx(net, path=None, *, weights=None, opset=None, layout: str = "nchw", s
     return model
 
 
-def _check_target(net, path, weights=None) -> tuple[Path, bool]:
-    """The output path, and whether it is a device or pipe (written in place: never replaced)."""
-    import stat
+def _protect(net, weights=None) -> dict:
+    """The files an export never replaces: the spec, and the weights it reads."""
+    out = {net.source.filename: f"the spec {net.source.filename} with the exported model"}
+    if isinstance(weights, (str, os.PathLike)):
+        out[os.fspath(weights)] = f"the weights {os.fspath(weights)} with the exported model"
+    return out
 
-    path = Path(path)
-    spec = net.source.filename
-    if not spec.startswith("<") and path.resolve() == Path(spec).resolve():
-        raise NetdslError("E411", f"refusing to overwrite the spec `{path}` with the exported model")
-    if isinstance(weights, (str, os.PathLike)) and path.resolve() == Path(weights).resolve():
-        raise NetdslError("E411", f"refusing to overwrite the weights `{path}` with the exported model")
-    if path.is_dir():
-        raise NetdslError("E411", f"`{path}` is a directory", hint=f"name a file, e.g. {path / (net.name + '.onnx')}")
+
+def _check_target(net, path, weights=None, default: bool = False) -> None:
+    """E411 now, before any weight is made or framework loaded, for a target export would refuse."""
+    from .outputs import Refused, check
+
     try:
-        special = not stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        special = False
-    return path, special
+        check(os.fspath(path), _protect(net, weights), default)
+    except Refused as e:
+        raise NetdslError("E411", str(e)) from None
+    if os.path.isdir(path):
+        raise NetdslError(
+            "E411", f"cannot write {path}: it is a directory", hint=f"name a file, e.g. {Path(path) / net.name}.onnx"
+        )
 
 
-def _put(path: Path, data: bytes) -> None:
-    """Write into a device or a pipe as it is (renaming over /dev/full would replace the device)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
+def write(net, path, data: bytes, weights=None, default: bool = False) -> Path:
+    """Write ``data`` as the project writes every output (:func:`netdsl.outputs.put`: atomic for a
+    file, in place for a device or FIFO, links followed), or E411 leaving nothing behind."""
+    from .outputs import Refused, put
 
-
-def write(net, path, data: bytes, weights=None) -> Path:
-    """Write ``data`` to ``path`` atomically, or E411 leaving nothing behind."""
-    from .files import write_atomic
-
-    path, special = _check_target(net, path, weights)
     try:
-        if special:
-            _put(path, data)
-            return path
-        return write_atomic(path, data)
-    except OSError as e:
-        raise NetdslError("E411", f"cannot write `{path}`: {e.strerror or e}") from None
+        put(os.fspath(path), data, _protect(net, weights), default)
+    except Refused as e:
+        raise NetdslError("E411", str(e)) from None
+    return Path(path)
 
 
-def _write_via(net, path, suffix: str, save, weights=None) -> Path:
-    """Let a framework ``save(tmp)`` into a temporary file beside ``path``, then rename it into place."""
-    path, special = _check_target(net, path, weights)
-    tmp = None
+def _saved_bytes(suffix: str, save) -> bytes:
+    """What a framework's ``save(path)`` writes (it wants a file name), signed as netdsl's: the
+    archive's comment names netdsl, so a later default export knows it may replace the file."""
+    import zipfile
+
+    from . import __version__
+    from .outputs import ZIP_MARK
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=None if special else path.parent)
-        os.close(fd)
-        save(tmp)
-        if special:
-            _put(path, Path(tmp).read_bytes())
-        else:
-            os.replace(tmp, path)
-            tmp = None
-    except OSError as e:
-        raise NetdslError("E411", f"cannot write `{path}`: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-    return path
+        with tempfile.TemporaryDirectory(prefix="netdsl-export-") as d:
+            tmp = os.path.join(d, "model" + suffix)
+            save(tmp)
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.comment = ZIP_MARK + f" {__version__}".encode()
+            with open(tmp, "rb") as f:
+                return f.read()
+    except OSError as e:  # the temporary directory: no space, no writable TMPDIR
+        raise NetdslError("E411", f"cannot make the {suffix} file: {e.strerror or e}") from None
 
 
-def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
+def keras_bytes(net, *, weights=None, seed: int = 0) -> bytes:
     """A ``.keras`` archive of the model with its weights (imports TensorFlow)."""
     check_options(None, "nchw", "keras", seed)
-    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
     from .backends import get
 
     backend = get("keras")
@@ -217,13 +212,12 @@ def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             model.save(tmp)
 
-    return _write_via(net, path, ".keras", save, weights)
+    return _saved_bytes(".keras", save)
 
 
-def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
+def pt2_bytes(net, *, weights=None, seed: int = 0) -> bytes:
     """A ``torch.export`` program (NCHW input, dynamic batch) with its weights (imports torch)."""
     check_options(None, "nchw", "pt2", seed)
-    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
     from .backends import get
 
     backend = get("torch")
@@ -237,38 +231,51 @@ def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
     example = torch.zeros((2, shape[2], shape[0], shape[1]) if len(shape) == 3 else (2, *shape))
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    return _write_via(net, path, ".pt2", lambda tmp: torch.export.save(program, tmp), weights)
+    return _saved_bytes(".pt2", lambda tmp: torch.export.save(program, tmp))
+
+
+def to_keras_file(net, path, *, weights=None, seed: int = 0) -> Path:
+    """Write :func:`keras_bytes` to ``path``."""
+    _check_target(net, path, weights)  # before the framework loads: a wrong path fails fast
+    return write(net, path, keras_bytes(net, weights=weights, seed=seed), weights)
+
+
+def to_pt2_file(net, path, *, weights=None, seed: int = 0) -> Path:
+    """Write :func:`pt2_bytes` to ``path``."""
+    _check_target(net, path, weights)
+    return write(net, path, pt2_bytes(net, weights=weights, seed=seed), weights)
 
 
 # ---- the command ---------------------------------------------------------------------------
 
 
 def cli(args, source, net) -> int:
-    """``netdsl export``: write the file, say what was written; errors are located, exit 1."""
+    """``netdsl export``: write the file where the project writes outputs (the current directory
+    by default, replacing only a file netdsl wrote), say what was written; errors located, exit 1."""
     import sys
 
+    from .outputs import emit
+
     fmt = args.format
-    out = args.output
-    if out is None:
-        out = str(Path(source.filename).with_name(f"{Path(source.filename).stem}{FORMATS[fmt]}"))
+    out, default = args.output, args.output is None
+    if default:
+        stem = "net" if source.filename.startswith("<") else Path(source.filename).stem or "net"
+        out = stem + FORMATS[fmt]
     try:
+        if out != "-":
+            _check_target(net, out, args.weights, default)  # before any weight is made or framework loaded
         if fmt == "onnx":
             model = to_onnx(net, None, weights=args.weights, opset=args.opset, layout=args.layout, seed=args.seed)
             data = model.SerializeToString()
-            if out == "-":
-                try:
-                    sys.stdout.buffer.write(data)
-                    sys.stdout.flush()
-                except OSError as e:
-                    raise NetdslError("E411", f"cannot write to standard output: {e.strerror or e}") from None
-                return 0
-            write(net, out, data, args.weights)
             what = f"onnx opset {model.opset_import[0].version}, {args.layout.upper()} input"
+        elif fmt == "keras":
+            data, what = keras_bytes(net, weights=args.weights, seed=args.seed), "keras, NHWC input"
         else:
-            check_options(None, "nchw", fmt, args.seed)
-            save = to_keras_file if fmt == "keras" else to_pt2_file
-            save(net, out, weights=args.weights, seed=args.seed)
-            what = "keras, NHWC input" if fmt == "keras" else "torch.export, NCHW input"
+            data, what = pt2_bytes(net, weights=args.weights, seed=args.seed), "torch.export, NCHW input"
+        if out == "-":
+            emit(data)  # a failure is the CLI's "cannot write to standard output", exit 1
+        else:
+            write(net, out, data, args.weights, default)
     except NetdslError as e:
         if args.traceback:
             raise
@@ -276,5 +283,6 @@ def cli(args, source, net) -> int:
         return 1
     if args.weights is None:
         print(f"netdsl: no --weights: Keras-style initial weights from seed {args.seed} (untrained)", file=sys.stderr)
-    print(f"wrote {out} ({what}, {net.total_params:,} params)", file=sys.stderr)
+    if out != "-":
+        print(f"wrote {out} ({what}, {net.total_params:,} params)", file=sys.stderr)
     return 0

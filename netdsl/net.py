@@ -114,7 +114,7 @@ class Net:
         """Standalone Python source for ``backend`` (``torch`` or ``keras``)."""
         from . import backends
 
-        return backends.get(backend).generate(self)
+        return backends.source(backend).generate(self)  # text: no framework needed
 
     def to_onnx(self, path=None, *, weights=None, opset=None, layout: str = "nchw", seed: int = 0):
         """An ``onnx.ModelProto`` written by netdsl itself (no framework); saved to ``path`` when given.

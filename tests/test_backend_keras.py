@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 import netdsl  # noqa: E402
 from netdsl import ops  # noqa: E402
 from netdsl.backends import keras as kb  # noqa: E402
+from netdsl.backends import keras_program  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategies import programs  # noqa: E402
@@ -310,7 +311,7 @@ def test_batchnorm_inference_uses_moving_statistics():
 
 KEYWORD_LABELS = (
     "class None True import lambda def return __debug__ keras layers inputs x os build_model print __name__ "
-    "inputs_ class_ match _"
+    "inputs_ class_ match _ re sys tempfile _import_keras_quietly _START_UP_NOTES"
 ).split()
 
 
@@ -335,11 +336,11 @@ def test_generate_is_injection_proof(tmp_path):
     ruff_check([path])
     src = path.read_text(encoding="utf-8")
     tree = ast.parse(src)
-    for stmt in tree.body:  # nothing runs at import but the imports, the env default and the def
-        assert isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.If, ast.Expr)), ast.dump(stmt)
-        if isinstance(stmt, ast.Expr):
-            assert ast.unparse(stmt) == "os.environ.setdefault('KERAS_BACKEND', 'tensorflow')"
-    assert [f.name for f in tree.body if isinstance(f, ast.FunctionDef)] == ["build_model"]
+    # nothing runs at import but the fixed imports (no text from the spec in them) and the def
+    fixed = ast.parse(keras_program._QUIET_IMPORT).body
+    assert [ast.dump(s) for s in tree.body[: len(fixed)]] == [ast.dump(s) for s in fixed]
+    assert [type(s) for s in tree.body[len(fixed) :]] == [ast.FunctionDef, ast.If]
+    assert tree.body[len(fixed)].name == "build_model"
     assert not any(isinstance(n, ast.Attribute) and n.attr == "system" for n in ast.walk(tree))
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert {t for t in strings if "pwned" in t} == {net.name}  # only as the model's name, a literal

@@ -607,12 +607,13 @@ def test_injection_through_names(tmp_path):
         for n in ast.walk(tree)
         if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)
     }
-    cls = next(n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name not in tb._HELPERS)
+    cls = next(n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name not in tb._p._HELPERS)
     for n in ast.walk(tree):
         if isinstance(n, ast.Constant) and isinstance(n.value, str):
-            assert id(n) in docstrings or n.value in ("-inf", "nearest-exact"), n.value
+            assert id(n) in docstrings or n.value in ("-inf", "nearest-exact", "__main__", "input ", " -> output ")
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
-            assert n.func.id in {"super", "float", "isinstance", *tb._HELPERS, cls}, n.func.id
+            fixed = {"super", "float", "isinstance", "build_model", "print", "tuple", "model", *tb._p._HELPERS}
+            assert n.func.id in fixed | {cls}, n.func.id
         if isinstance(n, (ast.Import, ast.ImportFrom)):
             assert all((getattr(n, "module", None) or a.name).startswith("torch") for a in n.names)
     # the in-memory model: every node has its module, clashing names get a trailing "_"

@@ -193,12 +193,15 @@ def test_initial_weights_are_keras_style_and_seeded():
 # ---- the command line ---------------------------------------------------------------------
 
 
-def test_cli_default_output_and_weights(tmp_path, capsys):
-    spec = tmp_path / "lenet5.net"
+def test_cli_default_output_and_weights(tmp_path, capsys, monkeypatch):
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "lenet5.net"
     spec.write_text(LENET.read_text())
+    monkeypatch.chdir(tmp_path)  # the default output goes to the current directory, not beside the spec
     assert main(["export", str(spec)]) == 0
     err = capsys.readouterr().err
-    assert "initial weights from seed 0" in err and f"wrote {tmp_path / 'lenet5.onnx'}" in err
+    assert "initial weights from seed 0" in err and "\nwrote lenet5.onnx (onnx opset 17" in err
+    assert [p.name for p in (tmp_path / "specs").iterdir()] == ["lenet5.net"]
     net = netdsl.load(spec)
     w = random_weights(net)
     wfile = tmp_path / "w.safetensors"
@@ -211,7 +214,7 @@ def test_cli_default_output_and_weights(tmp_path, capsys):
     x = np.random.default_rng(0).uniform(0, 1, (5, 28, 28, 1)).astype(np.float32)
     ref = references(net, w, x)["torch"]
     assert rel(run(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), x, "nhwc"), ref) < RTOL
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.net", "lenet5.onnx", "m.onnx", "w.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx", "m.onnx", "specs", "w.safetensors"]
 
 
 def test_cli_stdout(tmp_path, capfdbinary):
@@ -293,11 +296,85 @@ def test_without_onnx_the_advice_is_to_install_the_extra(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_default_output_replaces_only_what_netdsl_wrote(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(LENET), "--seed", "1"]) == 0
+    assert main(["export", str(LENET), "--seed", "2"]) == 0  # netdsl's own model: replaced
+    ours = (tmp_path / "lenet5.onnx").read_bytes()
+    assert onnx.load_from_string(ours).producer_name == "netdsl"
+    foreign = onnx.load_from_string(ours)
+    foreign.producer_name = "pytorch"
+    for data in (foreign.SerializeToString(), b"notes\n", b"PK\x03\x04 not really a zip"):
+        (tmp_path / "lenet5.onnx").write_bytes(data)
+        capsys.readouterr()
+        assert main(["export", str(LENET)]) == 1
+        err = capsys.readouterr().err
+        assert "refusing to overwrite lenet5.onnx, which netdsl did not write; -o lenet5.onnx replaces it" in err
+        assert (tmp_path / "lenet5.onnx").read_bytes() == data
+    assert main(["export", str(LENET), "--seed", "2", "-o", "lenet5.onnx"]) == 0  # named with -o: replaced
+    assert (tmp_path / "lenet5.onnx").read_bytes() == ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]
+
+
+def test_zip_archives_signed_by_netdsl_are_its_own(tmp_path):
+    """.keras and .pt2 archives carry a zip comment naming netdsl; others are not replaced."""
+    import zipfile
+
+    from netdsl.outputs import _ours
+
+    for comment, ours in ((b"netdsl 0.1.0", True), (b"", False), (b"keras", False)):
+        path = tmp_path / f"a{len(comment)}.keras"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("config.json", "{}")
+            z.comment = comment
+        assert _ours(str(path)) is ours, comment
+
+
+def test_outputs_through_links_fifos_and_stdout(tmp_path, capfdbinary):
+    import threading
+
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.onnx"
+    link.symlink_to(tmp_path / "real" / "m.onnx")
+    assert main(["export", str(LENET), "-o", str(link)]) == 0
+    assert link.is_symlink() and onnx.load(str(link)).graph.output[0].name == "output"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["export", str(LENET), "-o", str(fifo)]) == 0  # written into the pipe, not replaced
+    reader.join(60)
+    assert fifo.is_fifo() and onnx.load_from_string(got[0]).producer_name == "netdsl"
+    capfdbinary.readouterr()
+    assert main(["export", str(LENET), "-o", "/dev/stdout"]) == 0
+    cap = capfdbinary.readouterr()
+    assert onnx.load_from_string(cap.out).producer_name == "netdsl" and b"wrote /dev/stdout" in cap.err
+
+
+def test_default_output_that_is_a_fifo_is_written_in_place(tmp_path):
+    """Deciding whether netdsl wrote the default output must not open a FIFO to read it (a hang)."""
+    import threading
+
+    fifo = tmp_path / "lenet5.onnx"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl", "export", str(LENET)], cwd=tmp_path, env=env, capture_output=True, timeout=120
+    )
+    reader.join(60)
+    assert proc.returncode == 0, proc.stderr
+    assert fifo.is_fifo() and onnx.load_from_string(got[0]).producer_name == "netdsl"
+
+
 # ---- other formats: loaded back by their frameworks --------------------------------------
 
 
 @pytest.mark.slow
-def test_keras_and_pt2_files_load_back_with_their_weights(tmp_path, capsys):
+def test_keras_and_pt2_files_load_back_with_their_weights(tmp_path, capsys, monkeypatch):
     net = netdsl.load(EXAMPLES[0].parent / "resnet.net")
     w = random_weights(net)
     from safetensors.numpy import save_file
@@ -318,6 +395,19 @@ def test_keras_and_pt2_files_load_back_with_their_weights(tmp_path, capsys):
         y = program.module()(torch.from_numpy(x[:n]).permute(0, 3, 1, 2).contiguous()).detach().numpy()
         assert rel(y, ref[:n]) < RTOL
     assert sorted(q.name for q in tmp_path.iterdir()) == ["r.keras", "r.pt2", "w.safetensors"]
+    # a default output (in the current directory) replaces the archives netdsl signed, and only those
+    import zipfile
+
+    for path, fmt in ((k, "keras"), (p, "pt2")):
+        assert zipfile.ZipFile(path).comment.startswith(b"netdsl ")
+        monkeypatch.chdir(tmp_path)
+        path.rename(tmp_path / f"resnet.{fmt}")
+        assert main(["export", spec, "--format", fmt]) == 0
+        assert "wrote resnet." + fmt in capsys.readouterr().err
+        with zipfile.ZipFile(tmp_path / f"resnet.{fmt}", "a") as z:
+            z.comment = b"someone else's"
+        assert main(["export", spec, "--format", fmt]) == 1
+        assert "which netdsl did not write" in capsys.readouterr().err
 
 
 # ---- a trained run ------------------------------------------------------------------------

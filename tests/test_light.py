@@ -23,17 +23,17 @@ print(','.join(heavy))
 """
 
 
-def probe(body: str, tmp_path) -> str:
+def probe(body: str, tmp_path, heavy: tuple = HEAVY) -> str:
     stubs = tmp_path / "stubs"
     marks = tmp_path / "marks"
     marks.mkdir()
-    for name in HEAVY:
+    for name in heavy:
         (stubs / name).mkdir(parents=True)
         (stubs / name / "__init__.py").write_text(
             f"open({str(marks / name)!r}, 'w').close()\nraise ImportError('netdsl imported {name}')\n"
         )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stubs), str(ROOT)])}
-    code = PROBE.format(body=body, heavy=HEAVY)
+    code = PROBE.format(body=body, heavy=heavy)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert not list(marks.iterdir()), f"imported: {[p.name for p in marks.iterdir()]}"
@@ -85,3 +85,22 @@ def test_export_imports_no_framework(tmp_path):
     )
     assert probe(body, tmp_path) == ""
     assert out.stat().st_size > 1000
+
+
+def test_compile_imports_no_framework_and_no_numpy(tmp_path):
+    """Generating code is text: torch and keras source alike, with numpy stubbed out too."""
+    out = tmp_path / "gen"
+    out.mkdir()
+    body = (
+        "from netdsl.cli import main\n"
+        "import contextlib, io, netdsl\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as f:\n"
+        "    for b in ('torch', 'keras', 'pytorch', 'tf'):\n"
+        "        for p in ('examples/lenet5.net', 'examples/inception.net', 'examples/unet.net'):\n"
+        "            assert main(['compile', p, '-b', b, '-o', '-']) == 0\n"
+        f"    assert main(['compile', 'examples/resnet.net', '-o', {str(out / 'r.py')!r}]) == 0\n"
+        "assert 'class Lenet5(nn.Module)' in f.getvalue() and 'def build_model' in f.getvalue()\n"
+        "netdsl.load('examples/vgg_small.net').generate('keras')\n"
+    )
+    assert probe(body, tmp_path, (*HEAVY, "numpy")) == ""
+    assert "class Resnet(nn.Module)" in (out / "r.py").read_text()

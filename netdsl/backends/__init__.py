@@ -8,7 +8,9 @@ Each backend is one module with the same small API, imported only when used
         take and return NCHW tensors (vectors as (N, C)); Keras models NHWC.
     generate(net) -> str
         Standalone Python source (imports torch or keras, never netdsl) defining
-        ``build_model()``, which returns the same architecture.
+        ``build_model()``, which returns the same architecture, and a ``__main__`` block
+        that builds, prints and runs one batch.  It lives in ``torch_source`` /
+        ``keras_program`` (see :func:`source`), which import no framework and no numpy.
     get_weights(model, net) -> dict[str, numpy.ndarray]
         Every weight in the canonical layout: key ``"<node>.<weight>"`` with the
         names and shapes of ``netdsl.ops`` (Keras's layout: conv kernels HWIO,
@@ -34,6 +36,19 @@ import importlib
 
 NAMES = ("torch", "keras")
 ALIASES = {"pytorch": "torch", "tf": "keras", "tensorflow": "keras", "tf.keras": "keras"}
+_SOURCE = {"torch": "torch_source", "keras": "keras_program"}  # the code generators: no framework
+
+
+def source(name: str):
+    """The code generator for ``name``: a module with ``generate(net) -> str`` that imports no
+    framework and no numpy (``torch_source`` or ``keras_program``), so ``netdsl compile`` runs
+    with the base install.  The framework module builds its model from the same program."""
+    from ..errors import NetdslError
+
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in NAMES:
+        raise NetdslError("E401", f"unknown backend `{name}` (known: torch, keras)")
+    return importlib.import_module(f"{__name__}.{_SOURCE[key]}")
 
 
 def get(name: str):

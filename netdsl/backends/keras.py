@@ -4,10 +4,12 @@ Every node becomes one Keras layer named after the node (the input is
 ``keras.Input(name="input")``), wired with the functional API, so any DAG the
 language can express (skips, merges, parallel paths) is built as written.
 
-The ``OPS`` table below maps each op of :mod:`netdsl.ops` to the Keras layer class
-and its constructor arguments.  The in-memory model (:func:`build`) and the
-generated source (:func:`generate`) are both made from that one table, so they are
-the same architecture by construction.
+The ``OPS`` table (in :mod:`netdsl.backends.keras_program`, which imports neither
+TensorFlow nor numpy, so ``netdsl compile`` runs without them) maps each op of
+:mod:`netdsl.ops` to the Keras layer class and its constructor arguments.  The in-memory
+model (:func:`build`) and the generated source (:func:`generate`) are both made from that
+module's ``_calls``, one description of the model, so they are the same architecture by
+construction.
 
 Canonical weights (:func:`get_weights` / :func:`set_weights`) are Keras's own
 layout, and their names (``kernel``, ``bias``, ``gamma``, ``beta``,
@@ -20,22 +22,20 @@ TensorFlow is imported when this module is; ``TF_CPP_MIN_LOG_LEVEL=2`` and
 from __future__ import annotations
 
 import contextlib
-import keyword
 import os
 import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
-from .. import ops as _ops  # noqa: E402
 from ..errors import NetdslError  # noqa: E402
+from .keras_program import OPS, KerasOp, _calls, _model_name, generate  # noqa: E402
 
 # ---- quiet start-up ------------------------------------------------------------------
 # TensorFlow's C++ side logs through absl before absl is initialised, which ignores
@@ -121,114 +121,6 @@ import keras  # noqa: E402
 
 __all__ = ["OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
 
-
-# ---- the op table --------------------------------------------------------------------
-
-
-class KerasOp(NamedTuple):
-    """How one netdsl op becomes a Keras layer.
-
-    ``layer`` is the ``keras.layers`` class name; ``args(a)`` turns the op's resolved
-    argument dict into the constructor's ``(positional, keyword)`` arguments (plain
-    ints, floats, strings and tuples of them, so :func:`generate` can ``repr`` them).
-    ``merge``: the layer is called on the list of its inputs.
-    """
-
-    layer: str
-    args: Callable[[dict], tuple[tuple, dict]]
-    merge: bool = False
-
-
-# Fused activations: Keras activation names.  A fused leakyrelu is Keras's
-# "leaky_relu" (negative slope 0.2); gelu is exact (erf), Keras's default.
-ACTIVATION = {a: a for a in _ops.ACTIVATIONS}
-ACTIVATION["leakyrelu"] = "leaky_relu"
-
-
-def _size(v: tuple) -> Any:
-    """``(5, 5)`` -> ``5`` (what a person would write); ``(3, 1)`` stays a tuple."""
-    return v[0] if len(v) == 2 and v[0] == v[1] else tuple(v)
-
-
-def _opt(kw: dict, key: str, value: Any, default: Any) -> None:
-    if value != default:
-        kw[key] = value
-
-
-def _conv(a: dict) -> tuple[tuple, dict]:
-    kw: dict = {}
-    _opt(kw, "strides", _size(a["stride"]), 1)
-    _opt(kw, "padding", a["padding"], "valid")
-    _opt(kw, "activation", ACTIVATION[a["activation"]], "linear")
-    _opt(kw, "dilation_rate", _size(a["dilation"]), 1)
-    _opt(kw, "use_bias", a["bias"], True)
-    return (a["filters"], _size(a["kernel"])), kw
-
-
-def _pool(a: dict) -> tuple[tuple, dict]:
-    kw: dict = {}
-    _opt(kw, "padding", a["padding"], "valid")
-    return (_size(a["size"]), _size(a["stride"])), kw
-
-
-def _dense(a: dict) -> tuple[tuple, dict]:
-    kw: dict = {}
-    _opt(kw, "activation", ACTIVATION[a["activation"]], "linear")
-    _opt(kw, "use_bias", a["bias"], True)
-    return (a["units"],), kw
-
-
-def _batchnorm(a: dict) -> tuple[tuple, dict]:
-    kw: dict = {}
-    _opt(kw, "momentum", a["momentum"], 0.99)
-    _opt(kw, "epsilon", a["eps"], 1e-3)
-    return (), kw
-
-
-def _upsample(a: dict) -> tuple[tuple, dict]:
-    kw: dict = {}
-    _opt(kw, "interpolation", a["interpolation"], "nearest")
-    return (_size(a["size"]),), kw
-
-
-_NONE: Callable[[dict], tuple[tuple, dict]] = lambda a: ((), {})
-
-
-def _activation(name: str) -> Callable[[dict], tuple[tuple, dict]]:
-    return lambda a: ((name,), {})
-
-
-OPS: dict[str, KerasOp] = {
-    "conv": KerasOp("Conv2D", _conv),
-    "maxpool": KerasOp("MaxPooling2D", _pool),
-    "avgpool": KerasOp("AveragePooling2D", _pool),  # TF 'same': the padding is not averaged
-    "gap": KerasOp("GlobalAveragePooling2D", _NONE),
-    "gmp": KerasOp("GlobalMaxPooling2D", _NONE),
-    "flatten": KerasOp("Flatten", _NONE),
-    "dense": KerasOp("Dense", _dense),
-    "dropout": KerasOp("Dropout", lambda a: ((a["rate"],), {})),
-    "batchnorm": KerasOp("BatchNormalization", _batchnorm),
-    "upsample": KerasOp("UpSampling2D", _upsample),
-    "reshape": KerasOp("Reshape", lambda a: ((tuple(a["shape"]),), {})),
-    "add": KerasOp("Add", _NONE, merge=True),
-    "concat": KerasOp("Concatenate", lambda a: ((), {"axis": -1}), merge=True),
-    "linear": KerasOp("Activation", _activation("linear")),
-    "relu": KerasOp("ReLU", _NONE),
-    "sigmoid": KerasOp("Activation", _activation("sigmoid")),
-    "tanh": KerasOp("Activation", _activation("tanh")),
-    "softmax": KerasOp("Softmax", _NONE),  # axis -1: the channels
-    "log_softmax": KerasOp("Activation", _activation("log_softmax")),  # axis -1
-    "gelu": KerasOp("Activation", _activation("gelu")),
-    "elu": KerasOp("ELU", _NONE),  # alpha 1.0
-    "selu": KerasOp("Activation", _activation("selu")),
-    "silu": KerasOp("Activation", _activation("silu")),
-    "leakyrelu": KerasOp("LeakyReLU", lambda a: ((), {"negative_slope": a["alpha"]})),
-}
-
-_missing = set(_ops.OPS) ^ set(OPS)
-assert not _missing, f"the keras backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
-
-
 # ---- device ---------------------------------------------------------------------------
 
 _DEVICE_WORDS = re.compile(r"(cpu|gpu|cuda)(?::(\d+))?\Z", re.I)
@@ -259,33 +151,6 @@ def device(requested: str | None = None) -> str:
 
 
 # ---- build ----------------------------------------------------------------------------
-
-
-def _model_name(net) -> str:
-    name = str(getattr(net, "name", "") or "net")
-    return name.replace("/", "_")  # the one character Keras refuses in a name
-
-
-class _Call(NamedTuple):
-    """One node as one Keras layer call: ``layers.<cls>(*pos, **kw, name=name)(inputs)``."""
-
-    name: str
-    cls: str
-    pos: tuple
-    kw: dict
-    inputs: tuple
-    merge: bool
-
-
-def _calls(net) -> list[_Call]:
-    """Every layer node as a call, in order: the one description :func:`build` runs and
-    :func:`generate` prints, so the in-memory and the generated model cannot differ."""
-    out = []
-    for name, node in list(net.graph.nodes.items())[1:]:
-        spec = OPS[node["op"]]
-        pos, kw = spec.args(node["args"])
-        out.append(_Call(name, spec.layer, tuple(pos), dict(kw), tuple(node["inputs"]), spec.merge))
-    return out
 
 
 @contextlib.contextmanager
@@ -360,103 +225,3 @@ def predict(model, x) -> np.ndarray:
             for i in range(0, max(len(x), 1), PREDICT_BATCH)
         ]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-# ---- generate -------------------------------------------------------------------------
-
-# Names the generated build_model() uses itself; a node variable never takes one.
-_RESERVED = frozenset({"keras", "layers", "os", "inputs", "x", "build_model", "__debug__"})
-
-
-def _comment(text: str) -> str:
-    """One comment line: nothing that could end the comment (or the file's encoding) survives."""
-    return "#" + (" " + "".join(c if c.isprintable() else "?" for c in text) if text else "")
-
-
-def _identifier(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # never: names come from the grammar
-        raise ValueError(f"not a name: {name!r}")
-    return name
-
-
-WIDTH = 88  # generated lines longer than this are wrapped, as a formatter would
-
-
-def _statement(target: str, func: str, parts: list[str], call_arg: str) -> list[str]:
-    """``target = func(parts...)(call_arg)``, wrapped when long (4-space indent inside build_model)."""
-    one = f"{target} = {func}({', '.join(parts)}){call_arg}"
-    if len(one) + 4 <= WIDTH:
-        return [one]
-    inner = ", ".join(parts)
-    if len(inner) + 8 <= WIDTH:
-        return [f"{target} = {func}(", f"    {inner}", f"){call_arg}"]
-    return [f"{target} = {func}(", *(f"    {p}," for p in parts), f"){call_arg}"]
-
-
-def _layer_statement(target: str, c: _Call, arg: str) -> list[str]:
-    parts = [repr(v) for v in c.pos] + [f"{k}={v!r}" for k, v in c.kw.items()] + [f"name={_identifier(c.name)!r}"]
-    return _statement(target, f"layers.{c.cls}", parts, f"({arg})")
-
-
-def generate(net) -> str:
-    """Standalone Keras source defining ``build_model()`` (the same model :func:`build` makes)."""
-    g = net.graph
-    order = list(g.nodes)
-    output = g.graph["output"]
-    nxt = {a: b for a, b in zip(order, order[1:], strict=False)}
-    consumers: dict[str, list[str]] = {n: [] for n in order}
-    for n in order:
-        for i in g.nodes[n]["inputs"]:
-            consumers[i].append(n)
-
-    # A node read only by the very next statement flows through `x`; any other gets its own variable.
-    var: dict[str, str] = {}
-    taken = set(_RESERVED)
-    for n in order:
-        if g.nodes[n]["op"] == "input":
-            var[n] = "inputs"
-        elif (consumers[n] and all(c == nxt.get(n) for c in consumers[n])) or (n == output and not consumers[n]):
-            var[n] = "x"
-        else:
-            v = _identifier(n)
-            while keyword.iskeyword(v) or v in taken:
-                v += "_"
-            taken.add(v)
-            var[n] = v
-
-    body = [f"inputs = keras.Input(shape={tuple(g.nodes['input']['args']['shape'])!r}, name='input')"]
-    for c in _calls(net):
-        ins = [var[i] for i in c.inputs]
-        body += _layer_statement(var[c.name], c, f"[{', '.join(ins)}]" if c.merge else ins[0])
-    body.append(f"return keras.Model(inputs, {var[output]}, name={_model_name(net)!r})")
-
-    source = getattr(getattr(net, "source", None), "filename", None) or "<string>"
-    head = [
-        f"Keras 3 (tf.keras) model generated by netdsl from {source}.",
-        "",
-        "build_model() returns the keras.Model.  Its layer names are the netdsl node names, so a",
-        'netdsl weight "<layer>.<weight>" is model.get_layer(layer).<weight> (Keras\'s layout).',
-        "",
-        *net.summary().splitlines(),
-    ]
-    lines = [_comment(h) for h in head]
-    lines += [
-        "",
-        "import os",
-        "",
-        "os.environ.setdefault('KERAS_BACKEND', 'tensorflow')  # written for Keras 3 on TensorFlow",
-        "",
-        "import keras",
-        "from keras import layers",
-        "",
-        "",
-        "def build_model():",
-        '    """The network as a Keras functional model (channels-last input)."""',
-        *(f"    {b}" for b in body),
-        "",
-        "",
-        "if __name__ == '__main__':",
-        "    build_model().summary()",
-        "",
-    ]
-    return "\n".join(lines)

@@ -34,6 +34,11 @@ def _args(text: str, **params):
         ("def f(c, k=3) { conv c x k same }\nf(4); f(8, k=1)", "conv 4x3 same; conv 8x1 same"),
         ("def f(c, k=3) { conv c x k same }\nf(4, k=3x1)", "conv filters=4 kernel=3x1 padding=same"),
         ("def f(p) { maxpool p/p }\nf(2)", "maxpool 2/2"),
+        # a stride per axis after `/` (a mutant `conv(1)(2)/3x0` once crashed the expander here)
+        ("conv 8x3/2x1 same", "conv filters=8 kernel=3 stride=2x1 padding=same"),
+        ("maxpool 2/2x2", "maxpool size=2 stride=2x2"),
+        ("let k = 2\nmaxpool (k)/3x3", "maxpool size=2 stride=3"),
+        ("let c = 4\nconv c x 3/2x1", "conv filters=4 kernel=3 stride=2x1"),
     ],
 )
 def test_parametric_size_is_its_keyword_form(short, keywords):

@@ -112,7 +112,9 @@ def _size(ex, a: s.Size, scope: Scope) -> ops.Pos | None:
             return None
         dims.append(v)
     stride = None
-    if a.stride is not None:
+    if isinstance(a.stride, s.Size):  # `8x3/2x2`: a literal stride per axis
+        stride = tuple(d.value for d in a.stride.dims)
+    elif a.stride is not None:
         stride = ex.values.eval(a.stride, scope)
         if stride is None:
             return None

@@ -93,12 +93,13 @@ Expr = Num | Name | Neg | BinOp
 class Size:
     """A shorthand size: `6x5/2` (literal), `c x 3`, `(2*c)x3/2`, `k/s`.
 
-    ``dims`` are expressions (numbers for a literal); ``stride`` is one or None.
+    ``dims`` are expressions (numbers for a literal); ``stride`` is one, a literal Size
+    (`8x3/2x2`, a stride per axis) or None.
     ``literal`` marks the single-token form, whose meaning predates names in sizes.
     """
 
     dims: tuple[Expr, ...]
-    stride: Expr | None
+    stride: Expr | Size | None
     span: Span
     literal: bool = False
 

@@ -293,7 +293,12 @@ class _ToSyntax:
                 parts.append(self._dim(d) or self._expr(d))
         a = self._span(start.left if isinstance(start, _Stride) else start)
         b = end.span if isinstance(end, _Stride) else self._span(end)
-        st = None if stride is None else self._dim(stride) or self._expr(stride)
+        if stride is None:
+            st = None
+        elif _is(stride, "SIZE"):  # `8x3/2x2`: a stride per axis, as `stride=2x2`
+            st = self._literal(stride)
+        else:
+            st = self._dim(stride) or self._expr(stride)
         return s.Size(tuple(parts), st, a.to(b))
 
     # -- expressions -----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from . import syntax as s
 from .cost import Budget, Costs
 from .diagnostics import Reporter, suggest
 from .expr import MISSING, Evaluator
-from .recipe import Recipe
+from .recipe_stmt import Recipe
 from .scope import Namer, Scope
 
 _GLUED = re.compile(r"([A-Za-z_]\w*?|[0-9]+)x([0-9]+|[A-Za-z_]\w*)")

@@ -13,7 +13,7 @@ from .. import ops
 from . import syntax as s
 from .cost import Budget
 from .diagnostics import Reporter, suggest
-from .recipe import TRAIN_WORDS
+from .recipe_stmt import TRAIN_WORDS
 from .scope import Scope
 
 MAX_NUMBER = 2**63

@@ -86,7 +86,7 @@ CODES: dict[str, Code] = {
         "an export setting netdsl does not write: an opset outside 13–25, a layout other than nchw/nhwc, an unknown format"
     ),
     "E411": Code(
-        "the exported model cannot be written: the output is the spec itself, a directory, or unwritable (no space, no such directory)"
+        "the exported model cannot be written: the output is the spec itself or the weights file, a directory, unwritable (no space, no such directory), or (as a default output) a file netdsl did not write"
     ),
     "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
     "E501": Code("an unknown data set name"),

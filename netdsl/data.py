@@ -81,6 +81,10 @@ IMAGES, LABELS = 0x803, 0x801
 # the most images (or labels) one file or array may hold: 16x MNIST's 60,000, yet 3 GB as
 # float32; a header announcing more (a gzip bomb: 6.7 MB claiming 3.9 M images) is refused
 MAX_ITEMS = 1_000_000
+# the most decoded bytes one .npz member may hold: MAX_ITEMS 28x28 uint8 images (784 MB);
+# an archive may hold twice that (x_train and x_test at the cap).  Counted with the real
+# dtype's size, so a float64 member announcing 1,000,000 x 784 (6.3 GB) is refused.
+MAX_NPZ_BYTES = MAX_ITEMS * 28 * 28
 HOW_TO = (
     "put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
     "t10k-labels-idx1-ubyte.gz) in a directory and pass --data DIR (or set NETDSL_DATA), or allow the download"
@@ -252,27 +256,36 @@ def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Da
 
 
 def _npz_too_big(path: Path) -> str | None:
-    """Why an .npz's arrays are too large to load, read from their headers before any is inflated.
+    """Why an .npz's members cannot be loaded safely, read from their headers before any is inflated.
 
     np.load allocates the whole array its header announces before reading it: a small
-    archive can claim gigabytes.
+    archive can claim gigabytes.  It also serves ``f["x_train"]`` from a member named
+    ``x_train`` without the ``.npy`` suffix, so every member is checked whatever its name,
+    and one that is not an .npy array is refused.  The cap is on decoded bytes (the
+    real dtype's size): :data:`MAX_NPZ_BYTES` per member, twice that for the archive.
     """
     import zipfile
 
     import numpy as np
 
+    total = 0
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with zf.open(info) as f:
-                major, _ = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(f)
-            count = int(np.prod(shape, dtype=object))
-            if (shape and shape[0] > MAX_ITEMS) or count * dtype.itemsize > MAX_ITEMS * 784 * 8:
-                name = info.filename[:-4]
-                return f"`{name}` announces {dtype} {tuple(shape)}; netdsl reads at most {MAX_ITEMS:,} images"
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            try:
+                with zf.open(info) as f:
+                    major, _ = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
+                return f"member `{info.filename}` is not an .npy array ({e})"
+            size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            total += size
+            if (shape and shape[0] > MAX_ITEMS) or size > MAX_NPZ_BYTES or total > 2 * MAX_NPZ_BYTES:
+                return (
+                    f"`{name}` announces {dtype} {tuple(shape)} ({size:,} bytes); netdsl reads at most "
+                    f"{MAX_ITEMS:,} images and {MAX_NPZ_BYTES:,} bytes an array"
+                )
     return None
 
 

@@ -394,3 +394,49 @@ def test_an_empty_test_or_training_set_is_refused_before_training(tmp_path):
         with pytest.raises(NetdslError) as info:
             data.load("mnist", path)
         assert info.value.code == "E502" and "holds no" in str(info.value) and name in str(info.value)
+
+
+def _npz_with(path: Path, members: dict[str, bytes]) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+
+
+def _npy_header(dtype: str, shape: tuple) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, dtype, shape",
+    [
+        ("x_train", "|u1", (2_000_000, 28, 28)),  # a bare member name: np.load serves f["x_train"] from it
+        ("x_train.npy", "<f8", (1_000_000, 784)),  # under the image count, but 6.3 GB decoded
+        ("x_test", "<f8", (500_000, 784)),
+    ],
+)
+def test_npz_bomb_refused_from_headers(tmp_path, name, dtype, shape):
+    """A small archive announcing gigabytes is refused before np.load allocates anything."""
+    import resource
+
+    _npz_with(tmp_path / "mnist.npz", {name: _npy_header(dtype, shape) + b"\0" * 1000})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.monotonic()
+    err = e5("E502", data.load, "mnist", tmp_path / "mnist.npz")
+    assert "announces" in err.message and "bytes" in err.message, err.message
+    assert time.monotonic() - t0 < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing allocated
+
+
+def test_npz_member_not_an_array(tmp_path):
+    arrays = make_set(10, 5)
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "mnist.npz", "a") as zf:
+        zf.writestr("notes.txt", b"hello")
+    err = e5("E502", data.load, "mnist", tmp_path / "mnist.npz")
+    assert "`notes.txt` is not an .npy array" in err.message, err.message

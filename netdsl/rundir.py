@@ -36,6 +36,11 @@ FORMAT = "netdsl-checkpoint"
 MARKER = "netdsl-run.json"
 _NEW = ".netdsl-new"  # the suffix of a directory being created
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")
+# the names netdsl writes in checkpoint/ (and the temporary files of files.write_atomic):
+# the clean-up after a checkpoint removes only these, never a user's file
+_OURS = re.compile(r"\.?(epoch-\d+\.(weights|optimizer)\.safetensors|latest\.json)(\.\d+\.tmp)?\Z")
+# what netdsl writes or deletes in a run directory: none of them may be a symbolic link
+_WRITTEN = (MARKER, "checkpoint", "spec.net", "summary.txt", "metrics.json", "weights.safetensors", "curves.png")
 _ROW = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "train_seconds")
 
 
@@ -97,6 +102,22 @@ class RunDir:
             hint="a run directory holds only what netdsl writes: choose a new or empty directory with --out",
         )
 
+    def refuse_links(self) -> None:
+        """E603 naming a symbolic link where netdsl writes or deletes (it would act on its target)."""
+        if self.path is None or not self.path.is_dir():
+            return
+        names = [*_WRITTEN, "checkpoint/latest.json"]
+        ck = self._f("checkpoint")
+        if ck.is_dir() and not ck.is_symlink():
+            names += [f"checkpoint/{p.name}" for p in ck.iterdir() if _OURS.match(p.name)]
+        for name in names:
+            if self._f(name).is_symlink():
+                raise NetdslError(
+                    "E603",
+                    f"`{self._f(name)}` is a symbolic link; netdsl writes and deletes only its own files in a run",
+                    hint="remove the link (its target is left alone), or choose another --out",
+                )
+
     def lock(self) -> None:
         """Hold the marker's lock for this run (E603 when another netdsl train holds it)."""
         if self._lock is not None or self.path is None or not self._f(MARKER).is_file():
@@ -125,6 +146,7 @@ class RunDir:
             if any(self.path.iterdir()):
                 raise self._not_ours()
             return
+        self.refuse_links()
         self.lock()
         if not self.has_checkpoint():
             return  # a run killed before its first checkpoint: nothing to keep, start it over
@@ -145,6 +167,7 @@ class RunDir:
             if any(self.path.iterdir()):
                 raise self._not_ours()
             raise NetdslError("E603", f"`{self.path}` holds no run to resume", hint="start it without --resume")
+        self.refuse_links()
         self.lock()
 
     def started_settings(self, net) -> dict | None:
@@ -186,6 +209,7 @@ class RunDir:
                 _write(self._f(MARKER), _marker())
                 self.lock()
             self.lock()
+            self.refuse_links()
             _pause("marked")
             (self.path / "checkpoint").mkdir(exist_ok=True)
             _write(self._f("spec.net"), net.source.text.encode("utf-8"))
@@ -280,10 +304,13 @@ class RunDir:
                     (ck / name).unlink(missing_ok=True)
             raise
         self.saved_epoch = epoch
-        for old in ck.iterdir():  # earlier epochs and leftovers of a killed run
-            if old.name != "latest.json" and old.name not in files:
-                with contextlib.suppress(OSError):
-                    old.unlink()
+        if ck.is_symlink():  # (refused at the start; never follow one made since)
+            return
+        for old in ck.iterdir():  # earlier epochs and leftovers of a killed run: only names netdsl writes
+            if old.name != "latest.json" and old.name not in files and _OURS.match(old.name):
+                if old.is_symlink() or old.is_file():  # a link itself goes, never its target
+                    with contextlib.suppress(OSError):
+                        old.unlink()
 
     def checkpoint_manifest(self) -> dict | None:
         """The checked manifest of the last complete checkpoint; None when there is none.

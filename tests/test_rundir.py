@@ -239,6 +239,49 @@ def test_a_tampered_checkpoint_is_refused_with_the_reason(capsys, tmp_path, data
     assert status == 1 and "error[E603]" in err and snapshot(out) == before  # nor by a fresh start
 
 
+@pytest.mark.parametrize("link", ["checkpoint", "metrics.json", "checkpoint/epoch-2.weights.safetensors"])
+def test_a_symlink_in_the_run_directory_is_refused_and_its_target_kept(capsys, tmp_path, data_dir, finished_run, link):
+    import shutil
+
+    spec, done = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    victim = tmp_path / "victim"
+    if link == "checkpoint":
+        shutil.copytree(out / "checkpoint", victim)  # a valid checkpoint: the run would go on
+        (victim / "notes.txt").write_text("the user's file")
+        shutil.rmtree(out / "checkpoint")
+    else:
+        victim.mkdir()
+        shutil.copy(out / link, victim / "file")
+        (out / link).unlink()
+        victim = victim / "file"
+    (out / link).symlink_to(victim)
+    before = snapshot(victim) if victim.is_dir() else victim.read_bytes()
+    status, stdout, err = train_cli(capsys, spec, "--data", data_dir, "--out", out, "--resume", "--epochs", "3")
+    assert status == 1 and "error[E603]" in err and f"{out / link}` is a symbolic link" in err, err
+    assert "Epoch" not in stdout and (snapshot(victim) if victim.is_dir() else victim.read_bytes()) == before
+
+
+def test_the_checkpoint_clean_up_removes_only_netdsls_files(capsys, tmp_path, data_dir, finished_run):
+    import shutil
+
+    spec, done = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    (out / "checkpoint" / "notes.txt").write_text("the user's file")
+    (out / "checkpoint" / "epoch-1.weights.safetensors").write_text("a leftover of a killed run")
+    status, _, err = train_cli(capsys, spec, "--data", data_dir, "--out", out, "--resume", "--epochs", "3")
+    assert status == 0, err
+    assert (out / "checkpoint" / "notes.txt").read_text() == "the user's file"
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [
+        "epoch-3.optimizer.safetensors",
+        "epoch-3.weights.safetensors",
+        "latest.json",
+        "notes.txt",
+    ]
+
+
 # ---- --resume of a finished run ---------------------------------------------------------------
 
 

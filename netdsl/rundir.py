@@ -90,7 +90,7 @@ class RunDir:
             return True
         try:
             return json.loads(self._f("checkpoint/latest.json").read_text(encoding="utf-8"))["format"] == FORMAT
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return False
 
     def _not_ours(self) -> NetdslError:
@@ -177,7 +177,7 @@ class RunDir:
                 return None
             settings = json.loads(self._f("metrics.json").read_text(encoding="utf-8"))["settings"]
             return dict(settings) if isinstance(settings, dict) else None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def same_spec(self, net) -> bool:
@@ -192,7 +192,7 @@ class RunDir:
         """The metrics of a complete run, or None."""
         try:
             m = json.loads(self._f("metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # (JSON nested 100,000 deep: RecursionError)
             return None
         return m if isinstance(m, dict) and m.get("complete") is True else None
 
@@ -352,8 +352,9 @@ def read_manifest(ck: Path) -> dict | None:
         return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise _damaged(path, f"not readable JSON ({getattr(e, 'strerror', None) or e})") from None
+    except (OSError, ValueError, RecursionError) as e:  # (JSON nested 100,000 deep: RecursionError)
+        why = getattr(e, "strerror", None) or ("nested too deeply" if isinstance(e, RecursionError) else e)
+        raise _damaged(path, f"not readable JSON ({why})") from None
     why = _manifest_problem(manifest)
     if why:
         raise _damaged(path, why)
@@ -427,6 +428,9 @@ def _manifest_problem(m) -> str | None:
         v = m["data"].get(key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             return f"`data.{key}` is {v!r}, not a count"
+    why = _recipe_problem(m.get("recipe", {}), epoch)
+    if why:
+        return why
     if len(m["epochs"]) != epoch:
         return f"it is at epoch {epoch} but its history has {len(m['epochs'])} epochs"
     for i, row in enumerate(m["epochs"], 1):
@@ -435,6 +439,37 @@ def _manifest_problem(m) -> str | None:
         for key in _ROW:
             if not _number(row.get(key), none=key.startswith("val_")):
                 return f"epoch {i}'s `{key}` is {row.get(key)!r}, not a number"
+    return None
+
+
+def _recipe_problem(r, epoch: int) -> str | None:
+    """What is wrong with the manifest's ``recipe`` (recipe.Watch's state), or None."""
+    if not isinstance(r, dict):
+        return f"`recipe` is a JSON {type(r).__name__}, not an object"
+    kinds = {
+        "scale": "a number, 0 < scale <= 1",
+        "plateau_best": "a number or null",
+        "best": "a number or null",
+        "plateau_wait": "a count",
+        "wait": "a count",
+        "best_epoch": f"an epoch, 0 to {epoch}",
+        "stopped": "true or false",
+    }
+    for key, v in r.items():
+        if key not in kinds:
+            return f"unknown `recipe.{key}`"
+        if key == "scale":
+            ok = _number(v) and 0 < v <= 1
+        elif key in ("plateau_best", "best"):
+            ok = _number(v, none=True)
+        elif key == "stopped":
+            ok = isinstance(v, bool)
+        else:
+            ok = (
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= (epoch if key == "best_epoch" else 1 << 62)
+            )
+        if not ok:
+            return f"`recipe.{key}` is {v!r}, not {kinds[key]}"
     return None
 
 

@@ -133,6 +133,26 @@ def _tamper(ck: Path, how: str) -> str:
     if how == "a list":
         path.write_text("[1, 2]")
         return "a JSON list"
+    if how == "nested 100,000 deep":
+        path.write_text("[" * 100_000)
+        return "nested too deeply"
+    if how.startswith("recipe"):
+        key, value, phrase = {
+            "recipe scale as text": ("scale", "x", "`recipe.scale` is 'x'"),
+            "recipe scale NaN": ("scale", float("nan"), "`recipe.scale` is nan"),
+            "recipe scale 0": ("scale", 0, "`recipe.scale` is 0, not a number, 0 < scale <= 1"),
+            "recipe best as text": ("best", "abc", "`recipe.best` is 'abc'"),
+            "recipe best_epoch past": ("best_epoch", 9, "`recipe.best_epoch` is 9, not an epoch, 0 to 2"),
+            "recipe stopped as 1": ("stopped", 1, "`recipe.stopped` is 1"),
+            "recipe unknown key": ("speed", 1, "unknown `recipe.speed`"),
+        }[how]
+        m["recipe"][key] = value
+        path.write_text(json.dumps(m))
+        return phrase
+    if how == "a recipe list":
+        m["recipe"] = []
+        path.write_text(json.dumps(m))
+        return "`recipe` is a JSON list"
     if how == "no epoch":
         del m["epoch"]
         phrase = "`epoch` is missing"
@@ -210,7 +230,31 @@ TAMPER = [
     "wrong-shape weight",
     "wrong-shape optimizer tensor",
     "lr as text",
+    "nested 100,000 deep",
+    "recipe scale as text",
+    "recipe scale NaN",
+    "recipe scale 0",
+    "recipe best as text",
+    "recipe best_epoch past",
+    "recipe stopped as 1",
+    "recipe unknown key",
+    "a recipe list",
 ]
+
+
+def test_metrics_nested_100000_deep_is_no_internal_error(capsys, tmp_path, data_dir, finished_run):
+    import shutil
+
+    spec, done = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    (out / "metrics.json").write_text("{" * 100_000)
+    status, _, err = train_cli(capsys, spec, "--data", data_dir, "--out", out, "--resume")
+    assert status in (0, 1) and "Traceback" not in err and "internal error" not in err, err
+    shutil.rmtree(out / "checkpoint")  # a run stopped before its first checkpoint: metrics.json is read again
+    (out / "metrics.json").write_text("[" * 100_000)
+    status, _, err = train_cli(capsys, spec, "--data", data_dir, "--out", out, "--resume", "--epochs", "1")
+    assert status in (0, 1) and "Traceback" not in err and "internal error" not in err, err
 
 
 @pytest.fixture(scope="module")

@@ -628,11 +628,17 @@ def cli(args, params: dict) -> int:
     except KeyboardInterrupt:
         import shlex
 
-        again = ["netdsl", "train", args.file, "--out", str(out), "--resume"]
+        # --resume works only once the directory is marked as a run; before that, start it again
+        resumable = RunDir(out).is_ours()
+        again = ["netdsl", "train", args.file, "--out", str(out)] + ["--resume"] * resumable
         again += [f"-D{k}={v}" for k, v in args.defines]
         if args.input:
             again += ["--input", "x".join(map(str, args.input))]
-        hint = " ".join(shlex.quote(a) for a in again) if args.file != "-" else "netdsl train SPEC --out ... --resume"
-        print(f"\nnetdsl: interrupted; continue with: {hint}", file=sys.stderr)
+        if args.file == "-":
+            hint = "netdsl train SPEC --out ..." + " --resume" * resumable
+        else:
+            hint = " ".join(shlex.quote(a) for a in again)
+        advice = "continue with" if resumable else "nothing was written yet; start it again with"
+        print(f"\nnetdsl: interrupted; {advice}: {hint}", file=sys.stderr)
         return 130
     return 0

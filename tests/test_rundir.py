@@ -679,3 +679,37 @@ def test_the_readmes_python_training_example_runs(tmp_path, data_dir):
 
 def test_train_is_in_dir_netdsl():
     assert "train" in dir(netdsl) and "train" in netdsl.__all__
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, resumable", [("mkdir", False), ("marker", False), ("spec", True)])
+def test_the_advice_after_ctrl_c_works(tmp_path, tiny, data_dir, point, resumable):
+    """Ctrl-C before the directory is a run advises starting again; after, --resume; both run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "netdsl", "train", str(tiny), "--out", str(out), "--data", str(data_dir)]
+    proc = subprocess.Popen(
+        [*cmd, "--epochs", "1"], env=_env(NETDSL_TEST_PAUSE=point), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        line = proc.stderr.readline().decode()
+        assert line.strip() == f"netdsl-test-paused {point}", line
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == 130, err
+    advice = err.split("; ", 1)[1].strip()
+    assert advice.endswith("--resume") == resumable, err
+    argv = advice.split(": ", 1)[1].split()
+    assert argv[:2] == ["netdsl", "train"]
+    done = subprocess.run(
+        [sys.executable, "-m", "netdsl", *argv[1:], "--data", str(data_dir), "--epochs", "1"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr

@@ -20,6 +20,7 @@ schedule is a rate per training step, the same formula in both backends (:func:`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 MAX_INT = 2**31 - 1  # as a layer size: nothing larger is a real epoch count or batch
@@ -245,7 +246,7 @@ def _device(raw: Any) -> Any:
         low = text.lower()
         kind, _, index = low.lstrip("/").partition(":")
         if kind in _DEVICE_KINDS and (not index or (index.isdigit() and len(index) <= 4)) and len(text) <= 16:
-            return text
+            return low  # kinds are case-insensitive, as layer words are: CPU, Cuda:0
     return Problem(
         f"`{raw}` is not a device" if text else f"device must be a name, got {_show(raw)}",
         "use cpu, cuda, cuda:1, mps or xpu (torch); cpu, gpu or gpu:1 (keras)",
@@ -285,15 +286,24 @@ def flag_help(k: Key) -> str:
     return f"{k.help} ({values}default: {k.default_str()})".replace("%", "%%")
 
 
-def conflicts(cfg: dict) -> list[tuple[str, Problem]]:
-    """What the settings in ``cfg`` (normalised; absent keys unset) break together."""
-    out = []
+def conflicts(cfg: dict, flagged: Iterable[str] = ()) -> list[tuple[str, Problem]]:
+    """What the settings in ``cfg`` (normalised; absent keys unset) break together.
+
+    ``flagged``: the keys given as ``netdsl train`` flags, whose hints name flags, not the spec's words.
+    """
+    out, flagged = [], set(flagged)
     opt = cfg.get("optimizer", "adam")
     for key in _OPTIMIZER_KEYS:
         if cfg.get(key) and opt != "sgd":  # momentum=0 or --no-nesterov ask for nothing
-            out.append((key, Problem(f"{key} is a setting of sgd, not of {opt}", "write `train sgd ...`")))
+            hint = (
+                f"add --optimizer sgd, or leave out --{key.replace('_', '-')}"
+                if key in flagged
+                else "write `train sgd ...`"
+            )
+            out.append((key, Problem(f"{key} is a setting of sgd, not of {opt}", hint)))
     if cfg.get("nesterov") and opt == "sgd" and not cfg.get("momentum"):
-        out.append(("nesterov", Problem("nesterov needs a momentum above 0", "add momentum=0.9")))
+        hint = "add --momentum 0.9" if "nesterov" in flagged else "add momentum=0.9"
+        out.append(("nesterov", Problem("nesterov needs a momentum above 0", hint)))
     schedule = cfg.get("schedule", "constant")
     for key in _SCHEDULE_KEYS:
         if key in cfg and key not in SCHEDULES[schedule]:

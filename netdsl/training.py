@@ -149,7 +149,7 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
             raise NetdslError(code, result.message, hint=result.hint)
         setattr(s, key, result)
     written = {k: getattr(s, k) for k in _CHECKED if getattr(s, k) is not None and k not in ("device", "dataset")}
-    for _key, problem in table.conflicts(written):
+    for _key, problem in table.conflicts(written, flagged=given):  # given: the caller's flags
         raise _bad(problem.message, problem.hint)
     for key, value in table.defaults(s.optimizer, s.schedule).items():
         if getattr(s, key) is None:

@@ -534,3 +534,34 @@ def test_no_dataset_or_optimizer_list_outside_the_table():
         text = path.read_text(encoding="utf-8")
         three = r"\"(sgd|adam|adamw|rmsprop)\",\s*\"(adam|adamw|rmsprop|adagrad)\",\s*\"\w+\""  # a list of them
         assert not re.search(three + r"|\"fashion\": ", text), path
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["--nesterov"], "add --optimizer sgd, or leave out --nesterov"),
+        (["--momentum", "0.9"], "add --optimizer sgd, or leave out --momentum"),
+        (["--optimizer", "sgd", "--nesterov"], "add --momentum 0.9"),
+        (["--schedule", "cosin"], "did you mean `cosine`?"),
+        (["--optimizer", "adamm"], "did you mean `adam`?"),
+    ],
+)
+def test_flag_hints_name_flags(capsys, tmp_path, tiny, argv, hint):
+    code, _, err = _train(capsys, tmp_path, tiny, *argv)
+    assert code == 1 and "error[E601]" in err and f"hint: {hint}" in err and "train sgd" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("word", ["schedule=cosin", "optimizer=adamm", "loss=categorical_crossentropyy"])
+def test_a_misspelt_word_in_the_spec_gets_did_you_mean(word):
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(f"train {word}\nflatten; dense 10 softmax")
+    assert "did you mean `" in (info.value.hint or ""), info.value
+
+
+def test_device_kinds_are_case_insensitive(capsys, tmp_path, tiny, data_dir):
+    net = netdsl.parse("flatten; dense 10 softmax")
+    for given, want in (("CPU", "cpu"), ("Cuda:0", "cuda:0"), ("GPU:1", "gpu:1")):
+        assert resolve(net, {"device": given}).device == want
+    code, out, err = _train(capsys, tmp_path, tiny, "--data", data_dir, "--device", "CPU", "--epochs", "1")
+    assert code == 0 and "on cpu" in out, err

@@ -119,6 +119,11 @@ def test_plot_default_output_in_the_current_directory(tmp_path, capsys, monkeypa
         ["check", LENET],
         ["plot", LENET, "-o", "-"],
         ["compile", LENET, "-b", "torch", "-o", "-"],
+        ["devices"],
+        ["--help"],
+        ["--version"],
+        ["check", "--help"],
+        [],
     ],
 )
 def test_stdout_on_a_full_disk(argv):
@@ -151,9 +156,10 @@ def test_output_to_dev_full(argv, tmp_path):
 def test_closed_stdin_and_stdout():
     proc = netdsl("check", "-", shell_redirect="<&-")
     assert proc.returncode == 1 and "error[E005]: cannot read `<stdin>`: standard input is closed" in proc.stderr
-    proc = netdsl("summary", LENET, shell_redirect=">&-")
-    assert proc.returncode == 1 and "cannot write to standard output: it is closed" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for argv in (["summary", LENET], ["devices"], ["export", LENET, "-o", "-"]):
+        proc = netdsl(*argv, shell_redirect=">&-")
+        assert proc.returncode == 1 and "cannot write to standard output: it is closed" in proc.stderr, argv
+        assert "Traceback" not in proc.stderr
 
 
 def test_broken_pipe_keeps_the_verdict():

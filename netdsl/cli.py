@@ -377,8 +377,10 @@ def _check_usage(parser, args) -> None:
 
         if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
             parser.error(f"--opset must be from {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
-        if args.seed < 0:
-            parser.error(f"--seed must be 0 or more, got {args.seed}")
+        from .settings import MAX_SEED  # the train table's limit: one seed range for every command
+
+        if not 0 <= args.seed <= MAX_SEED:
+            parser.error(f"--seed must be from 0 to {MAX_SEED:,}, got {args.seed}")
         if args.output == "-" and args.format != "onnx":
             parser.error("-o - (stdout) works for --format onnx only")
         if args.file == "-" and args.output is None:

@@ -83,8 +83,10 @@ def resolve_weights(net, weights=None, seed: int = 0) -> dict:
 
 def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx", seed: int = 0) -> int | None:
     """Refuse an unknown format or layout, a bad seed, or an opset outside the tested range (E410)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise NetdslError("E410", f"the seed must be a whole number >= 0, got {seed!r}")
+    from .settings import MAX_SEED  # the train table's limit
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise NetdslError("E410", f"the seed must be a whole number from 0 to {MAX_SEED:,}, got {seed!r}")
     if fmt not in FORMATS:
         raise NetdslError("E410", f"unknown export format `{fmt}` (known: {', '.join(FORMATS)})")
     if layout not in LAYOUTS:

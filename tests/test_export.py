@@ -266,6 +266,8 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
         ["--layout", "hwc"],
         ["--format", "tflite"],
         ["--format", "keras", "--opset", "17"],
+        ["--seed", "4294967296"],  # train's limit (settings.MAX_SEED), not 24 digits
+        ["--seed", "123456789012345678901234"],
     ):
         assert main(["export", str(spec), *flags]) == 2, flags
     assert _listing(tmp_path) == before
@@ -273,7 +275,7 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
     with pytest.raises(NetdslError) as info:
         huge.to_onnx(tmp_path / "huge.onnx")
     assert info.value.code == "E412"
-    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}, {"seed": -1}):
+    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}, {"seed": -1}, {"seed": 2**32}):
         with pytest.raises(NetdslError) as info:
             netdsl.load(spec).to_onnx(**bad)
         assert info.value.code == "E410"

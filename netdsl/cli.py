@@ -322,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `netdsl check a b | head`: the reader left; keep the verdict
         silence_stdout()
         return status[0]
+    except MemoryError:  # a big net under a memory limit: the user's limit, not a bug; outputs are atomic
+        print(
+            f"netdsl: error: out of memory while running `netdsl {args.command}` "
+            "(make the net smaller, or allow more memory)",
+            file=sys.stderr,
+        )
+        return 1
     except OutputFailed as e:  # `netdsl summary x > /dev/full`
         print(f"netdsl: error: cannot write to standard output: {e}", file=sys.stderr)
         silence_stdout()

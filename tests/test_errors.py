@@ -367,3 +367,21 @@ def test_a_deep_error_names_a_few_enclosing_calls_not_all():
     notes = info.value.notes
     assert info.value.code == "E004" and len(notes) == 6
     assert notes[0] == "in the call to `f63` at line 63 (`f63_1`)" and "59 more" in notes[-1]
+
+
+@pytest.mark.parametrize(
+    "text, params, shown",
+    [
+        ("input h\ndense 10\n", {"h": 1e308}, "input = 1e+308 is too large"),
+        ("input h\ndense 10\n", {"h": -1e308}, "got -1e+308"),
+        ("let a = 1e308\ninput 28x28x1\nflatten\ndense a\n", {}, "units = 1e+308 is too large"),
+        ("input 28x28x1\nrepeat 1e300 { relu }\n", {}, "repeat 1e+300 is more than"),
+        ("input 28x28x1\nrepeat 5000000 { relu }\n", {}, "repeat 5,000,000 is more than"),
+    ],
+)
+def test_huge_numbers_are_shown_compactly(text, params, shown):
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(text, **params)
+    message = str(info.value)
+    assert shown in message, message
+    assert not any(len(word) > 30 for word in message.split()), message

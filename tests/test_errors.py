@@ -385,3 +385,16 @@ def test_huge_numbers_are_shown_compactly(text, params, shown):
     message = str(info.value)
     assert shown in message, message
     assert not any(len(word) > 30 for word in message.split()), message
+
+
+def test_the_report_says_when_it_stopped_at_the_limit_of_errors():
+    from netdsl.frontend.diagnostics import MAX_ERRORS
+
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "frob\n" * (MAX_ERRORS + 10))
+    assert len(info.value.errors) == MAX_ERRORS
+    last = str(info.value).splitlines()[-1]
+    assert last == f"<string>: stopped after {MAX_ERRORS} errors (there may be more)"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "frob\n" * (MAX_ERRORS - 1))
+    assert len(info.value.errors) == MAX_ERRORS - 1 and "stopped after" not in str(info.value)

@@ -398,3 +398,28 @@ def test_the_report_says_when_it_stopped_at_the_limit_of_errors():
     with pytest.raises(NetdslError) as info:
         netdsl.parse("input 28x28x1\n" + "frob\n" * (MAX_ERRORS - 1))
     assert len(info.value.errors) == MAX_ERRORS - 1 and "stopped after" not in str(info.value)
+
+
+def test_a_long_run_of_minus_signs_is_refused_before_parsing():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("let a = " + "-" * 520_000 + "1\ninput 28x28x1\n")  # took 9.6 s and 350 MB
+    assert time.perf_counter() - start < 3
+    assert info.value.code == "E004" and "520,000 minus signs in a row" in info.value.message
+    assert "repeat" not in (info.value.hint or "")
+    assert (
+        netdsl.parse("let a = " + "-" * 64 + "1\ninput 4\n# " + "-" * 200 + "\ndense (- - a)\n").total_params == 5
+    )  # a = 1
+
+
+@pytest.mark.slow
+def test_the_e004_hint_blames_repeat_only_when_there_is_one():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "relu\n" * 100_001)
+    assert info.value.code == "E004" and "the spec itself is this large" in info.value.hint
+    assert "repeat" not in info.value.hint.split("(")[0]
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\nrepeat 100 { repeat 1001 { relu } }\n")
+    assert info.value.code == "E004" and "lower the `repeat` counts" in info.value.hint

@@ -25,6 +25,18 @@ _CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)\Z", re.S)
 
 
 class _Parser(argparse.ArgumentParser):
+    write_failed: list[str] = []  # argparse swallows a failed write of --help / --version: keep why
+
+    def _print_message(self, message, file=None):
+        if not message:
+            return
+        file = file or sys.stderr
+        try:
+            file.write(message)
+            file.flush()
+        except (OSError, ValueError) as e:  # a full disk, a closed file object
+            _Parser.write_failed.append(getattr(e, "strerror", None) or str(e))
+
     def error(self, message: str):  # argparse prints and exits 2; we want a return code
         m = _CHOICE.search(message)
         if m:  # a misspelt command: say which one was meant
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help(sys.stdout)
         except (AttributeError, OSError):
             return 1
-        return 0
+        return _flushed()
     try:
         if sum(1 for a in argv if a.startswith("-") and a != "-") > MAX_OPTIONS:  # argparse is quadratic in them
             parser.error(f"more than {MAX_OPTIONS:,} options on one command line")
@@ -297,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     except _Usage:
         return 2
     except SystemExit as e:  # --help / --version
-        return int(e.code or 0)
+        return _flushed() if not e.code else int(e.code)
     status = [0]
     try:
         code = _run(args, status)
@@ -310,6 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `netdsl check a b | head`: the reader left; keep the verdict
         silence_stdout()
         return status[0]
+    except MemoryError:  # a big net under a memory limit: the user's limit, not a bug; outputs are atomic
+        print(
+            f"netdsl: error: out of memory while running `netdsl {args.command}` "
+            "(make the net smaller, or allow more memory)",
+            file=sys.stderr,
+        )
+        return 1
     except OutputFailed as e:  # `netdsl summary x > /dev/full`
         print(f"netdsl: error: cannot write to standard output: {e}", file=sys.stderr)
         silence_stdout()
@@ -323,6 +342,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+
+
+def _flushed() -> int:
+    """0, or 1 with a message when what argparse printed (--help, --version) could not be written."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as e:
+        _Parser.write_failed.append(getattr(e, "strerror", None) or str(e))
+    if not _Parser.write_failed:
+        return 0
+    print(f"netdsl: error: cannot write to standard output: {_Parser.write_failed[0]}", file=sys.stderr)
+    _Parser.write_failed.clear()
+    silence_stdout()
+    return 1
 
 
 def _check_usage(parser, args) -> None:
@@ -350,8 +384,10 @@ def _check_usage(parser, args) -> None:
 
         if args.opset is not None and not MIN_OPSET <= args.opset <= MAX_OPSET:
             parser.error(f"--opset must be from {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
-        if args.seed < 0:
-            parser.error(f"--seed must be 0 or more, got {args.seed}")
+        from .settings import MAX_SEED  # the train table's limit: one seed range for every command
+
+        if not 0 <= args.seed <= MAX_SEED:
+            parser.error(f"--seed must be from 0 to {MAX_SEED:,}, got {args.seed}")
         if args.output == "-" and args.format != "onnx":
             parser.error("-o - (stdout) works for --format onnx only")
         if args.file == "-" and args.output is None:
@@ -518,9 +554,9 @@ def _devices() -> int:
         try:
             mod = backends.get(name)
         except NetdslError as e:
-            print(f"{name}: not installed ({e.hint})")
+            emit(f"{name}: not installed ({e.hint})\n")  # emit: a closed or full stdout is exit 1
             continue
-        print(f"{name}: {mod.device()}")
+        emit(f"{name}: {mod.device()}\n")
     return 0
 
 

@@ -88,6 +88,7 @@ class NetdslError(Exception):
         self.notes = list(notes)
         self.source = source
         self.errors: list[NetdslError] = [self]
+        self.stopped = False  # the front end gave up at its limit of errors: say so after them
         self.graph = None
         super().__init__(message)
 
@@ -145,12 +146,16 @@ class NetdslError(Exception):
         return "\n".join(out)
 
     def __str__(self) -> str:
-        return "\n".join(e.format_one() for e in self.errors)
+        text = "\n".join(e.format_one() for e in self.errors)
+        if self.stopped:
+            text += f"\n{self.filename}: stopped after {len(self.errors)} errors (there may be more)"
+        return text
 
     @classmethod
-    def many(cls, errors: list[NetdslError]) -> NetdslError:
+    def many(cls, errors: list[NetdslError], stopped: bool = False) -> NetdslError:
         first = errors[0]
         first.errors = list(errors)
+        first.stopped = stopped
         return first
 
 

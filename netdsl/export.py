@@ -56,12 +56,24 @@ def initial_weights(net, seed: int = 0) -> dict:
             receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
             fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
             limit = np.sqrt(6.0 / (fan_in + fan_out))
-            value = rng.uniform(-limit, limit, shape)
+            value = _uniform(rng, limit, shape)
         elif wname in ("gamma", "moving_variance"):
-            value = np.ones(shape)
+            value = np.ones(shape, np.float32)
         else:  # bias, beta, moving_mean
-            value = np.zeros(shape)
-        out[f"{node}.{wname}"] = value.astype(np.float32)
+            value = np.zeros(shape, np.float32)
+        out[f"{node}.{wname}"] = value
+    return out
+
+
+def _uniform(rng, limit: float, shape, chunk: int = 1 << 20):
+    """float32 ``rng.uniform(-limit, limit, shape)``, the same numbers, drawn a chunk at a time: the
+    float64 draw of a whole 1 GB kernel would take 2 GB more."""
+    import numpy as np
+
+    out = np.empty(shape, np.float32)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, chunk):
+        flat[i : i + chunk] = rng.uniform(-limit, limit, min(chunk, flat.size - i))
     return out
 
 
@@ -83,8 +95,10 @@ def resolve_weights(net, weights=None, seed: int = 0) -> dict:
 
 def check_options(opset=None, layout: str = "nchw", fmt: str = "onnx", seed: int = 0) -> int | None:
     """Refuse an unknown format or layout, a bad seed, or an opset outside the tested range (E410)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise NetdslError("E410", f"the seed must be a whole number >= 0, got {seed!r}")
+    from .settings import MAX_SEED  # the train table's limit
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise NetdslError("E410", f"the seed must be a whole number from 0 to {MAX_SEED:,}, got {seed!r}")
     if fmt not in FORMATS:
         raise NetdslError("E410", f"unknown export format `{fmt}` (known: {', '.join(FORMATS)})")
     if layout not in LAYOUTS:
@@ -137,6 +151,7 @@ def to_onnx(net, path=None, *, weights=None, opset=None, layout: str = "nchw", s
     doc = f"netdsl {__version__} from {net.source.filename}; {layout.upper()} input; weights: {origin}\n\n"
     model = backend.build(net, tensors, opset=opset, layout=layout, doc=doc + net.summary(), meta=meta)
     if path is not None:
+        backend.room(model.ByteSize())  # a failed allocation in protobuf is a crash
         write(net, path, model.SerializeToString(), weights)
     return model
 
@@ -266,6 +281,7 @@ def cli(args, source, net) -> int:
             _check_target(net, out, args.weights, default)  # before any weight is made or framework loaded
         if fmt == "onnx":
             model = to_onnx(net, None, weights=args.weights, opset=args.opset, layout=args.layout, seed=args.seed)
+            _onnx_backend().room(model.ByteSize())  # a failed allocation in protobuf is a crash
             data = model.SerializeToString()
             what = f"onnx opset {model.opset_import[0].version}, {args.layout.upper()} input"
         elif fmt == "keras":

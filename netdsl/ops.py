@@ -61,10 +61,23 @@ def _int(name: str, v: Any, lo: int = 1) -> int:
         raise ArgError(f"{name} must be a whole number, got {_show(v)}")
     v = int(v)
     if v < lo:
-        raise ArgError(f"{name} must be at least {lo}, got {v}")
+        raise ArgError(f"{name} must be at least {lo}, got {show_number(v)}")
     if v > MAX_SIZE:
-        raise ArgError(f"{name} = {v} is too large (the limit is {MAX_SIZE:,})")
+        raise ArgError(f"{name} = {show_number(v)} is too large (the limit is {MAX_SIZE:,})")
     return v
+
+
+def show_number(v: Any, commas: bool = False) -> str:
+    """A number as a message shows it: whole, or compact when long (``-D h=1e308`` is ``1e+308``,
+    not 309 digits)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int) and abs(v) < 10**15:
+        return f"{v:,}" if commas else str(v)
+    try:
+        return f"{float(v):.6g}"
+    except OverflowError:  # an int past float's range
+        return f"{'-' if v < 0 else ''}about 1e+{int(abs(v).bit_length() * 0.30103)}"
 
 
 def integer(lo: int = 1) -> Callable:
@@ -127,19 +140,19 @@ def boolean(name: str, v: Any) -> bool:
 def dims(name: str, v: Any) -> tuple[int, ...]:
     v = v if isinstance(v, tuple) else (v,)
     if len(v) not in (1, 3):
-        raise ArgError(f"{name} must be N or HxWxC, got {'x'.join(map(str, v))}")
+        raise ArgError(f"{name} must be N or HxWxC, got {'x'.join(map(show_number, v))}")
     return tuple(_int(name, x) for x in v)
 
 
 def _show(v: Any) -> str:
     if isinstance(v, tuple):
-        return "x".join(map(str, v))
+        return "x".join(map(show_number, v))
     if isinstance(v, str):
         return f"`{v}`"
     if isinstance(v, float):
         short = f"{v:g}"
         return short if float(short) == v else repr(v)  # 3.0000000000000004 is not "3"
-    return str(v)
+    return show_number(v)
 
 
 # ---- the op table ----------------------------------------------------------------

@@ -126,8 +126,17 @@ def _precheck(text: str) -> None:
             "E003", "the spec contains a NUL byte: this looks like a binary file", Span(line, col, line, col + 1)
         )
     depth, line, col0 = 0, 1, 0
-    for m in re.finditer(r"[{}()\n]|#[^\n]*|[0-9]{" + str(MAX_DIGITS + 1) + ",}", text):
+    minuses = r"-(?:[ \t]*-){" + str(MAX_NESTING) + ",}"  # `- - -1` nests like parentheses (and parses slowly)
+    for m in re.finditer(r"[{}()\n]|#[^\n]*|[0-9]{" + str(MAX_DIGITS + 1) + ",}|" + minuses, text):
         c = m.group()
+        if c[0] == "-":
+            col = m.start() - col0 + 1
+            raise NetdslError(
+                "E004",
+                f"{c.count('-'):,} minus signs in a row: more than {MAX_NESTING} nest too deep",
+                Span(line, col, line, col + len(c)),
+                hint="one `-` negates; two cancel out",
+            )
         if c[0].isdigit():
             col = m.start() - col0 + 1
             raise NetdslError(

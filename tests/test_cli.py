@@ -231,3 +231,10 @@ def test_tens_of_thousands_of_flags_are_refused_at_once(tmp_path, capsys):
     assert main(argv) == 2
     assert time.perf_counter() - t0 < 2
     assert "more than 2,000 options" in capsys.readouterr().err
+
+
+def test_cli_says_it_stopped_after_the_limit_of_errors(tmp_path, capsys):
+    spec = tmp_path / "many.net"
+    spec.write_text("input 28x28x1\n" + "frob\n" * 30)
+    assert main(["check", str(spec)]) == 1
+    assert capsys.readouterr().err.rstrip("\n").endswith(f"{spec}: stopped after 20 errors (there may be more)")

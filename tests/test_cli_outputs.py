@@ -119,6 +119,11 @@ def test_plot_default_output_in_the_current_directory(tmp_path, capsys, monkeypa
         ["check", LENET],
         ["plot", LENET, "-o", "-"],
         ["compile", LENET, "-b", "torch", "-o", "-"],
+        ["devices"],
+        ["--help"],
+        ["--version"],
+        ["check", "--help"],
+        [],
     ],
 )
 def test_stdout_on_a_full_disk(argv):
@@ -151,9 +156,10 @@ def test_output_to_dev_full(argv, tmp_path):
 def test_closed_stdin_and_stdout():
     proc = netdsl("check", "-", shell_redirect="<&-")
     assert proc.returncode == 1 and "error[E005]: cannot read `<stdin>`: standard input is closed" in proc.stderr
-    proc = netdsl("summary", LENET, shell_redirect=">&-")
-    assert proc.returncode == 1 and "cannot write to standard output: it is closed" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    for argv in (["summary", LENET], ["devices"], ["export", LENET, "-o", "-"]):
+        proc = netdsl(*argv, shell_redirect=">&-")
+        assert proc.returncode == 1 and "cannot write to standard output: it is closed" in proc.stderr, argv
+        assert "Traceback" not in proc.stderr
 
 
 def test_broken_pipe_keeps_the_verdict():
@@ -182,15 +188,16 @@ def test_output_is_a_directory(tmp_path, capsys):
     assert d.is_dir() and not list(d.iterdir()) and svg.is_dir() and not list(svg.iterdir())
 
 
-@pytest.mark.parametrize("command", ["compile", "plot"])
+@pytest.mark.parametrize("command", ["compile", "plot", "export"])
 def test_output_never_replaces_the_spec_through_links(tmp_path, capsys, command):
-    pytest.importorskip("torch")
+    pytest.importorskip("onnx" if command == "export" else "torch")
     spec = tmp_path / "net.net"
     spec.write_text(Path(LENET).read_text())
     before = spec.read_bytes()
-    soft = tmp_path / ("soft.svg" if command == "plot" else "soft.py")
+    suffix = {"plot": ".svg", "compile": ".py", "export": ".onnx"}[command]
+    soft = tmp_path / ("soft" + suffix)
     soft.symlink_to(spec)
-    hard = tmp_path / ("hard.svg" if command == "plot" else "hard.py")
+    hard = tmp_path / ("hard" + suffix)
     os.link(spec, hard)
     for out in (soft, hard):
         assert main([command, str(spec), "-o", str(out)]) == 1
@@ -305,3 +312,19 @@ def test_default_compile_output_replaces_only_generated_code(tmp_path, capsys, m
     mine.write_text("# my hand-written model\n")
     assert main(["compile", LENET, "-o", "lenet5_torch.py"]) == 0  # -o: the user's call
     assert "nn.Module" in mine.read_text()
+
+
+@pytest.mark.parametrize(
+    "argv", [["compile", LENET], ["plot", LENET, "-T", "dot"], ["export", LENET], ["export", LENET, "--seed", "3"]]
+)
+def test_a_fifo_whose_reader_leaves_early_is_not_an_error(tmp_path, argv):
+    """As with `-o - | head`: the reader's choice, exit 0, no "Broken pipe" (export included)."""
+    pytest.importorskip("onnx" if argv[0] == "export" else "torch")
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = f"head -c 10 '{fifo}' >/dev/null & '{sys.executable}' -m netdsl {' '.join(argv)} -o '{fifo}'; s=$?; wait; exit $s"
+    proc = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -65,3 +65,32 @@ def test_no_file_names_a_markdown_file_the_repository_lacks():
             if name not in held and name.lstrip("./") not in held:
                 missing.append(f"{f.relative_to(ROOT)}: {name}")
     assert not missing, missing
+
+
+NETDSL_BLOCK = re.compile(r"^```netdsl\n(.*?)^```", re.S | re.M)
+SHOWS_AN_ERROR: set[tuple[str, int]] = set()  # (file, line of the block) of a block meant to fail: none now
+
+
+def netdsl_blocks():
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for m in NETDSL_BLOCK.finditer(text):
+            yield path, text[: m.start()].count("\n") + 1, m.group(1)
+
+
+def test_every_netdsl_block_in_the_docs_passes_check(tmp_path, capsys):
+    """docs/language.md says every ```netdsl block passes `netdsl check`: run it on each."""
+    from netdsl.cli import main
+
+    blocks = list(netdsl_blocks())
+    assert len(blocks) >= 10
+    failed = []
+    for path, line, text in blocks:
+        spec = tmp_path / "block.net"
+        spec.write_text(text, encoding="utf-8")
+        code = main(["check", "-q", str(spec)])
+        err = capsys.readouterr().err
+        where = (path.relative_to(ROOT).as_posix(), line)
+        if (code == 0) == (where in SHOWS_AN_ERROR):
+            failed.append(f"{where[0]}:{where[1]}: exit {code} {err[:300]}")
+    assert not failed, "\n".join(failed)

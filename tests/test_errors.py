@@ -367,3 +367,59 @@ def test_a_deep_error_names_a_few_enclosing_calls_not_all():
     notes = info.value.notes
     assert info.value.code == "E004" and len(notes) == 6
     assert notes[0] == "in the call to `f63` at line 63 (`f63_1`)" and "59 more" in notes[-1]
+
+
+@pytest.mark.parametrize(
+    "text, params, shown",
+    [
+        ("input h\ndense 10\n", {"h": 1e308}, "input = 1e+308 is too large"),
+        ("input h\ndense 10\n", {"h": -1e308}, "got -1e+308"),
+        ("let a = 1e308\ninput 28x28x1\nflatten\ndense a\n", {}, "units = 1e+308 is too large"),
+        ("input 28x28x1\nrepeat 1e300 { relu }\n", {}, "repeat 1e+300 is more than"),
+        ("input 28x28x1\nrepeat 5000000 { relu }\n", {}, "repeat 5,000,000 is more than"),
+    ],
+)
+def test_huge_numbers_are_shown_compactly(text, params, shown):
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse(text, **params)
+    message = str(info.value)
+    assert shown in message, message
+    assert not any(len(word) > 30 for word in message.split()), message
+
+
+def test_the_report_says_when_it_stopped_at_the_limit_of_errors():
+    from netdsl.frontend.diagnostics import MAX_ERRORS
+
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "frob\n" * (MAX_ERRORS + 10))
+    assert len(info.value.errors) == MAX_ERRORS
+    last = str(info.value).splitlines()[-1]
+    assert last == f"<string>: stopped after {MAX_ERRORS} errors (there may be more)"
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "frob\n" * (MAX_ERRORS - 1))
+    assert len(info.value.errors) == MAX_ERRORS - 1 and "stopped after" not in str(info.value)
+
+
+def test_a_long_run_of_minus_signs_is_refused_before_parsing():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("let a = " + "-" * 520_000 + "1\ninput 28x28x1\n")  # took 9.6 s and 350 MB
+    assert time.perf_counter() - start < 3
+    assert info.value.code == "E004" and "520,000 minus signs in a row" in info.value.message
+    assert "repeat" not in (info.value.hint or "")
+    assert (
+        netdsl.parse("let a = " + "-" * 64 + "1\ninput 4\n# " + "-" * 200 + "\ndense (- - a)\n").total_params == 5
+    )  # a = 1
+
+
+@pytest.mark.slow
+def test_the_e004_hint_blames_repeat_only_when_there_is_one():
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\n" + "relu\n" * 100_001)
+    assert info.value.code == "E004" and "the spec itself is this large" in info.value.hint
+    assert "repeat" not in info.value.hint.split("(")[0]
+    with pytest.raises(NetdslError) as info:
+        netdsl.parse("input 28x28x1\nrepeat 100 { repeat 1001 { relu } }\n")
+    assert info.value.code == "E004" and "lower the `repeat` counts" in info.value.hint

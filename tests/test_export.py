@@ -266,6 +266,8 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
         ["--layout", "hwc"],
         ["--format", "tflite"],
         ["--format", "keras", "--opset", "17"],
+        ["--seed", "4294967296"],  # train's limit (settings.MAX_SEED), not 24 digits
+        ["--seed", "123456789012345678901234"],
     ):
         assert main(["export", str(spec), *flags]) == 2, flags
     assert _listing(tmp_path) == before
@@ -273,7 +275,7 @@ def test_bad_input_leaves_nothing(tmp_path, capsys):
     with pytest.raises(NetdslError) as info:
         huge.to_onnx(tmp_path / "huge.onnx")
     assert info.value.code == "E412"
-    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}, {"seed": -1}):
+    for bad in ({"opset": 12}, {"opset": "17"}, {"layout": "NHWC!"}, {"seed": -1}, {"seed": 2**32}):
         with pytest.raises(NetdslError) as info:
             netdsl.load(spec).to_onnx(**bad)
         assert info.value.code == "E410"
@@ -465,3 +467,45 @@ def test_a_node_named_output_or_a_dropout_at_the_end():
         net = netdsl.parse(text)
         onnx.checker.check_model(net.to_onnx(layout="nhwc"), full_check=True)
         agree(net, random_weights(net))
+
+
+_UNDER_A_LIMIT = """
+import resource, sys
+from netdsl.cli import main
+main(["export", "tiny.net", "-o", "tiny.onnx"])  # every import and cache made before the limit
+vm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize")) * 1024
+weights = 4 * 4001 * 4000
+resource.setrlimit(resource.RLIMIT_AS, (vm + int(float(sys.argv[1]) * weights), resource.RLIM_INFINITY))
+sys.exit(main(["export", "big.net", "-o", "big.onnx"]))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmSize from /proc")
+def test_export_memory_is_bounded_and_running_out_is_a_clear_error(tmp_path):
+    """64 MB of weights export within 3.4x their size beyond the baseline (it was over 4x: float64
+    draws, from_array, make_graph and make_model copies); with too little, a clear exit 1, no file,
+    never protobuf's crash (SIGSEGV) or an internal error."""
+    (tmp_path / "tiny.net").write_text("input 4; dense 4\n")
+    (tmp_path / "big.net").write_text("input 4000; dense 4000\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(factor):
+        return subprocess.run(
+            [sys.executable, "-c", _UNDER_A_LIMIT, str(factor)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    proc = run(3.4)
+    assert proc.returncode == 0, proc.stderr
+    assert onnx.load(str(tmp_path / "big.onnx")).graph.initializer[0].dims == [4000, 4000]
+    (tmp_path / "big.onnx").unlink()
+    for factor in (1.0, 2.0, 2.6):
+        proc = run(factor)
+        assert proc.returncode == 1, (factor, proc.returncode, proc.stderr)
+        assert "netdsl: error: out of memory while running `netdsl export`" in proc.stderr
+        assert "internal error" not in proc.stderr and not (tmp_path / "big.onnx").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big.net", "tiny.net", "tiny.onnx"]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import ModelProto, TensorProto, helper
 
 from .. import ops as _ops
 from ..export import DEFAULT_OPSET, MIN_OPSET
@@ -40,13 +40,20 @@ MAX_OPSET = min(onnx.defs.onnx_opset_version(), _MAX)  # an older onnx package w
 BATCH = "batch"  # the name of the dynamic batch axis
 
 
+def room(size: int) -> None:
+    """MemoryError unless ``size`` bytes can be had now: protobuf's C code (upb) crashes (SIGSEGV)
+    where an allocation fails, so a copy into a message is tried first in Python."""
+    if size > 1 << 20:
+        bytearray(size)  # freed at once; calloc's pages are only reserved
+
+
 class _Builder:
     """Collects nodes and initializers; ``prefix`` is the netdsl node being emitted."""
 
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, graph):
         self.opset = opset
         self.nodes: list = []
-        self.inits: list = []
+        self.graph = graph  # the model's own: initializers are made in place, never copied
         self.prefix = ""
         self._count = 0
         self._main = False
@@ -63,7 +70,16 @@ class _Builder:
         return out
 
     def init(self, name: str, array) -> str:
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        """An initializer written once into the graph: numpy_helper.from_array and make_graph would
+        each copy the weights again (an export of 1 GB of weights peaked at 4 GB)."""
+        array = np.asarray(array)
+        t = self.graph.initializer.add()
+        t.name = name
+        t.data_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+        t.dims.extend(array.shape)
+        data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        room(len(data))
+        t.raw_data = data
         return name
 
     def const(self, what: str, values, dtype=np.int64) -> str:
@@ -269,7 +285,8 @@ def _value(name: str, shape, layout: str):
 def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw", doc: str = "", meta=None):
     """The ``onnx.ModelProto`` of ``net`` with ``tensors`` (canonical weights, already validated)."""
     g = net.graph
-    b = _Builder(opset)
+    model = ModelProto()
+    b = _Builder(opset, model.graph)
     names: dict[str, str] = {}  # netdsl node -> the ONNX value that carries its output
     made: set[str] = set()
     out_node = g.graph["output"]
@@ -299,21 +316,16 @@ def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw
         names[name] = b.finish(y, value)
         made.add(names[name])
     out_shape = g.nodes[out_node]["shape"]
-    graph = helper.make_graph(
-        b.nodes,
-        net.name,
-        [_value("input", g.nodes["input"]["shape"], layout)],
-        [_value("output", out_shape, layout)],
-        initializer=b.inits,
-        doc_string=doc,
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", opset)],
-        producer_name="netdsl",
-        doc_string=doc,
-        ir_version=_ir_version(opset),
-    )
+    graph = b.graph
+    graph.name = net.name
+    graph.node.extend(b.nodes)
+    graph.input.append(_value("input", g.nodes["input"]["shape"], layout))
+    graph.output.append(_value("output", out_shape, layout))
+    graph.doc_string = doc
+    model.opset_import.append(helper.make_opsetid("", opset))
+    model.producer_name = "netdsl"
+    model.doc_string = doc
+    model.ir_version = _ir_version(opset)
     from .. import __version__
 
     model.producer_version = __version__

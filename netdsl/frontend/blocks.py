@@ -77,7 +77,11 @@ def repeat(ex, st: s.Repeat, scope: Scope, cursor):
         return cursor
     count = int(count)
     if count > MAX_REPEAT:
-        ex.report.fatal("E113", f"repeat {count:,} is more than the limit of {MAX_REPEAT:,}", st.count.span)
+        ex.report.fatal(
+            "E113",
+            f"repeat {ops.show_number(count, commas=True)} is more than the limit of {MAX_REPEAT:,}",
+            st.count.span,
+        )
     if not st.body.stmts:
         ex.report.error("E109", "empty `repeat { }` block", span)
         return cursor

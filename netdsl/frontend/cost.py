@@ -26,6 +26,13 @@ class Budget:
         self.graph = graph
         self.steps = 0
         self.depth = 0
+        self.multiplied = False  # a repeat or a def call has run: the hint can blame them
+
+    @property
+    def hint(self) -> str:
+        if self.multiplied:
+            return "lower the `repeat` counts, or call fewer nested defs"
+        return "the spec itself is this large (no `repeat` or def call multiplies it): make it smaller"
 
     def work(self, n: int, span: Span, what: str = "statements") -> None:
         self.steps += n
@@ -34,18 +41,17 @@ class Budget:
                 "E004",
                 f"the program expands to more than {MAX_STEPS:,} {what}",
                 span,
-                hint="lower the `repeat` counts",
+                hint=self.hint,
             )
 
     def node(self, span: Span) -> None:
         if len(self.graph) > MAX_NODES:  # the input node is not a layer
-            self.report.fatal(
-                "E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint="lower the `repeat` counts"
-            )
+            self.report.fatal("E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint=self.hint)
 
     def reserve(self, steps: int, nodes: int, span: Span) -> None:
         """Refuse an expansion that would pass the limits, before doing any of it."""
-        hint = "lower the `repeat` counts, or call fewer nested defs"
+        self.multiplied = True
+        hint = self.hint
         if len(self.graph) - 1 + nodes > MAX_NODES:
             self.report.fatal("E004", f"the program expands to more than {MAX_NODES:,} layers", span, hint=hint)
         if self.steps + steps > MAX_STEPS:

@@ -43,7 +43,7 @@ def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | N
         errors += [e for e in later if e.code != "E208" or not errors]
     if errors:
         errors.sort(key=lambda e: (e.span is None, e.span or ()))
-        err = NetdslError.many(errors[:MAX_ERRORS])
+        err = NetdslError.many(errors[:MAX_ERRORS], stopped=len(errors) >= MAX_ERRORS)
         err.graph = exp.graph
         raise err
     return exp.graph

@@ -465,9 +465,10 @@ def _explain(code: str | None) -> int:
     key = code.strip().upper()
     key = f"E{key}" if key.isdigit() else key
     if key not in CODES:
-        hint = did_you_mean(key, CODES)
+        hint = did_you_mean(key, CODES) if len(key) < 10 else None
+        shown = code if len(code) <= 20 else code[:20] + "..."
         print(
-            f"netdsl explain: no error code {code!r}{'; ' + hint if hint else ''} (`netdsl explain` lists them)",
+            f"netdsl explain: no error code {shown!r}{'; ' + hint if hint else ''} (`netdsl explain` lists them)",
             file=sys.stderr,
         )
         return 1

@@ -93,3 +93,5 @@ def test_explain_lists_every_code_and_refuses_an_unknown_one(capsys):
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == list(CODES)
     assert main(["explain", "E2O1"]) == 1
     assert "did you mean `E201`" in capsys.readouterr().err
+    assert main(["explain", "E" * 100_000]) == 1
+    assert len(capsys.readouterr().err) < 200  # not echoed whole

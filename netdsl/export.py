@@ -210,15 +210,21 @@ def _saved_bytes(suffix: str, save) -> bytes:
         raise NetdslError("E411", f"cannot make the {suffix} file: {e.strerror or e}") from None
 
 
-def keras_bytes(net, *, weights=None, seed: int = 0) -> bytes:
-    """A ``.keras`` archive of the model with its weights (imports TensorFlow)."""
-    check_options(None, "nchw", "keras", seed)
+def _built(net, backend_name: str, device: str, weights, seed: int):
+    """The model of ``net`` in a framework, on the CPU, holding the export's weights."""
+    check_options(None, "nchw", "keras" if backend_name == "keras" else "pt2", seed)
     from .backends import get
 
-    backend = get("keras")
+    backend = get(backend_name)
     tensors = resolve_weights(net, weights, seed)
-    model = backend.build(net, device="/CPU:0")
+    model = backend.build(net, device=device)
     backend.set_weights(model, net, tensors)
+    return model
+
+
+def keras_bytes(net, *, weights=None, seed: int = 0) -> bytes:
+    """A ``.keras`` archive of the model with its weights (imports TensorFlow)."""
+    model = _built(net, "keras", "/CPU:0", weights, seed)
 
     def save(tmp: str) -> None:
         import warnings
@@ -232,13 +238,7 @@ def keras_bytes(net, *, weights=None, seed: int = 0) -> bytes:
 
 def pt2_bytes(net, *, weights=None, seed: int = 0) -> bytes:
     """A ``torch.export`` program (NCHW input, dynamic batch) with its weights (imports torch)."""
-    check_options(None, "nchw", "pt2", seed)
-    from .backends import get
-
-    backend = get("torch")
-    tensors = resolve_weights(net, weights, seed)
-    model = backend.build(net, device="cpu")
-    backend.set_weights(model, net, tensors)
+    model = _built(net, "torch", "cpu", weights, seed)
     model.eval()
     import torch
 

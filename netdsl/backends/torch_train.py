@@ -52,6 +52,14 @@ def optimizer(name: str, params, lr: float, momentum: float = 0.0, nesterov: boo
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def _with_grads(opt: torch.optim.Optimizer):
+    """Each parameter group with its parameters that have a gradient (groups with none skipped)."""
+    for group in opt.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if params:
+            yield group, params
+
+
 class KerasSGD(torch.optim.Optimizer):
     """SGD as Keras computes it: ``m = momentum m - lr g; w += m`` (Nesterov: ``w += momentum m - lr g``).
 
@@ -64,10 +72,7 @@ class KerasSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params in _with_grads(self):
             grads, lr, mu = [p.grad for p in params], group["lr"], group["momentum"]
             if mu == 0:
                 torch._foreach_add_(params, grads, alpha=-lr)
@@ -94,10 +99,7 @@ class KerasAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params in _with_grads(self):
             grads, (b1, b2) = [p.grad for p in params], group["betas"]
             states = [self.state[p] for p in params]
             for st, p in zip(states, params, strict=True):
@@ -123,10 +125,7 @@ class KerasAdagrad(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params in _with_grads(self):
             grads = [p.grad for p in params]
             acc = [self.state[p].setdefault("accumulator", torch.full_like(p, group["initial"])) for p in params]
             torch._foreach_addcmul_(acc, grads, grads)
@@ -151,10 +150,7 @@ class KerasRMSprop(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params in _with_grads(self):
             grads = [p.grad for p in params]
             velocity = [self.state[p].setdefault("velocity", torch.zeros_like(p)) for p in params]
             torch._foreach_mul_(velocity, group["rho"])

@@ -60,6 +60,11 @@ CODES: dict[str, Code] = {
         "a bad `train` or `data` statement: a value out of range, a key of another optimizer or schedule ([`train`](#train))",
         "train adamax",
     ),
+    "E140": Code(
+        "channels not divisible into groups: `groupnorm G`, or `conv ... groups=G` on its input",
+        "input 8x8x3; groupnorm 2",
+    ),
+    "E141": Code("`mul` over inputs whose shapes differ (other than on axes of size 1)", "e: conv 8x3; mul input"),
     "E201": Code("`dense` on a feature map", "dense 10"),
     "E202": Code(
         "a layer that needs an HxWxC feature map got a vector (conv, pooling, gap/gmp, upsample)", "flatten; gap"

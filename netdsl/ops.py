@@ -241,24 +241,32 @@ def _conv_shape(a: dict, ins: list) -> Shape:
     (s,) = ins
     _needs_map("conv", s, "reshape it first (e.g. `reshape 28x28x1`), or use `dense` on a vector")
     oh, ow = _spatial("conv", "kernel", s, a["kernel"], a["stride"], a["padding"], a["dilation"])
+    if s[2] % a.get("groups", 1):
+        raise ShapeError(
+            "E140",
+            f"conv with groups={a['groups']} splits its input's channels into groups, but the {fmt_shape(s)} has {s[2]}",
+            "use a number of groups that divides the input's channels (and the filters)",
+        )
     return (oh, ow, a["filters"])
 
 
 def _conv_weights(a: dict, ins: list) -> tuple:
     kh, kw = a["kernel"]
     f = a["filters"]
-    kernel = ("kernel", (kh, kw, ins[0][2], f), True)  # HWIO, as Keras holds it
+    kernel = ("kernel", (kh, kw, ins[0][2] // a.get("groups", 1), f), True)  # HWIO, as Keras holds it
     return (kernel, ("bias", (f,), True)) if a["bias"] else (kernel,)
 
 
 def _conv_macs(a: dict, ins: list, out: Shape) -> int:
     kh, kw = a["kernel"]
-    return out[0] * out[1] * out[2] * kh * kw * ins[0][2]
+    return out[0] * out[1] * out[2] * kh * kw * ins[0][2] // a.get("groups", 1)
 
 
 def _conv_check(a: dict) -> dict:
     if max(a["stride"]) > 1 and max(a["dilation"]) > 1:
         raise ArgError("conv cannot combine a stride > 1 with a dilation > 1 (Keras refuses it)")
+    if a["filters"] % a["groups"]:
+        raise ArgError(f"conv with groups={a['groups']} needs filters divisible by it, got {a['filters']}", hint=None)
     return a
 
 
@@ -272,6 +280,8 @@ def _conv_describe(a: dict) -> str:
         bits.append(a["padding"])
     if a["dilation"] != (1, 1):
         bits.append(f"dilation={a['dilation'][0]}")
+    if a.get("groups", 1) != 1:
+        bits.append(f"groups={a['groups']}")
     if a["activation"] != "linear":
         bits.append(a["activation"])
     return " ".join(bits)
@@ -449,6 +459,7 @@ OPS: dict[str, Op] = {
                 **_ACT,
                 "dilation": (pair(), 1),
                 "bias": (boolean, True),
+                "groups": (integer(), 1),
             },
             _conv_size,
             _conv_shape,

@@ -11,7 +11,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from .ops import REQUIRED, ArgError, Op, Shape, _needs_map, integer, pair
+from .ops import (
+    _ACT,
+    _PAD,
+    REQUIRED,
+    ArgError,
+    Op,
+    Shape,
+    ShapeError,
+    _conv_describe,
+    _conv_size,
+    _needs_map,
+    _spatial,
+    boolean,
+    fmt_shape,
+    integer,
+    pair,
+    real,
+)
+
+
+def _one_number(op: str, arg: str, d: tuple, stride: int | None) -> dict:
+    if stride is not None or len(d) != 1:
+        got = "x".join(map(str, d)) + (f"/{stride}" if stride is not None else "")
+        raise ArgError(f"{op} takes a single number here (its {arg}), got {got}")
+    return {arg: d[0]}
+
 
 # pad ------------------------------------------------------------------------------------------
 
@@ -59,11 +84,173 @@ def _pad_describe(a: dict) -> str:
     return f"t{t} b{b} l{left} r{r}"
 
 
+# dwconv and sepconv ------------------------------------------------------------------------------
+
+
+def _dw_size(d: tuple, stride: int | None) -> dict:
+    if len(d) > 2:
+        raise ArgError(f"dwconv shorthand is K or KHxKW (the kernel), e.g. `dwconv 3`; got {'x'.join(map(str, d))}")
+    out = {"kernel": d[0] if len(d) == 1 else d}
+    if stride is not None:
+        out["stride"] = stride
+    return out
+
+
+def _dw_shape(a: dict, ins: list) -> Shape:
+    (s,) = ins
+    _needs_map("dwconv", s)
+    oh, ow = _spatial("dwconv", "kernel", s, a["kernel"], a["stride"], a["padding"], a["dilation"])
+    return (oh, ow, s[2] * a["multiplier"])
+
+
+def _dw_weights(a: dict, ins: list) -> tuple:
+    kh, kw = a["kernel"]
+    c, m = ins[0][2], a["multiplier"]
+    kernel = ("kernel", (kh, kw, c, m), True)  # Keras's DepthwiseConv2D kernel: (kh, kw, C, M)
+    return (kernel, ("bias", (c * m,), True)) if a["bias"] else (kernel,)
+
+
+def _dw_macs(a: dict, ins: list, out: Shape) -> int:
+    kh, kw = a["kernel"]
+    return out[0] * out[1] * out[2] * kh * kw
+
+
+def _dw_describe(a: dict) -> str:
+    text = _conv_describe({**a, "filters": "dw"})
+    return text + (f" \u00d7{a['multiplier']}" if a["multiplier"] != 1 else "")
+
+
+def _sep_shape(a: dict, ins: list) -> Shape:
+    (s,) = ins
+    _needs_map("sepconv", s)
+    oh, ow = _spatial("sepconv", "kernel", s, a["kernel"], a["stride"], a["padding"], a["dilation"])
+    return (oh, ow, a["filters"])
+
+
+def _sep_weights(a: dict, ins: list) -> tuple:
+    kh, kw = a["kernel"]
+    c, m, f = ins[0][2], a["multiplier"], a["filters"]
+    out = (("depthwise_kernel", (kh, kw, c, m), True), ("pointwise_kernel", (1, 1, c * m, f), True))
+    return out + ((("bias", (f,), True),) if a["bias"] else ())
+
+
+def _sep_macs(a: dict, ins: list, out: Shape) -> int:
+    kh, kw = a["kernel"]
+    cm = ins[0][2] * a["multiplier"]
+    return out[0] * out[1] * cm * (kh * kw + out[2])
+
+
+def _sep_size(d: tuple, stride: int | None) -> dict:
+    try:
+        return _conv_size(d, stride)
+    except ArgError as e:
+        raise ArgError(e.message.replace("conv", "sepconv")) from None
+
+
+# layernorm and groupnorm ---------------------------------------------------------------------------
+
+
+def _norm_weights(a: dict, ins: list) -> tuple:
+    c = (ins[0][-1],)
+    return (("gamma", c, True), ("beta", c, True))
+
+
+def _groupnorm_shape(a: dict, ins: list) -> Shape:
+    (s,) = ins
+    if s[-1] % a["groups"]:
+        raise ShapeError(
+            "E140",
+            f"groupnorm splits the channels into {a['groups']} groups, but the {fmt_shape(s)} has {s[-1]} channels",
+            f"use a number of groups that divides {s[-1]} (`groupnorm G`; Keras's default is 32)",
+        )
+    return s
+
+
+# mul ----------------------------------------------------------------------------------------------
+
+
+def _mul_shape(a: dict, ins: list) -> Shape:
+    """Elementwise product; axes of size 1 broadcast, as in Keras's Multiply (ranks must agree)."""
+    out = list(ins[0])
+    for i, s in enumerate(ins[1:], 1):
+        if len(s) != len(out) or any(x != y and 1 not in (x, y) for x, y in zip(out, s, strict=True)):
+            hint = (
+                "make both paths end with one shape; an axis of size 1 is repeated (`reshape 1x1xC` for a channel gate)"
+            )
+            raise ShapeError(
+                "E141",
+                f"mul needs inputs of one shape (or 1 on an axis), got {fmt_shape(tuple(out))} and {fmt_shape(s)}",
+                hint,
+                culprit=i,
+            )
+        out = [max(x, y) for x, y in zip(out, s, strict=True)]
+    return tuple(out)
+
+
 # the table --------------------------------------------------------------------------------------
 
 _SIDE_ARG: dict[str, tuple[Any, Any]] = {k: (integer(0), None) for k in _SIDES}
 
 OPS: list[Op] = [
+    Op(
+        "dwconv",
+        "DepthwiseConv2D",
+        "conv",
+        {
+            "kernel": (pair(), REQUIRED),
+            "stride": (pair(), 1),
+            **_PAD,
+            **_ACT,
+            "multiplier": (integer(), 1),
+            "dilation": (pair(), 1),
+            "bias": (boolean, True),
+        },
+        _dw_size,
+        _dw_shape,
+        _dw_weights,
+        _dw_macs,
+        _dw_describe,
+    ),
+    Op(
+        "sepconv",
+        "SeparableConv2D",
+        "conv",
+        {
+            "filters": (integer(), REQUIRED),
+            "kernel": (pair(), REQUIRED),
+            "stride": (pair(), 1),
+            **_PAD,
+            **_ACT,
+            "multiplier": (integer(), 1),
+            "dilation": (pair(), 1),
+            "bias": (boolean, True),
+        },
+        _sep_size,
+        _sep_shape,
+        _sep_weights,
+        _sep_macs,
+        lambda a: _conv_describe(a) + (f" \u00d7{a['multiplier']}" if a["multiplier"] != 1 else ""),
+    ),
+    Op(
+        "layernorm",
+        "LayerNormalization",
+        "norm",
+        {"eps": (real(0, 1, lo_open=True), 1e-3)},
+        None,
+        lambda a, ins: ins[0],
+        _norm_weights,
+    ),
+    Op(
+        "groupnorm",
+        "GroupNormalization",
+        "norm",
+        {"groups": (integer(), 32), "eps": (real(0, 1, lo_open=True), 1e-3)},
+        lambda d, stride: _one_number("groupnorm", "groups", d, stride),
+        _groupnorm_shape,
+        _norm_weights,
+        describe=lambda a: f"{a['groups']} groups",
+    ),
+    Op("mul", "Multiply", "merge", {}, None, _mul_shape),
     Op(
         "pad",
         "ZeroPadding2D",
@@ -76,10 +263,24 @@ OPS: list[Op] = [
     ),
 ]
 
-ALIASES = {"zeropadding2d": "pad", "zero_pad": "pad", "zeropad": "pad"}
+ALIASES = {
+    "zeropadding2d": "pad",
+    "zero_pad": "pad",
+    "zeropad": "pad",
+    "depthwiseconv2d": "dwconv",
+    "depthwise_conv": "dwconv",
+    "separableconv2d": "sepconv",
+    "separable_conv": "sepconv",
+    "layernormalization": "layernorm",
+    "ln": "layernorm",
+    "groupnormalization": "groupnorm",
+    "gn": "groupnorm",
+    "multiply": "mul",
+}
 
 USAGE = {
     "pad": "pad P | pad PxQ | pad top=T bottom=B left=L right=R, e.g. `pad 1`",
+    "dwconv": "dwconv K[/S] [activation] [same|valid] [multiplier=M], e.g. `dwconv 3/2 same relu`",
+    "sepconv": "sepconv FxK[/S] [activation] [same|valid] [multiplier=M], e.g. `sepconv 32x3 same relu`",
+    "groupnorm": "groupnorm G (the number of groups, default 32), e.g. `groupnorm 8`",
 }
-
-assert REQUIRED  # the table's marker for required arguments, used by the entries above as they grow

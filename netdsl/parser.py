@@ -214,7 +214,7 @@ def _block_typo(line: str, column: int) -> str | None:
 
     words = re.findall(r"[A-Za-z_]\w*", line[: column - 1])
     return (
-        did_you_mean(words[-1] if len(words) == 1 else words[0], ("residual", "repeat", "add", "concat", "def"))
+        did_you_mean(words[-1] if len(words) == 1 else words[0], ("residual", "repeat", "add", "concat", "mul", "def"))
         if words
         else None
     )
@@ -314,7 +314,7 @@ def syntax_error(e: Exception, text: str) -> NetdslError:
         elif tok.type == "LBRACE" and _block_typo(line_text, span.column):
             hint = _block_typo(line_text, span.column)
         elif tok.type == "LBRACE":
-            hint = "a block starts with `residual {`, `add {`, `concat {`, `repeat N {` or `def NAME(...) {`"
+            hint = "a block starts with `residual {`, `add {`, `concat {`, `mul {`, `repeat N {` or `def NAME(...) {`"
         elif tok.type == "RBRACE":
             hint = "this `}` closes no block"
         err = NetdslError("E002", msg, span, hint=hint)

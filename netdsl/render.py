@@ -51,6 +51,7 @@ _CLUSTER = {  # kind -> attributes of its box
     "residual": 'style="rounded,dashed", color="#606060"',
     "add": 'style="rounded,dashed", color="#606060"',
     "concat": 'style="rounded,dashed", color="#606060"',
+    "mul": 'style="rounded,dashed", color="#606060"',
     "path": "peripheries=0",  # keeps a path's layers together without another box
 }
 
@@ -245,7 +246,7 @@ def _cluster_label(plan, gid: str, source) -> str:
         return f"pass {g['index']}"
     if kind == "def":
         return f"<b>{_h(_call_text(g, source))}</b> \u00b7 {plan.params(gid):,} params"
-    if kind in ("add", "concat"):
+    if kind in ("add", "concat", "mul"):
         paths = " | ".join(["\u2026"] * g.get("paths", 2))
         return f"<b>{kind}</b> {{ {paths} }}"
     if kind == "residual":

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategies import programs  # noqa: E402
 
 N_RANDOM = 200
-NO_MODULE = {"gap", "gmp", "flatten", "reshape", "add", "concat", "pad"}  # tensor operations in forward
+NO_MODULE = {"gap", "gmp", "flatten", "reshape", "add", "concat", "pad", "mul"}  # tensor operations in forward
 _counter = itertools.count()
 
 
@@ -90,7 +90,7 @@ def check_keras_init(w: dict, net) -> None:
     for key, shape in expected_weights(net):
         v = w[key]
         name = key.rsplit(".", 1)[1]
-        if name == "kernel":
+        if name.endswith("kernel"):  # kernel, depthwise_kernel, pointwise_kernel
             if len(shape) == 4:
                 kh, kw, cin, cout = shape
                 fan_in, fan_out = kh * kw * cin, kh * kw * cout

@@ -106,6 +106,11 @@ avgpool 2/1 same
 concat c
 upsample 2x3
 pad top=0 bottom=1 left=2 right=1
+dwconv 3 same multiplier=2
+sepconv 6x3 same
+conv 6x3 same groups=2
+layernorm
+mul { identity | groupnorm 3 }
 conv 4x2 valid selu bias=false
 leakyrelu 0.1
 {standalone}

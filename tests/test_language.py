@@ -117,6 +117,7 @@ def test_defaults_are_kerass():
         "activation": "linear",
         "dilation": (1, 1),
         "bias": True,
+        "groups": 1,
     }
     assert netdsl.parse("batchnorm").layers[0].args == {"eps": 1e-3, "momentum": 0.99}
     assert netdsl.parse("maxpool 3").layers[0].args["stride"] == (3, 3)

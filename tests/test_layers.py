@@ -91,3 +91,35 @@ def test_pad_errors(spec, code, text):
         netdsl.parse(f"input 4x4x1\n{spec}")
     assert e.value.code == code and text in str(e.value), str(e.value)
     assert e.value.line == 2
+
+
+# ---- dwconv, sepconv, conv groups=, layernorm, groupnorm, mul ---------------------------------------
+
+NETS = [
+    "input 9x8x4; dwconv 3; dwconv 3/2 same relu; dwconv 2x3 multiplier=3 bias=false; gap",
+    "input 9x9x3; dwconv 3 multiplier=2 dilation=2 same; dwconv 3/2 dilation=2; flatten",
+    "input 10x9x4; sepconv 8x3 same relu; sepconv 6x3/2 multiplier=2; sepconv 5x2 dilation=2 same bias=false; gap",
+    "input 8x8x4; conv 6x3 groups=2 same; conv 6x3/2 groups=3 relu; conv 4x1 groups=2 dilation=1; gap",
+    "input 6x6x4; layernorm; conv 8x3; layernorm eps=0.01; flatten; dense 6; layernorm; dense 3",
+    "input 6x6x8; groupnorm 4; conv 6x3; groupnorm 3 eps=0.1; gap; groupnorm 2",
+    "input 8x8x6; e: conv 6x3 same; mul input; mul { gap; dense 3 relu; dense 6 sigmoid; reshape 1x1x6 | identity }; "
+    "s: conv 1x1 sigmoid; mul e s; gap; d: dense 4; mul { identity | dense 4 tanh | dense 4 }",
+]
+
+
+@pytest.mark.parametrize("spec", NETS)
+def test_new_layers_backends(spec, tmp_path):
+    net = netdsl.parse(spec)
+    files = [tt.check_net(net, tmp_path, np.random.default_rng(0))]
+    files.append(tk.check_net(net, tmp_path, np.random.default_rng(0))[0])
+    ruff_check(files)
+    assert cross_agree(net) < ATOL
+
+
+@pytest.mark.parametrize("spec", NETS)
+def test_new_layers_onnx(spec):
+    pytest.importorskip("onnxruntime")
+    from test_export import agree as onnx_agree
+
+    net = netdsl.parse(spec)
+    onnx_agree(net, random_weights(net))

@@ -58,6 +58,7 @@ def _conv(a: dict) -> tuple[tuple, dict]:
     _opt(kw, "activation", ACTIVATION[a["activation"]], "linear")
     _opt(kw, "dilation_rate", _size(a["dilation"]), 1)
     _opt(kw, "use_bias", a["bias"], True)
+    _opt(kw, "groups", a.get("groups", 1), 1)
     return (a["filters"], _size(a["kernel"])), kw
 
 

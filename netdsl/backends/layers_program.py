@@ -22,7 +22,101 @@ def Layer(module: tuple | None, steps: tuple) -> Any:  # noqa: N802  (torch_prog
     return _Layer(module, steps)
 
 
+def _tp():
+    from . import torch_program
+
+    return torch_program
+
+
 # ---- torch ---------------------------------------------------------------------------------
+
+TORCH_HELPERS: dict[str, str] = {
+    "DepthwiseConv2d": '''\
+class DepthwiseConv2d(nn.Conv2d):
+    """Keras's DepthwiseConv2D: each input channel convolved with its own `multiplier` filters.
+
+    A grouped nn.Conv2d (groups = channels); keras_init gives its weight Keras's glorot limit,
+    which counts the fans of Keras's (kh, kw, C, M) kernel, not of torch's (C*M, 1, kh, kw).
+    """
+
+    def __init__(self, channels: int, kernel_size, multiplier: int = 1, **kwargs) -> None:
+        super().__init__(channels, channels * multiplier, kernel_size, groups=channels, **kwargs)
+        receptive = self.kernel_size[0] * self.kernel_size[1]
+        self.keras_fans = (receptive * channels, receptive * multiplier)
+''',
+    "SeparableConv2d": '''\
+class SeparableConv2d(nn.Module):
+    """Keras's SeparableConv2D: a depthwise convolution (no bias), then a 1x1 convolution."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, multiplier: int = 1, bias: bool = True, **kwargs
+    ) -> None:
+        super().__init__()
+        mid = in_channels * multiplier
+        self.depthwise = nn.Conv2d(in_channels, mid, kernel_size, groups=in_channels, bias=False, **kwargs)
+        receptive = self.depthwise.kernel_size[0] * self.depthwise.kernel_size[1]
+        self.depthwise.keras_fans = (receptive * in_channels, receptive * multiplier)  # see keras_init
+        self.pointwise = nn.Conv2d(mid, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+''',
+    "ChannelLayerNorm": '''\
+class ChannelLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the channel axis (dim 1) of an NCHW tensor: Keras's LayerNormalization(axis=-1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+''',
+}
+
+
+def _conv_kw(a: dict, ins: list) -> tuple[dict, tuple]:
+    """Keyword arguments shared by the convolutions, and a pad step for uneven 'same' padding."""
+    tp = _tp()
+    kw: dict[str, Any] = {}
+    if a["stride"] != (1, 1):
+        kw["stride"] = tp._sq(a["stride"])
+    even, uneven = tp._padding(a, ins[0], a["kernel"], a["stride"], a["dilation"])
+    if even:
+        kw["padding"] = tp._sq(even)
+    if a["dilation"] != (1, 1):
+        kw["dilation"] = tp._sq(a["dilation"])
+    if a["multiplier"] != 1:
+        kw["multiplier"] = a["multiplier"]
+    if not a["bias"]:
+        kw["bias"] = False
+    return kw, ((("pad", uneven, 0.0),) if uneven else ())
+
+
+def _dwconv(a: dict, ins: list, out) -> Layer:
+    kw, pad = _conv_kw(a, ins)
+    steps = (*pad, ("module",), *_tp()._act(a["activation"]))
+    return Layer(("DepthwiseConv2d", (ins[0][2], _tp()._sq(a["kernel"])), kw), steps)
+
+
+def _sepconv(a: dict, ins: list, out) -> Layer:
+    kw, pad = _conv_kw(a, ins)
+    steps = (*pad, ("module",), *_tp()._act(a["activation"]))
+    return Layer(("SeparableConv2d", (ins[0][2], a["filters"], _tp()._sq(a["kernel"])), kw), steps)
+
+
+def _depthwise(a: dict, ins: list):
+    """torch's (C*M, 1, kh, kw) as Keras's (kh, kw, C, M): a view, so set_weights writes through it."""
+    c, m = ins[0][2], a["multiplier"]
+    return lambda w: w.view(c, m, *w.shape[2:]).permute(2, 3, 0, 1)
+
+
+def _dw_weights(a: dict, ins: list) -> dict:
+    return {"kernel": ("weight", _depthwise(a, ins)), "bias": ("bias", None)}
+
+
+def _sep_weights(a: dict, ins: list) -> dict:
+    return {
+        "depthwise_kernel": ("depthwise.weight", _depthwise(a, ins)),
+        "pointwise_kernel": ("pointwise.weight", lambda w: w.permute(2, 3, 1, 0)),  # OI11 -> 11IO
+        "bias": ("pointwise.bias", None),
+    }
 
 
 def _pad(a: dict, ins: list, out) -> Layer:
@@ -30,14 +124,48 @@ def _pad(a: dict, ins: list, out) -> Layer:
     return Layer(None, (("pad", (left, r, t, b), 0.0),))  # F.pad's order: last axis (W) first
 
 
+def _layernorm(a: dict, ins: list, out) -> Layer:
+    cls = "ChannelLayerNorm" if len(ins[0]) > 1 else "LayerNorm"
+    return Layer((cls, (ins[0][-1],), {"eps": a["eps"]}), (("module",),))
+
+
+def _groupnorm(a: dict, ins: list, out) -> Layer:
+    return Layer(("GroupNorm", (a["groups"], ins[0][-1]), {"eps": a["eps"]}), (("module",),))
+
+
+_NORM_W = {"gamma": ("weight", None), "beta": ("bias", None)}
+
 TORCH: dict[str, tuple] = {
+    "dwconv": (_dwconv, _dw_weights),
+    "sepconv": (_sepconv, _sep_weights),
+    "layernorm": (_layernorm, _NORM_W),
+    "groupnorm": (_groupnorm, _NORM_W),
+    "mul": (lambda a, ins, out: Layer(None, (("mul",),)), {}),
     "pad": (_pad, {}),
 }
 
-# helper module classes a generated file defines when it uses them: name -> source
-TORCH_HELPERS: dict[str, str] = {}
-
 # ---- keras ---------------------------------------------------------------------------------
+
+
+def _size(v: tuple) -> Any:
+    return v[0] if len(v) == 2 and v[0] == v[1] else tuple(v)
+
+
+def _keras_conv_kw(a: dict) -> dict:
+    from .keras_program import ACTIVATION
+
+    kw: dict = {}
+    for key, value, default in (
+        ("strides", _size(a["stride"]), 1),
+        ("padding", a["padding"], "valid"),
+        ("depth_multiplier", a["multiplier"], 1),
+        ("activation", ACTIVATION[a["activation"]], "linear"),
+        ("dilation_rate", _size(a["dilation"]), 1),
+        ("use_bias", a["bias"], True),
+    ):
+        if value != default:
+            kw[key] = value
+    return kw
 
 
 def _keras_pad(a: dict) -> tuple[tuple, dict]:
@@ -47,6 +175,18 @@ def _keras_pad(a: dict) -> tuple[tuple, dict]:
     return (((t, b), (left, r)),), {}
 
 
+def _keras_norm(a: dict) -> tuple[tuple, dict]:
+    kw = {} if a["eps"] == 1e-3 else {"epsilon": a["eps"]}
+    if "groups" in a:
+        kw = {"groups": a["groups"], **kw}
+    return (), kw
+
+
 KERAS: dict[str, tuple] = {
+    "dwconv": ("DepthwiseConv2D", lambda a: ((_size(a["kernel"]),), _keras_conv_kw(a))),
+    "sepconv": ("SeparableConv2D", lambda a: ((a["filters"], _size(a["kernel"])), _keras_conv_kw(a))),
+    "layernorm": ("LayerNormalization", _keras_norm),
+    "groupnorm": ("GroupNormalization", _keras_norm),
+    "mul": ("Multiply", lambda a: ((), {}), True),
     "pad": ("ZeroPadding2D", _keras_pad),
 }

@@ -176,6 +176,7 @@ def _conv(b, a, xs, shapes, out, w) -> str:
         strides=list(a["stride"]),
         dilations=list(a["dilation"]),
         pads=_pads(a, shapes[0], a["kernel"], a["stride"], a["dilation"]),
+        **({"group": a["groups"]} if a.get("groups", 1) != 1 else {}),
     )
     return ACTIVATION[a["activation"]](b, y, a["activation"])
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -72,6 +73,7 @@ AvgPool2dSame: type = _namespace["AvgPool2dSame"]
 KerasBatchNorm1d: type = _namespace["KerasBatchNorm1d"]  # module globals: pickle finds classes by name
 KerasBatchNorm2d: type = _namespace["KerasBatchNorm2d"]
 _CLASSES = {name: _namespace[name] for name in _p.HELPER_CLASSES}  # module classes that are not torch.nn's
+globals().update({k: v for k, v in _CLASSES.items() if k not in globals()})  # layers_program's, for pickle too
 
 
 # ---- forward steps: each kind as a callable ----------------------------------------------------
@@ -123,6 +125,13 @@ def _concat(*xs):
     return torch.cat(xs, dim=1)
 
 
+def _mul(*xs):
+    out = xs[0]
+    for t in xs[1:]:
+        out = out * t
+    return out
+
+
 # kind -> the callable from (the module's attribute name, *literals); the same kinds as torch_source.SOURCE
 _RUN: dict[str, Callable] = {
     "module": lambda attr: attr,
@@ -134,6 +143,7 @@ _RUN: dict[str, Callable] = {
     "gmp": lambda attr: _gmp,
     "add": lambda attr: _add,
     "concat": lambda attr: _concat,
+    "mul": lambda attr: _mul,
 }
 assert set(_RUN) == set(_SOURCE), "torch_source.SOURCE and _RUN disagree on the step kinds"
 _MERGES = _p.MERGES
@@ -310,8 +320,11 @@ def _weight_map(model, net):
     attrs = _attrs(net)
     nodes = net.graph.nodes
     for name, wname, _shape, _trainable in entries(net):
-        tname, convert = OPS[nodes[name]["op"]].weights[wname]
-        yield f"{name}.{wname}", getattr(getattr(model, attrs[name]), tname), convert
+        table = OPS[nodes[name]["op"]].weights
+        if callable(table):  # the layout depends on the node's arguments (a depthwise kernel's M)
+            table = table(nodes[name]["args"], [nodes[i]["shape"] for i in nodes[name]["inputs"]])
+        tname, convert = table[wname]
+        yield f"{name}.{wname}", attrgetter(tname)(getattr(model, attrs[name])), convert
 
 
 def get_weights(model, net) -> dict[str, np.ndarray]:

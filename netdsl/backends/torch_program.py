@@ -30,8 +30,12 @@ _HELPERS = {
 def keras_init(model: nn.Module) -> None:
     """Keras's default initialisation: glorot-uniform kernels, zero biases."""
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(m.weight)
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            fans = getattr(m, "keras_fans", None)  # a depthwise kernel: the fans of Keras's (kh, kw, C, M)
+            if fans is None:
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.uniform_(m.weight, -((6 / sum(fans)) ** 0.5), (6 / sum(fans)) ** 0.5)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 ''',
@@ -151,6 +155,8 @@ def _conv(a: dict, ins: list, out) -> Layer:
         kw["dilation"] = _sq(a["dilation"])
     if not a["bias"]:
         kw["bias"] = False
+    if a.get("groups", 1) != 1:
+        kw["groups"] = a["groups"]
     pad = (("pad", uneven, 0.0),) if uneven else ()
     return Layer(("Conv2d", (ins[0][2], a["filters"]), kw), (*pad, ("module",), *_act(a["activation"])))
 
@@ -284,7 +290,7 @@ _missing = (set(_ops.ACTIVATIONS) - {"linear"}) ^ set(ACT)
 assert not _missing, f"the torch backend's ACT table and netdsl.ops disagree on {sorted(_missing)}"
 
 
-MERGES = ("add", "concat")
+MERGES = ("add", "concat", "mul")
 
 
 # ---- names and the plan ------------------------------------------------------------------

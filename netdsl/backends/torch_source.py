@@ -60,6 +60,7 @@ SOURCE: dict[str, Callable[..., str]] = {
     "gmp": lambda x, attr: f"{x}.amax((2, 3))",
     "add": lambda xs, attr: " + ".join(xs),
     "concat": lambda xs, attr: f"torch.cat([{', '.join(xs)}], dim=1)",
+    "mul": lambda xs, attr: " * ".join(xs),
 }
 
 

@@ -28,7 +28,20 @@ def node(cls):
 
 
 # statement keywords: reserved at the start of a statement, and never a def's name
-STATEMENT_WORDS = ("input", "from", "add", "concat", "residual", "repeat", "let", "def", "train", "data", "identity")
+STATEMENT_WORDS = (
+    "input",
+    "from",
+    "add",
+    "concat",
+    "mul",
+    "residual",
+    "repeat",
+    "let",
+    "def",
+    "train",
+    "data",
+    "identity",
+)
 
 
 @node

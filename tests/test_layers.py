@@ -123,3 +123,62 @@ def test_new_layers_onnx(spec):
 
     net = netdsl.parse(spec)
     onnx_agree(net, random_weights(net))
+
+
+# ---- examples/mobilenet_small.net against the same model written by hand in Keras ----------------
+
+
+def keras_mobilenet_small():
+    """examples/mobilenet_small.net, written by hand with keras.layers (the oracle for its counts)."""
+    keras = tk.keras
+    L = keras.layers
+    inputs = keras.Input((28, 28, 1))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(inputs)
+    x = L.Conv2D(16, 3, strides=2, use_bias=False)(x)
+    x = L.ReLU()(L.BatchNormalization()(x))
+
+    def dws(x, c, s=1):
+        x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, strides=s, padding="same", use_bias=False)(x)))
+        return L.ReLU()(L.BatchNormalization()(L.Conv2D(c, 1, use_bias=False)(x)))
+
+    x = dws(dws(dws(x, 32), 64, 2), 64)
+    g = L.GlobalAveragePooling2D()(x)
+    g = L.Reshape((1, 1, 64))(L.Dense(64, activation="sigmoid")(L.Dense(16, activation="relu")(g)))
+    x = L.Multiply()([x, g])
+    x = dws(x, 128, 2)
+    x = L.SeparableConv2D(128, 3, padding="same", activation="relu")(x)
+    x = L.Dropout(0.2)(L.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, L.Dense(10, activation="softmax")(x))
+
+
+def _keras_layers(model) -> list[tuple]:
+    def size(ws):
+        return sum(int(np.prod(w.shape)) for w in ws)
+
+    return [
+        (
+            type(layer).__name__,
+            tuple(layer.output.shape),
+            size(layer.trainable_weights),
+            size(layer.non_trainable_weights),
+        )
+        for layer in model.layers[1:]
+    ]
+
+
+def test_mobilenet_small_counts_equal_hand_written_keras():
+    from conftest import ROOT
+
+    net = netdsl.load(ROOT / "examples" / "mobilenet_small.net")
+    model = keras_mobilenet_small()
+    mine = [(netdsl.ops.OPS[x.op].keras, x.output_shape, x.trainable, x.non_trainable) for x in net.layers]
+    assert sorted(mine) == sorted(_keras_layers(model))  # Keras orders a functional model's layers its own way
+    assert (net.total_params, net.trainable_params) == (model.count_params(), _keras_counts(model)[0])
+    assert net.total_params == 39_578
+
+
+def _keras_counts(model) -> tuple[int, int]:
+    def size(ws):
+        return sum(int(np.prod(w.shape)) for w in ws)
+
+    return size(model.trainable_weights), size(model.non_trainable_weights)

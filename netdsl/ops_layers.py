@@ -275,7 +275,6 @@ ALIASES = {
     "ln": "layernorm",
     "groupnormalization": "groupnorm",
     "gn": "groupnorm",
-    "multiply": "mul",
 }
 
 USAGE = {

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="bind a free parameter of the spec (repeatable)",
     )
-    common.add_argument("--input", metavar="HxWxC", type=_input, help="override the input shape (HxWxC or N)")
+    common.add_argument("--input", metavar="HxWxC", type=_input, help="override the input shape (HxWxC, LxC or N)")
     common.add_argument("--traceback", action="store_true", help="show Python tracebacks (for debugging netdsl)")
 
     p = _Parser(prog="netdsl", description="Check, summarise and compile netdsl network specs.")

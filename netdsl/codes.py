@@ -65,6 +65,7 @@ CODES: dict[str, Code] = {
         "input 8x8x3; groupnorm 2",
     ),
     "E141": Code("`mul` over inputs whose shapes differ (other than on axes of size 1)", "e: conv 8x3; mul input"),
+    "E142": Code("a 1-D layer (conv1d, maxpool1d, avgpool1d) on something other than an LxC sequence", "conv1d 4x3"),
     "E201": Code("`dense` on a feature map", "dense 10"),
     "E202": Code(
         "a layer that needs an HxWxC feature map got a vector (conv, pooling, gap/gmp, upsample)", "flatten; gap"

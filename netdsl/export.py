@@ -243,7 +243,7 @@ def pt2_bytes(net, *, weights=None, seed: int = 0) -> bytes:
     import torch
 
     shape = net.input_shape[1:]
-    example = torch.zeros((2, shape[2], shape[0], shape[1]) if len(shape) == 3 else (2, *shape))
+    example = torch.zeros((2, shape[-1], *shape[:-1]) if len(shape) > 1 else (2, *shape))  # channels first
     batch = torch.export.Dim("batch", min=1)
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     return _saved_bytes(".pt2", lambda tmp: torch.export.save(program, tmp))

@@ -216,21 +216,21 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
         return None
     if isinstance(value, str):
         if not re.fullmatch(r"\d+(x\d+){0,2}", value.strip()):
-            raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
+            raise ValueError(f"an input shape is HxWxC, LxC or N, got {value!r}")
         value = tuple(int(x) for x in value.strip().split("x"))
     elif isinstance(value, bool):
-        raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
+        raise ValueError(f"an input shape is HxWxC, LxC or N, got {value!r}")
     elif isinstance(value, int):
         value = (value,)
     elif not isinstance(value, (tuple, list)):
-        raise ValueError(f"an input shape is HxWxC or N, got {value!r}")
+        raise ValueError(f"an input shape is HxWxC, LxC or N, got {value!r}")
     value = tuple(value)
-    if None in value[:1] and len(value) in (2, 4):  # (None, 28, 28, 1), Keras style
+    if None in value[:1] and len(value) in (2, 3, 4):  # (None, 28, 28, 1), Keras style
         value = value[1:]
-    if len(value) not in (1, 3) or not all(
+    if len(value) not in (1, 2, 3) or not all(
         isinstance(x, int) and not isinstance(x, bool) and 0 < x < 2**31 for x in value
     ):
-        raise ValueError(f"an input shape is HxWxC or N with sizes from 1 to {2**31 - 1:,}, got {value!r}")
+        raise ValueError(f"an input shape is HxWxC, LxC or N with sizes from 1 to {2**31 - 1:,}, got {value!r}")
     return value
 
 

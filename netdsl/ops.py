@@ -46,7 +46,7 @@ def fmt_shape(shape: Shape) -> str:
     """``4x4x16 feature map`` / ``vector of 256``."""
     if len(shape) == 1:
         return f"vector of {shape[0]}"
-    return "x".join(map(str, shape)) + (" feature map" if len(shape) == 3 else " tensor")
+    return "x".join(map(str, shape)) + {3: " feature map", 2: " sequence"}.get(len(shape), " tensor")
 
 
 # ---- argument converters: value -> checked value, or ArgError -------------------

@@ -23,6 +23,7 @@ from .ops import (
     _conv_size,
     _needs_map,
     _spatial,
+    _window,
     boolean,
     fmt_shape,
     integer,
@@ -187,6 +188,92 @@ def _mul_shape(a: dict, ins: list) -> Shape:
     return tuple(out)
 
 
+# 1-D layers over sequences (L x C) ------------------------------------------------------------------
+
+
+def input_dims(name: str, v: Any) -> tuple[int, ...]:
+    """The input's size: N (a vector), LxC (a sequence) or HxWxC (a feature map)."""
+    from .ops import _int
+
+    v = v if isinstance(v, tuple) else (v,)
+    if len(v) not in (1, 2, 3):
+        raise ArgError(f"{name} must be N, LxC or HxWxC, got {'x'.join(map(str, v))}")
+    return tuple(_int(name, x) for x in v)
+
+
+def _needs_seq(op: str, s: Shape) -> None:
+    if len(s) != 2:
+        raise ShapeError(
+            "E142",
+            f"{op} needs an LxC sequence, got a {fmt_shape(s)}",
+            "1-D layers take a sequence input (`input 128x3`); use the 2-D layer on a feature map",
+        )
+
+
+def _conv1d_size(d: tuple, stride: int | None) -> dict:
+    if len(d) != 2:
+        raise ArgError(f"conv1d shorthand is FxK (filters x kernel), e.g. `conv1d 16x3`; got {'x'.join(map(str, d))}")
+    return {"filters": d[0], "kernel": d[1], **({"stride": stride} if stride is not None else {})}
+
+
+def _conv1d_shape(a: dict, ins: list) -> Shape:
+    (s,) = ins
+    _needs_seq("conv1d", s)
+    return (_window("conv1d", "kernel", s[0], a["kernel"], a["stride"], a["padding"], a["dilation"]), a["filters"])
+
+
+def _conv1d_weights(a: dict, ins: list) -> tuple:
+    kernel = ("kernel", (a["kernel"], ins[0][1], a["filters"]), True)  # (k, C, F), as Keras holds it
+    return (kernel, ("bias", (a["filters"],), True)) if a["bias"] else (kernel,)
+
+
+def _conv1d_check(a: dict) -> dict:
+    if a["stride"] > 1 and a["dilation"] > 1:
+        raise ArgError("conv1d cannot combine a stride > 1 with a dilation > 1 (Keras refuses it)")
+    return a
+
+
+def _pool1d_size(d: tuple, stride: int | None) -> dict:
+    if len(d) != 1:
+        raise ArgError(f"a 1-D pool's size is one number, got {'x'.join(map(str, d))}")
+    return {"size": d[0], **({"stride": stride} if stride is not None else {})}
+
+
+def _pool1d_shape(op: str):
+    def rule(a: dict, ins: list) -> Shape:
+        (s,) = ins
+        _needs_seq(op, s)
+        return (_window(op, "window", s[0], a["size"], a["stride"], a["padding"]), s[1])
+
+    return rule
+
+
+def _pool1d_finish(a: dict) -> dict:
+    if a["stride"] is None:  # Keras: strides default to pool_size
+        a["stride"] = a["size"]
+    return a
+
+
+def _conv1d_describe(a: dict) -> str:
+    bits = [f"{a['filters']}\u00d7{a['kernel']}"] + ([f"/{a['stride']}"] if a["stride"] != 1 else [])
+    bits += [a["padding"]] if a["padding"] != "valid" else []
+    bits += [f"dilation={a['dilation']}"] if a["dilation"] != 1 else []
+    return " ".join(bits + ([a["activation"]] if a["activation"] != "linear" else []))
+
+
+def _pool1d(name: str, keras: str) -> Op:
+    return Op(
+        name,
+        keras,
+        "pool",
+        {"size": (integer(), REQUIRED), "stride": (integer(), None), **_PAD},
+        _pool1d_size,
+        _pool1d_shape(name),
+        describe=lambda a: f"{a['size']}/{a['stride']}" + (" same" if a["padding"] == "same" else ""),
+        finish=_pool1d_finish,
+    )
+
+
 # the table --------------------------------------------------------------------------------------
 
 _SIDE_ARG: dict[str, tuple[Any, Any]] = {k: (integer(0), None) for k in _SIDES}
@@ -252,6 +339,28 @@ OPS: list[Op] = [
     ),
     Op("mul", "Multiply", "merge", {}, None, _mul_shape),
     Op(
+        "conv1d",
+        "Conv1D",
+        "conv",
+        {
+            "filters": (integer(), REQUIRED),
+            "kernel": (integer(), REQUIRED),
+            "stride": (integer(), 1),
+            **_PAD,
+            **_ACT,
+            "dilation": (integer(), 1),
+            "bias": (boolean, True),
+        },
+        _conv1d_size,
+        _conv1d_shape,
+        _conv1d_weights,
+        lambda a, ins, out: out[0] * out[1] * a["kernel"] * ins[0][1],
+        _conv1d_describe,
+        finish=_conv1d_check,
+    ),
+    _pool1d("maxpool1d", "MaxPooling1D"),
+    _pool1d("avgpool1d", "AveragePooling1D"),
+    Op(
         "pad",
         "ZeroPadding2D",
         "shape",
@@ -275,11 +384,18 @@ ALIASES = {
     "ln": "layernorm",
     "groupnormalization": "groupnorm",
     "gn": "groupnorm",
+    "maxpooling1d": "maxpool1d",
+    "max_pool1d": "maxpool1d",
+    "averagepooling1d": "avgpool1d",
+    "avg_pool1d": "avgpool1d",
 }
 
 USAGE = {
     "pad": "pad P | pad PxQ | pad top=T bottom=B left=L right=R, e.g. `pad 1`",
     "dwconv": "dwconv K[/S] [activation] [same|valid] [multiplier=M], e.g. `dwconv 3/2 same relu`",
     "sepconv": "sepconv FxK[/S] [activation] [same|valid] [multiplier=M], e.g. `sepconv 32x3 same relu`",
+    "conv1d": "conv1d FxK[/S] [activation] [same|valid], e.g. `conv1d 16x3 relu same` (input LxC)",
+    "maxpool1d": "maxpool1d P[/S] [same|valid], e.g. `maxpool1d 2`",
+    "avgpool1d": "avgpool1d P[/S] [same|valid], e.g. `avgpool1d 2`",
     "groupnorm": "groupnorm G (the number of groups, default 32), e.g. `groupnorm 8`",
 }

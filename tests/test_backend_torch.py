@@ -46,12 +46,12 @@ _counter = itertools.count()
 def nhwc(shape) -> tuple:
     """A torch shape without the batch, channels last."""
     s = tuple(shape[1:])
-    return (s[1], s[2], s[0]) if len(s) == 3 else s
+    return (*s[1:], s[0]) if len(s) > 1 else s  # (C, H, W) -> (H, W, C); (C, L) -> (L, C)
 
 
 def to_nchw(x: np.ndarray) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x))
-    return t.permute(0, 3, 1, 2).contiguous() if t.ndim == 4 else t
+    return t.movedim(-1, 1).contiguous() if t.ndim > 2 else t
 
 
 def batch(net, n: int, rng) -> np.ndarray:
@@ -91,9 +91,9 @@ def check_keras_init(w: dict, net) -> None:
         v = w[key]
         name = key.rsplit(".", 1)[1]
         if name.endswith("kernel"):  # kernel, depthwise_kernel, pointwise_kernel
-            if len(shape) == 4:
-                kh, kw, cin, cout = shape
-                fan_in, fan_out = kh * kw * cin, kh * kw * cout
+            if len(shape) >= 3:  # (kh, kw, in, out) or, 1-D, (k, in, out)
+                receptive, (cin, cout) = math.prod(shape[:-2]), shape[-2:]
+                fan_in, fan_out = receptive * cin, receptive * cout
             else:
                 fan_in, fan_out = shape
             limit = math.sqrt(6 / (fan_in + fan_out))

@@ -72,7 +72,7 @@ ERRORS = [
     ("conv 8x3\x00", "E003", 1, 9, "NUL"),
     ("{" * 100, "E004", 1, 65, "nested more than 64"),
     ("let a = 99999999999 * 99999999999 * 99999999999", "E112", 1, 9, "too large"),
-    ("input 28x28\nflatten", "E103", 1, 7, "HxWxC"),
+    ("input 28x28x1x1\nflatten", "E103", 1, 7, "HxWxC"),
     ("maxpool 2x2x2", "E103", 1, 9, "pool size is P or PxQ"),
     ("input 3x3x1; upsample 2147483647; flatten; dense 10", "E209", 1, 14, "too large for any framework"),
     ("dropout " + "9" * 400, "E103", 1, 9, "400 digits is too large"),

@@ -49,10 +49,10 @@ def session(model) -> ort.InferenceSession:
 
 def run(sess, x: np.ndarray, layout: str) -> np.ndarray:
     """Channels-last in, channels-last out, whatever the model's layout."""
-    if layout == "nchw" and x.ndim == 4:
-        x = x.transpose(0, 3, 1, 2)
+    if layout == "nchw" and x.ndim > 2:  # NHWC -> NCHW, NLC -> NCL
+        x = np.moveaxis(x, -1, 1)
     y = sess.run(["output"], {"input": np.ascontiguousarray(x)})[0]
-    return y.transpose(0, 2, 3, 1) if layout == "nchw" and y.ndim == 4 else y
+    return np.moveaxis(y, 1, -1) if layout == "nchw" and y.ndim > 2 else y
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,12 +126,16 @@ dense 5 softmax
 """.replace("{standalone}", "; ".join(a for a in netdsl.ops.ACTIVATIONS if a != "softmax"))  # each op a layer
 
 
+EVERY_SEQUENCE_OP = "input 9x4; conv1d 4x3 same; maxpool1d 2 same; avgpool1d 2/1 same; flatten; dense 3"
+
+
 def test_every_op_in_every_opset():
-    net = netdsl.parse(EVERY_OP)
-    assert {n["op"] for n in net.graph.nodes.values()} - {"input"} == set(netdsl.ops.OPS)
-    w = random_weights(net)
-    for opset in range(MIN_OPSET, MAX_OPSET + 1):
-        agree(net, w, opset=opset, layouts=("nchw",))
+    nets = [netdsl.parse(EVERY_OP), netdsl.parse(EVERY_SEQUENCE_OP)]
+    assert {n["op"] for net in nets for n in net.graph.nodes.values()} - {"input"} == set(netdsl.ops.OPS)
+    for net in nets:
+        w = random_weights(net)
+        for opset in range(MIN_OPSET, MAX_OPSET + 1):
+            agree(net, w, opset=opset, layouts=("nchw",))
 
 
 def test_checker_and_shape_inference_give_netdsl_shapes():

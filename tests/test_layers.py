@@ -182,3 +182,51 @@ def _keras_counts(model) -> tuple[int, int]:
         return sum(int(np.prod(w.shape)) for w in ws)
 
     return size(model.trainable_weights), size(model.non_trainable_weights)
+
+
+# ---- 1-D layers over sequences (input LxC) ------------------------------------------------------
+
+SEQ_NETS = [
+    "input 20x3; conv1d 8x3 relu; maxpool1d 2; conv1d 6x3/2 same; avgpool1d 3/2 same; flatten; dense 4",
+    "input 17x4; conv1d 5x4 same dilation=2 bias=false; maxpool1d 3/2 same; avgpool1d 2/1 same; batchnorm; "
+    "layernorm; groupnorm 5; conv1d 4x2/3 same tanh; avgpool1d 2; flatten; dense 3 softmax",
+    "input 12x6; a: conv1d 6x3 same; add input; mul { identity | conv1d 6x1 sigmoid }; concat a; dropout 0.1; "
+    "maxpool1d 4 same; flatten; reshape 3x3x4; conv 2x1",
+]
+
+
+@pytest.mark.parametrize("spec", SEQ_NETS)
+def test_sequence_layers_backends(spec, tmp_path):
+    net = netdsl.parse(spec)
+    files = [tt.check_net(net, tmp_path, np.random.default_rng(0))]
+    files.append(tk.check_net(net, tmp_path, np.random.default_rng(0))[0])
+    ruff_check(files)
+    assert cross_agree(net) < ATOL
+
+
+@pytest.mark.parametrize("spec", SEQ_NETS)
+def test_sequence_layers_onnx(spec):
+    pytest.importorskip("onnxruntime")
+    from test_export import agree as onnx_agree
+
+    net = netdsl.parse(spec)
+    onnx_agree(net, random_weights(net))
+
+
+def test_sequence_shapes_and_errors():
+    net = netdsl.parse("input 128x3; conv1d 16x5/2 same relu; maxpool1d 2; avgpool1d 3/1; flatten")
+    assert [x.output_shape for x in net.layers] == [(None, 64, 16), (None, 32, 16), (None, 30, 16), (None, 480)]
+    assert net.layers[0].params == 5 * 3 * 16 + 16
+    assert netdsl.parse("conv1d 4x3", input_shape="10x2").output_shape == (None, 8, 4)
+    for spec, code in [
+        ("input 28x28x1; conv1d 4x3", "E142"),
+        ("input 10; maxpool1d 2", "E142"),
+        ("input 10x2; conv 4x3", "E202"),
+        ("input 10x2; conv1d 4x3x3", "E103"),
+        ("input 10x2; conv1d 4x3/2 dilation=2", "E103"),
+        ("input 10x2; conv1d 4x11", "E203"),
+        ("input 10x2; avgpool1d 2x2", "E103"),
+    ]:
+        with pytest.raises(NetdslError) as e:
+            netdsl.parse(spec)
+        assert e.value.code == code, (spec, str(e.value))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..ops_layers import pad_sides
@@ -61,6 +62,23 @@ class SeparableConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x))
 ''',
+    "AvgPool1dSame": '''\
+class AvgPool1dSame(nn.AvgPool1d):
+    """1-D average pooling with TensorFlow's uneven 'same' padding (the odd element at the end),
+    each average over the real elements only, as in Keras."""
+
+    def __init__(self, kernel_size: int, stride: int, pad: tuple) -> None:
+        super().__init__(kernel_size, stride)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ones = F.pad(torch.ones_like(x[:1, :1]), self.pad)
+        count = F.avg_pool1d(ones, self.kernel_size, self.stride) * self.kernel_size[0]
+        return F.avg_pool1d(F.pad(x, self.pad), self.kernel_size, self.stride) * self.kernel_size[0] / count
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pad={self.pad}"
+''',
     "ChannelLayerNorm": '''\
 class ChannelLayerNorm(nn.LayerNorm):
     """nn.LayerNorm over the channel axis (dim 1) of an NCHW tensor: Keras's LayerNormalization(axis=-1)."""
@@ -69,6 +87,52 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
 ''',
 }
+
+
+class _Seq:
+    """1-D layers: torch's Conv1d and pools on (N, C, L), TF 'same' padding as for 2-D."""
+
+    @staticmethod
+    def pads(a: dict, n: int, k: int, s: int, d: int = 1) -> tuple[int | None, tuple | None]:
+        if a["padding"] != "same":
+            return None, None
+        left, right = _tp()._same_pad(n, k, s, d)
+        return (left or None, None) if left == right else (None, (left, right))
+
+    @staticmethod
+    def conv(a: dict, ins: list, out) -> Layer:
+        kw: dict[str, Any] = {}
+        if a["stride"] != 1:
+            kw["stride"] = a["stride"]
+        even, uneven = _Seq.pads(a, ins[0][0], a["kernel"], a["stride"], a["dilation"])
+        if even:
+            kw["padding"] = even
+        if a["dilation"] != 1:
+            kw["dilation"] = a["dilation"]
+        if not a["bias"]:
+            kw["bias"] = False
+        pad = (("pad", uneven, 0.0),) if uneven else ()
+        steps = (*pad, ("module",), *_tp()._act(a["activation"]))
+        return Layer(("Conv1d", (ins[0][1], a["filters"], a["kernel"]), kw), steps)
+
+    @staticmethod
+    def maxpool(a: dict, ins: list, out) -> Layer:
+        kw: dict[str, Any] = {} if a["stride"] == a["size"] else {"stride": a["stride"]}
+        even, uneven = _Seq.pads(a, ins[0][0], a["size"], a["stride"])
+        if even:
+            kw["padding"] = even  # torch pads max pooling with -inf itself
+        pad = (("pad", uneven, -math.inf),) if uneven else ()
+        return Layer(("MaxPool1d", (a["size"],), kw), (*pad, ("module",)))
+
+    @staticmethod
+    def avgpool(a: dict, ins: list, out) -> Layer:
+        even, uneven = _Seq.pads(a, ins[0][0], a["size"], a["stride"])
+        if uneven:
+            return Layer(("AvgPool1dSame", (a["size"], a["stride"], uneven), {}), (("module",),))
+        kw: dict[str, Any] = {} if a["stride"] == a["size"] else {"stride": a["stride"]}
+        if even:  # torch leaves even padding out of the averages itself
+            kw.update(padding=even, count_include_pad=False)
+        return Layer(("AvgPool1d", (a["size"],), kw), (("module",),))
 
 
 def _conv_kw(a: dict, ins: list) -> tuple[dict, tuple]:
@@ -142,6 +206,9 @@ TORCH: dict[str, tuple] = {
     "groupnorm": (_groupnorm, _NORM_W),
     "mul": (lambda a, ins, out: Layer(None, (("mul",),)), {}),
     "pad": (_pad, {}),
+    "conv1d": (_Seq.conv, {"kernel": ("weight", lambda w: w.permute(2, 1, 0)), "bias": ("bias", None)}),  # OIK -> KIO
+    "maxpool1d": (_Seq.maxpool, {}),
+    "avgpool1d": (_Seq.avgpool, {}),
 }
 
 # ---- keras ---------------------------------------------------------------------------------
@@ -168,6 +235,23 @@ def _keras_conv_kw(a: dict) -> dict:
     return kw
 
 
+def _keras_1d_kw(a: dict) -> dict:
+    from .keras_program import ACTIVATION
+
+    kw: dict = {}
+    for key, value, default in (
+        ("padding", a["padding"], "valid"),
+        ("activation", ACTIVATION[a.get("activation", "linear")], "linear"),
+        ("dilation_rate", a.get("dilation", 1), 1),
+        ("use_bias", a.get("bias", True), True),
+    ):
+        if value != default:
+            kw[key] = value
+    if "filters" in a and a["stride"] != 1:
+        kw = {"strides": a["stride"], **kw}
+    return kw
+
+
 def _keras_pad(a: dict) -> tuple[tuple, dict]:
     t, b, left, r = pad_sides(a)
     if t == b and left == r:
@@ -189,4 +273,7 @@ KERAS: dict[str, tuple] = {
     "groupnorm": ("GroupNormalization", _keras_norm),
     "mul": ("Multiply", lambda a: ((), {}), True),
     "pad": ("ZeroPadding2D", _keras_pad),
+    "conv1d": ("Conv1D", lambda a: ((a["filters"], a["kernel"]), _keras_1d_kw(a))),
+    "maxpool1d": ("MaxPooling1D", lambda a: ((a["size"], a["stride"]), _keras_1d_kw(a))),
+    "avgpool1d": ("AveragePooling1D", lambda a: ((a["size"], a["stride"]), _keras_1d_kw(a))),
 }

@@ -118,8 +118,8 @@ def _pads(a: dict, shape, kernel, stride, dilation=(1, 1)) -> list[int]:
 
 
 def _differs(shape) -> bool:
-    """Does (H, W, C) order differ from (C, H, W) for this shape?"""
-    return len(shape) == 3 and shape[2] != 1 and shape[0] * shape[1] != 1
+    """Does (H, W, C) order differ from (C, H, W) for this shape (or (L, C) from (C, L))?"""
+    return len(shape) in (2, 3) and shape[-1] != 1 and _ops._prod(shape[:-1]) != 1
 
 
 SELU_ALPHA, SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
@@ -199,9 +199,13 @@ def _global(kind: str) -> Callable:
     return emit
 
 
+_TO_LAST = {2: [0, 2, 1], 3: [0, 2, 3, 1]}  # channels first -> last, by the rank of the shape
+_TO_FIRST = {2: [0, 2, 1], 3: [0, 3, 1, 2]}
+
+
 def _to_hwc(b, x: str, shape) -> str:
     """A feature map in Keras's (H, W, C) order (a Transpose only where the order differs)."""
-    return b.op("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1]) if _differs(shape) else x
+    return b.op("Transpose", [x], "to_nhwc", perm=_TO_LAST[len(shape)]) if _differs(shape) else x
 
 
 def _flatten(b, a, xs, shapes, out, w) -> str:
@@ -284,7 +288,7 @@ assert not _missing, f"the onnx backend's ACTIVATION table and netdsl.ops disagr
 
 
 def _value(name: str, shape, layout: str):
-    dims = (shape[2], shape[0], shape[1]) if len(shape) == 3 and layout == "nchw" else tuple(shape)
+    dims = (shape[-1], *shape[:-1]) if len(shape) > 1 and layout == "nchw" else tuple(shape)
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *dims])
 
 
@@ -303,9 +307,10 @@ def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw
     for name, node in g.nodes.items():
         if node["op"] == "input":
             names[name] = "input"
-            if layout == "nhwc" and len(node["shape"]) == 3:
+            if layout == "nhwc" and len(node["shape"]) > 1:
                 b.start("input")
-                names[name] = b.finish(b.op("Transpose", ["input"], "to_nchw", perm=[0, 3, 1, 2]), "input/nchw")
+                perm = _TO_FIRST[len(node["shape"])]
+                names[name] = b.finish(b.op("Transpose", ["input"], "to_nchw", perm=perm), "input/nchw")
             made.add(names[name])
             continue
         b.start(name)
@@ -315,8 +320,8 @@ def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw
         if y in made and name != out_node:  # dropout: the input flows on, nothing emitted
             names[name] = y
             continue
-        if name == out_node and layout == "nhwc" and len(node["shape"]) == 3:
-            y = b.op("Transpose", [y], "to_nhwc", perm=[0, 2, 3, 1])
+        if name == out_node and layout == "nhwc" and len(node["shape"]) > 1:
+            y = b.op("Transpose", [y], "to_nhwc", perm=_TO_LAST[len(node["shape"])])
         # a node the user named `output` (or `input`) keeps its name on the ONNX node, not the value
         value = "output" if name == out_node else name if name not in ("input", "output") else f"{name}/value"
         names[name] = b.finish(y, value)

@@ -60,9 +60,10 @@ def _sepconv(b, a, xs, shapes, out, w) -> str:
 
 
 def _channels_last(b, x: str, shape, back: bool = False) -> str:
-    if len(shape) != 3:
+    if len(shape) == 1:
         return x
-    perm = [0, 3, 1, 2] if back else [0, 2, 3, 1]
+    perm = {(2, False): [0, 2, 1], (2, True): [0, 2, 1], (3, False): [0, 2, 3, 1], (3, True): [0, 3, 1, 2]}
+    perm = perm[len(shape), back]
     return b.op("Transpose", [x], "to_nchw" if back else "to_nhwc", perm=perm)
 
 
@@ -85,9 +86,8 @@ def _groupnorm(b, a, xs, shapes, out, w) -> str:
     grouped = b.op("Reshape", [xs[0], b.const("grouped", [0, g, -1])], "grouped")  # (N, G, C/G * H * W)
     ones, zeros = b.const("ones", np.ones(g), np.float32), b.const("zeros", np.zeros(g), np.float32)
     y = b.op("InstanceNormalization", [grouped, ones, zeros], "normalised", epsilon=a["eps"])
-    back = [0, c, s[0], s[1]] if len(s) == 3 else [0, c]
-    y = b.op("Reshape", [y, b.const("shape", back)], "ungrouped")
-    per_channel = (c, 1, 1) if len(s) == 3 else (c,)
+    y = b.op("Reshape", [y, b.const("shape", [0, c, *s[:-1]])], "ungrouped")
+    per_channel = (c,) + (1,) * (len(s) - 1)
     gamma = b.init(f"{b.prefix}.gamma", w["gamma"].reshape(per_channel))
     beta = b.init(f"{b.prefix}.beta", w["beta"].reshape(per_channel))
     return b.op("Add", [b.op("Mul", [y, gamma], "scale"), beta], "shift")
@@ -106,7 +106,36 @@ def _mul(b, a, xs, shapes, out, w) -> str:
     return y
 
 
+def _seq_pads(a: dict, n: int, k: int, s: int, d: int = 1) -> list[int]:
+    from .onnx import _same_pad
+
+    return list(_same_pad(n, k, s, d)) if a["padding"] == "same" else [0, 0]
+
+
+def _conv1d(b, a, xs, shapes, out, w) -> str:
+    ins = [xs[0], b.init(f"{b.prefix}.kernel", w["kernel"].transpose(2, 1, 0))]  # (k, C, F) -> (F, C, k)
+    if a["bias"]:
+        ins.append(b.init(f"{b.prefix}.bias", w["bias"]))
+    pads = _seq_pads(a, shapes[0][0], a["kernel"], a["stride"], a["dilation"])
+    attrs = {"kernel_shape": [a["kernel"]], "strides": [a["stride"]], "dilations": [a["dilation"]], "pads": pads}
+    return _activation(b, b.op("Conv", ins, **attrs), a)
+
+
+def _pool1d(kind: str):
+    def emit(b, a, xs, shapes, out, w) -> str:
+        attrs = {"kernel_shape": [a["size"]], "strides": [a["stride"]]}
+        attrs["pads"] = _seq_pads(a, shapes[0][0], a["size"], a["stride"])
+        if kind == "AveragePool":
+            attrs["count_include_pad"] = 0
+        return b.op(kind, [xs[0]], **attrs)
+
+    return emit
+
+
 OPS = {
+    "conv1d": _conv1d,
+    "maxpool1d": _pool1d("MaxPool"),
+    "avgpool1d": _pool1d("AveragePool"),
     "dwconv": _dwconv,
     "sepconv": _sepconv,
     "layernorm": _layernorm,

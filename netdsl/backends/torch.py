@@ -369,8 +369,8 @@ def predict(model, x, batch_size: int = 256) -> np.ndarray:
         with torch.no_grad():
             for i in range(0, max(len(x), 1), batch_size):
                 b = x[i : i + batch_size].to(where, dtype)
-                y = model(b.permute(0, 3, 1, 2).contiguous() if b.ndim == 4 else b)
-                outs.append((y.permute(0, 2, 3, 1) if y.ndim == 4 else y).float().cpu())
+                y = model(b.movedim(-1, 1).contiguous() if b.ndim > 2 else b)  # NHWC -> NCHW, NLC -> NCL
+                outs.append((y.movedim(1, -1) if y.ndim > 2 else y).float().cpu())
     finally:
         for m, mode in modes:
             m.training = mode

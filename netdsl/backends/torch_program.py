@@ -47,6 +47,8 @@ def flatten_hwc(x: torch.Tensor) -> torch.Tensor:
     plain NCHW tensor (merging N and C first makes autograd copy it), which keeps the
     backward pass of the pooling and convolutions below on their fast path.
     """
+    if x.dim() == 3:  # a sequence: (N, C, L) -> (N, L*C) in Keras's (L, C) order
+        return x.transpose(1, 2).reshape(x.shape[0], -1)
     n, c, h, w = x.shape
     return x.reshape(n * c, h * w).view(n, c, h * w).transpose(1, 2).reshape(n, -1)
 ''',
@@ -202,8 +204,8 @@ def _upsample(a: dict, ins: list, out) -> Layer:
 
 
 def _nhwc_differs(shape) -> bool:
-    """Does (H, W, C) order differ from torch's (C, H, W) for this shape?"""
-    return len(shape) == 3 and shape[2] != 1 and shape[0] * shape[1] != 1
+    """Does (H, W, C) order differ from torch's (C, H, W) for this shape (or (L, C) from (C, L))?"""
+    return len(shape) in (2, 3) and shape[-1] != 1 and _ops._prod(shape[:-1]) != 1
 
 
 def _flatten(a: dict, ins: list, out) -> Layer:

@@ -172,7 +172,8 @@ def _tensor(a: np.ndarray, dtype) -> torch.Tensor:
 
 def _nchw(x: np.ndarray, where) -> torch.Tensor:
     """(N, H, W, C) float32 numpy -> (N, C, H, W) on the device."""
-    return _tensor(x, np.float32).permute(0, 3, 1, 2).contiguous().to(where)
+    t = _tensor(x, np.float32)
+    return (t.movedim(-1, 1) if t.ndim > 2 else t).contiguous().to(where)  # NHWC -> NCHW, NLC -> NCL
 
 
 def scores(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import ops
+from .. import ops, ops_layers
 from ..errors import Source, Span
 from ..ir import Graph, context
 from . import blocks, calls, layers
@@ -79,7 +79,7 @@ class Expander:
             return tuple(self.input_override)
         if st is None:
             return (28, 28, 1)
-        usage = "input takes one size: HxWxC (channels last) or N"
+        usage = "input takes one size: HxWxC (channels last), LxC (a sequence) or N"
         if any(isinstance(a, s.Keyword) for a in st.args):  # `input shape=...`: no keywords here
             self.report.error("E103", usage, st.span, hint="e.g. `input 28x28x1`")
             return (28, 28, 1)
@@ -90,7 +90,7 @@ class Expander:
             self.report.error("E103", usage, st.span, hint="e.g. `input 28x28x1`")
             return (28, 28, 1)
         try:
-            return ops.dims("input", pos[0].value)
+            return ops_layers.input_dims("input", pos[0].value)
         except ops.ArgError as e:
             self.report.error("E103", e.message.replace("input must be", "input sizes must be"), st.args[0].span)
             return (28, 28, 1)

@@ -254,6 +254,19 @@ def _train_parser(sub, common) -> None:
     t.add_argument(
         "--resume", action="store_true", help="continue the run in --out (default: the newest) from its checkpoint"
     )
+    t.add_argument(
+        "--init-from",
+        metavar="W",
+        help="start from these weights (a .safetensors file or a run directory): every tensor whose name and "
+        "shape fit is loaded, the rest start fresh",
+    )
+    t.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="with --init-from: load node OLD's tensors into NEW",
+    )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
 
 

@@ -95,6 +95,8 @@ CODES: dict[str, Code] = {
         "the exported model cannot be written: the output is the spec itself or the weights file, a directory, unwritable (no space, no such directory), or (as a default output) a file netdsl did not write"
     ),
     "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
+    "E450": Code("`--init-from` names a directory that holds no weights.safetensors"),
+    "E451": Code("a bad `--map OLD=NEW`: not two names, a name renamed twice, or two tensors mapped to one"),
     "E501": Code("an unknown data set name"),
     "E502": Code("a data file that is missing, truncated, foreign or inconsistent (the message names the file)"),
     "E503": Code("a download that failed or did not match its sha256"),

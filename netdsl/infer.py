@@ -45,6 +45,8 @@ def infer(graph, source: Source) -> list[NetdslError]:
             continue
         node["shape"] = tuple(shape)
         t, nt = ops.count(op, node["args"], ins)
+        if node.get("frozen"):  # `frozen=true`: every weight non-trainable, as Keras counts layer.trainable=False
+            t, nt = 0, t + nt
         if t + nt > MAX_ELEMENTS:
             node["error"] = "too many parameters"
             errors.append(

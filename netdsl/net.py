@@ -132,11 +132,25 @@ class Net:
 
         save(self, model, path)
 
-    def load_weights(self, model, path) -> None:
-        """Load a weights file written from either framework; all of it or nothing."""
-        from .weights import load
+    def load_weights(self, model, path, strict: bool = True, mapping: dict | None = None):
+        """Load a weights file written from either framework into ``model``.
+
+        ``strict=True``: all of it or nothing (a tensor missing, extra or of another shape is an
+        error).  ``strict=False``: every tensor whose name and shape match is loaded, the rest of
+        the model keeps its values; ``path`` may also be a run directory, and ``mapping``
+        (``{"old": "new"}``, node or node.weight names) renames the file's tensors first.
+        Returns a :class:`netdsl.transfer.LoadReport` (loaded, skipped, missing, unexpected).
+        """
+        from .transfer import LoadReport, load_matching
+
+        if not strict or mapping:
+            if strict:
+                raise ValueError("mapping= needs strict=False")
+            return load_matching(self, model, path, mapping)
+        from .weights import load, specs
 
         load(self, model, path)
+        return LoadReport(list(specs(self)), [], [], [])
 
     # -- presentation -------------------------------------------------------------
 

@@ -89,6 +89,8 @@ class Settings:
     out: str | None = None  # the run directory; None writes nothing
     resume: bool = False
     quiet: bool = False
+    init_from: str | None = None  # weights (a file or a run directory) to start from, name-matched
+    init_map: list | None = None  # "old=new" renamings of init_from's nodes
 
 
 _SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
@@ -133,7 +135,7 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
                 )
         merged = {**saved, **given}
     s = Settings(**{k: v for k, v in merged.items() if k in _SETTINGS})
-    for name in ("data", "out"):  # paths: str or os.PathLike
+    for name in ("data", "out", "init_from"):  # paths: str or os.PathLike
         if getattr(s, name) is not None:
             setattr(s, name, os.fspath(getattr(s, name)))
     s.backend = ALIASES.get(str(s.backend).lower(), str(s.backend).lower())
@@ -362,6 +364,9 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
             restart, restarting = run.started_settings(net), True
     s = resolve(net, given, manifest["settings"] if manifest else restart)
     check_net(net)
+    from .transfer import Start
+
+    start = Start.of(net, s.init_from, s.init_map) if not manifest else None  # read and checked before the data
     if manifest:
         if not run.same_spec(net):
             raise NetdslError("E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net")
@@ -397,6 +402,8 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
         )
 
     trainer = mod.Trainer(net, s, device, x_train, y_train, model=model)
+    if start is not None:
+        start.apply(net, trainer.model)
     metrics = {
         "netdsl": __version__,
         "spec": net.source.filename,
@@ -435,6 +442,8 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
     )
     if manifest:
         bar.say(f"resuming {run.path} after epoch {manifest['epoch']}")
+    if start is not None:
+        bar.say(f"init from {s.init_from}: " + str(start.report).replace("\n", "\n  "))
     if run:
         run.write_metrics(metrics)
         _pause("metrics")
@@ -612,6 +621,8 @@ def cli(args, params: dict) -> int:
         "out": out,
         "resume": args.resume,
         "quiet": args.quiet,
+        "init_from": args.init_from,
+        "init_map": list(args.map) or None,
     }
     try:
         if str(args.backend or "torch").lower() in ("torch", "pytorch"):

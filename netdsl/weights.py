@@ -35,7 +35,7 @@ def entries(net):
             continue
         ins = [nodes[i]["shape"] for i in node["inputs"]]
         for wname, shape, trainable in op.weights(node["args"], ins):
-            yield name, wname, tuple(shape), trainable
+            yield name, wname, tuple(shape), trainable and not node.get("frozen")
 
 
 def specs(net) -> dict[str, tuple[tuple[int, ...], bool]]:

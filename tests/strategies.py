@@ -48,22 +48,97 @@ MAX_HW = 32  # spatial sizes stay at or below this
 MAX_C = 16  # channels drawn at or below this (concat may add them up, to at most MAX_CONCAT_C)
 MAX_CONCAT_C = 48
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu", "silu", "linear", "leakyrelu")
+ACTIVATIONS = (
+    "relu",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "log_softmax",
+    "gelu",
+    "elu",
+    "selu",
+    "silu",
+    "linear",
+    "leakyrelu",
+)
 
 # Name pools.  Kept disjoint from each other, from layer and statement keywords and
 # from the words netdsl reads as values (same, valid, relu, true, ...).  Labels never
 # end in `_<digits>` so they cannot collide with repeat suffixes or automatic names.
-LABELS = ("a", "b", "e1", "e2", "skip", "br", "t", "mid", "up", "down", "x", "y", "z", "left", "right",
-          "trunk", "stem", "head", "s", "q", "u", "v", "branch", "tap", "save", "x1", "y2", "zz")
-LET_NAMES = ("n", "m", "nf", "base", "half", "kk", "ch", "filters", "kernel", "size", "stride", "units",
-             "w2", "hid", "cnt", "num")
+LABELS = (
+    "a",
+    "b",
+    "e1",
+    "e2",
+    "skip",
+    "br",
+    "t",
+    "mid",
+    "up",
+    "down",
+    "x",
+    "y",
+    "z",
+    "left",
+    "right",
+    "trunk",
+    "stem",
+    "head",
+    "s",
+    "q",
+    "u",
+    "v",
+    "branch",
+    "tap",
+    "save",
+    "x1",
+    "y2",
+    "zz",
+)
+LET_NAMES = (
+    "n",
+    "m",
+    "nf",
+    "base",
+    "half",
+    "kk",
+    "ch",
+    "filters",
+    "kernel",
+    "size",
+    "stride",
+    "units",
+    "w2",
+    "hid",
+    "cnt",
+    "num",
+)
 PARAM_NAMES = ("width", "depth", "nf0", "ksize", "growth", "hidden", "scale", "wf", "big", "rate0", "times")
 WORD_PARAM_NAMES = ("act", "act2", "pad", "mode", "nonlin")
-DEF_NAMES = ("block", "stage", "unit", "proj", "fcblock", "mlp", "shrink", "cbr", "resblock", "bottleneck",
-             "head_fc", "widen")
+DEF_NAMES = (
+    "block",
+    "stage",
+    "unit",
+    "proj",
+    "fcblock",
+    "mlp",
+    "shrink",
+    "cbr",
+    "resblock",
+    "bottleneck",
+    "head_fc",
+    "widen",
+)
 
-COMMENTS = ("# comment", "#", "# conv 8x3 { } | ; add x", "# \u00fcn\u00efc\u00f6d\u00e9 \u2713 \u00d7", "#add x",
-            "#   ", "# -- section --")
+COMMENTS = (
+    "# comment",
+    "#",
+    "# conv 8x3 { } | ; add x",
+    "# \u00fcn\u00efc\u00f6d\u00e9 \u2713 \u00d7",
+    "#add x",
+    "#   ",
+    "# -- section --",
+)
 
 
 class Invalid(Exception):
@@ -420,6 +495,8 @@ def layer_rule(op: str, a: dict, s: tuple):
         return s, 2 * c, 2 * c
     if op == "act":
         return s, 0, 0
+    if op in NEW_RULES:
+        return NEW_RULES[op](a, s)
     if op == "upsample":
         if len(s) != 3:
             raise Invalid("upsample on a vector")
@@ -432,6 +509,95 @@ def layer_rule(op: str, a: dict, s: tuple):
             raise Invalid("reshape count")
         return tuple(target), 0, 0
     raise TypeError(op)  # pragma: no cover
+
+
+# the layers of netdsl/ops_layers.py: args here are plain ints, strings and bools (g_new writes them)
+
+
+def _dw_rule(a: dict, s: tuple):
+    h, w, c = s
+    k, st, m, pad = a["kernel"], a["stride"], a["multiplier"], a["padding"]
+    out = (_window(h, k, st, pad), _window(w, k, st, pad), c * m)
+    return out, k * k * c * m + c * m, 0
+
+
+def _sep_rule(a: dict, s: tuple):
+    h, w, c = s
+    k, st, m, pad, f = a["kernel"], a["stride"], a["multiplier"], a["padding"], a["filters"]
+    out = (_window(h, k, st, pad), _window(w, k, st, pad), f)
+    return out, k * k * c * m + c * m * f + f, 0
+
+
+def _gconv_rule(a: dict, s: tuple):
+    h, w, c = s
+    k, f, g = a["kernel"], a["filters"], a["groups"]
+    if c % g or f % g:
+        raise Invalid("groups")
+    return (h, w, f), k * k * (c // g) * f + f, 0
+
+
+def _pad_rule(a: dict, s: tuple):
+    t, b, left, r = a["sides"]
+    return (s[0] + t + b, s[1] + left + r, s[2]), 0, 0
+
+
+def _groupnorm_rule(a: dict, s: tuple):
+    if s[-1] % a["groups"]:
+        raise Invalid("groupnorm groups")
+    return s, 2 * s[-1], 0
+
+
+NEW_RULES = {
+    "dwconv": _dw_rule,
+    "sepconv": _sep_rule,
+    "gconv": _gconv_rule,
+    "pad": _pad_rule,
+    "layernorm": lambda a, s: (s, 2 * s[-1], 0),
+    "groupnorm": _groupnorm_rule,
+}
+
+
+def g_new(ctx: Ctx, s, mode) -> Layer:
+    """One layer of netdsl/ops_layers.py valid for ``s``; in "keep" mode it keeps the shape."""
+    c = s[-1]
+    kinds = ["layernorm", "groupnorm"] + (["dwconv", "gconv"] if len(s) == 3 else [])
+    if len(s) == 3 and mode == "free":
+        kinds += ["dwconv", "sepconv", "sepconv", "pad", "pad"]
+    kind = ctx.choice(kinds)
+    if kind == "layernorm":
+        eps = ctx.choice(("", "", "eps=1e-5", "eps = 0.01"))
+        return Layer("layernorm", {}, ctx.join([ctx.word("layernorm"), eps]))
+    if kind == "groupnorm":
+        g = ctx.choice([d for d in range(1, c + 1) if c % d == 0])
+        text = ctx.choice((f"{ctx.word('groupnorm')} {g}", f"{ctx.word('groupnorm')} groups={g}"))
+        return Layer("groupnorm", {"groups": g}, text)
+    if kind == "gconv":
+        g = ctx.choice([d for d in range(1, c + 1) if c % d == 0])
+        f = g * ctx.int(1, max(1, MAX_C // g))
+        k = ctx.int(1, 3)
+        act = ctx.act_word(False) if ctx.maybe(0.3) else None
+        text = ctx.join([ctx.word("conv"), f"{f}x{k}", "same", f"groups={g}", act])
+        return Layer("gconv", {"filters": f, "kernel": k, "groups": g}, text)
+    if kind == "pad":
+        if ctx.maybe(0.5):
+            p, q = ctx.int(0, 2), ctx.int(0, 2)
+            return Layer("pad", {"sides": (p, p, q, q)}, ctx.join([ctx.word("pad"), f"{p}x{q}" if p != q else f"{p}"]))
+        sides = {k: ctx.int(0, 2) for k in ("top", "bottom", "left", "right") if ctx.maybe(0.6)} or {"top": 1}
+        text = ctx.join([ctx.word("pad"), *(f"{k}={v}" for k, v in sides.items())])
+        return Layer("pad", {"sides": tuple(sides.get(k, 0) for k in ("top", "bottom", "left", "right"))}, text)
+    keep = mode == "keep" and kind == "dwconv"
+    pad = "same" if keep else ctx.choice(("same", "valid"))
+    k = ctx.int(1, 3) if pad == "same" else ctx.int(1, min(3, s[0], s[1]))
+    stride = 1 if keep else ctx.choice((1, 1, 2))
+    m = 1 if keep else ctx.choice((1, 1, 2))
+    act = ctx.act_word(False) if ctx.maybe(0.3) else None
+    size = f"{k}" + (f"/{stride}" if stride != 1 else "")
+    extra = [pad, act] + ([f"multiplier={m}"] if m != 1 else [])
+    args = {"kernel": k, "stride": stride, "multiplier": m, "padding": pad}
+    if kind == "dwconv":
+        return Layer("dwconv", args, ctx.join([ctx.word("dwconv"), size, ctx.kws(extra)]))
+    f = ctx.int(1, MAX_C)
+    return Layer("sepconv", {**args, "filters": f}, ctx.join([ctx.word("sepconv"), f"{f}x{size}", ctx.kws(extra)]))
 
 
 def merge_rule(kind: str, shapes: list) -> tuple:
@@ -460,12 +626,16 @@ class Ctx:
         self.pending: list = []  # lets to emit before the current top-level statement
         self.defs: list[Def] = []
         self.used: set[str] = set()
-        self.style = draw(st.fixed_dictionaries({
-            "space": st.sampled_from((" ", " ", "  ", "\t", " \t ")),
-            "case": st.sampled_from((0, 0, 1, 2)),  # 0: lower, 1: some mixed, 2: a lot mixed
-            "kw_space": st.booleans(),
-            "vars": st.sampled_from((0, 1, 2)),  # how eagerly expressions use variables
-        }))
+        self.style = draw(
+            st.fixed_dictionaries(
+                {
+                    "space": st.sampled_from((" ", " ", "  ", "\t", " \t ")),
+                    "case": st.sampled_from((0, 0, 1, 2)),  # 0: lower, 1: some mixed, 2: a lot mixed
+                    "kw_space": st.booleans(),
+                    "vars": st.sampled_from((0, 1, 2)),  # how eagerly expressions use variables
+                }
+            )
+        )
 
     # -- primitive draws ---------------------------------------------------------
 
@@ -519,17 +689,20 @@ class Ctx:
     # -- expressions ----------------------------------------------------------------
 
     def new_let(self, value) -> str:
-        name = self.fresh(LET_NAMES[self.int(0, len(LET_NAMES) - 1):] + LET_NAMES)
+        name = self.fresh(LET_NAMES[self.int(0, len(LET_NAMES) - 1) :] + LET_NAMES)
         expr = self.int_expr(value, depth=1, new_vars=False) if isinstance(value, int) else Num(value)
-        text = self.join([self.word("let"), name, "=", expr.render()]) if self.style["kw_space"] else \
-            f"{self.word('let')} {name}={expr.render()}"
+        text = (
+            self.join([self.word("let"), name, "=", expr.render()])
+            if self.style["kw_space"]
+            else f"{self.word('let')} {name}={expr.render()}"
+        )
         self.pending.append(Let(name, expr, text))
         self.env.maps[0][name] = value
         return name
 
     def new_param(self, value) -> str:
         pool = WORD_PARAM_NAMES if isinstance(value, str) else PARAM_NAMES
-        name = self.fresh(pool[self.int(0, len(pool) - 1):] + pool)
+        name = self.fresh(pool[self.int(0, len(pool) - 1) :] + pool)
         self.params[name] = value
         return name
 
@@ -837,8 +1010,11 @@ def g_dense(ctx: Ctx, s, units=None) -> Layer:
         return Layer("dense", args, ctx.join([name, str(u), ctx.kws(items)]))
     ue = ctx.int_expr(u)
     args["units"] = ue
-    items = [ctx.kw("units", ue), ctx.kw("activation", act) if act else None,
-             ctx.kw("bias", ctx.word("true" if bias else "false")) if (not bias or ctx.maybe(0.1)) else None]
+    items = [
+        ctx.kw("units", ue),
+        ctx.kw("activation", act) if act else None,
+        ctx.kw("bias", ctx.word("true" if bias else "false")) if (not bias or ctx.maybe(0.1)) else None,
+    ]
     return Layer("dense", args, ctx.join([name, ctx.kws(items)]))
 
 
@@ -890,7 +1066,9 @@ def g_head(ctx: Ctx, s) -> list:
         if len(s) == 1:
             out.append(Layer("dense", {"units": f}, ctx.join([ctx.word("dense"), str(f), ctx.word(act)])))
         else:
-            out.append(Layer("conv", {"filters": f, "kernel": 1}, ctx.join([ctx.word("conv"), f"{f}x1", ctx.word(act)])))
+            out.append(
+                Layer("conv", {"filters": f, "kernel": 1}, ctx.join([ctx.word("conv"), f"{f}x1", ctx.word(act)]))
+            )
     return out + [g_act(ctx, s, favour="softmax") for _ in range(ctx.int(1, 3))]
 
 
@@ -910,8 +1088,9 @@ def g_upsample(ctx: Ctx, s) -> Layer | None:
     name = ctx.word("upsample")
     if ctx.maybe(0.3):
         se = ctx.size_value((uh, uw))
-        return Layer("upsample", {"size": se if not isinstance(se, int) else (se, se)},
-                     ctx.join([name, ctx.kw("size", se)]))
+        return Layer(
+            "upsample", {"size": se if not isinstance(se, int) else (se, se)}, ctx.join([name, ctx.kw("size", se)])
+        )
     return Layer("upsample", {"size": (uh, uw)}, ctx.join([name, ctx.size_text([uh] if uh == uw else [uh, uw], None)]))
 
 
@@ -940,7 +1119,9 @@ def g_reshape(ctx: Ctx, s, to_map: bool | None = None) -> Layer | None:
         t = (n,)
         txt = str(n)
     if ctx.maybe(0.3):
-        return Layer("reshape", {"shape": t}, ctx.join([name, f"{'shape' if ctx.maybe(0.8) else ctx.word('shape')}={txt}"]))
+        return Layer(
+            "reshape", {"shape": t}, ctx.join([name, f"{'shape' if ctx.maybe(0.8) else ctx.word('shape')}={txt}"])
+        )
     return Layer("reshape", {"shape": t}, ctx.join([name, txt]))
 
 
@@ -978,7 +1159,7 @@ def _def_text(ctx: Ctx, name: str, params: list, lines: list[str]) -> str:
 
 
 def make_def(ctx: Ctx, template: str) -> Def:
-    name = ctx.fresh(DEF_NAMES[ctx.int(0, len(DEF_NAMES) - 1):] + DEF_NAMES)
+    name = ctx.fresh(DEF_NAMES[ctx.int(0, len(DEF_NAMES) - 1) :] + DEF_NAMES)
     w = ctx.word
     if template == "conv":
         c, k = ctx.choice((("c", "k"), ("ch", "ks"), ("filters", "kernel"), ("width", "k")))
@@ -990,7 +1171,11 @@ def make_def(ctx: Ctx, template: str) -> Def:
             items.append(f"activation={act}" if ctx.maybe(0.5) else act)
         if ctx.maybe(0.5):  # the shorthand with the parameters as its size: `conv c x k same`
             items = [f"{c} x {k}", w("same"), act]
-        body = [Layer("conv", {"filters": Var(c), "kernel": Var(k), "padding": "same"}, ctx.join([w("conv"), ctx.kws(items)]))]
+        body = [
+            Layer(
+                "conv", {"filters": Var(c), "kernel": Var(k), "padding": "same"}, ctx.join([w("conv"), ctx.kws(items)])
+            )
+        ]
         if ctx.maybe(0.5):
             body.append(Layer("batchnorm", {}, w("batchnorm")))
         if ctx.maybe(0.5):
@@ -1002,8 +1187,13 @@ def make_def(ctx: Ctx, template: str) -> Def:
         inner = []
         for i in range(2):
             k = ctx.choice((1, 3))
-            inner.append(Layer("conv", {"filters": Var(c), "kernel": k, "padding": "same"},
-                               ctx.join([w("conv"), f"filters={c}", f"kernel={k}", f"padding={w('same')}"])))
+            inner.append(
+                Layer(
+                    "conv",
+                    {"filters": Var(c), "kernel": k, "padding": "same"},
+                    ctx.join([w("conv"), f"filters={c}", f"kernel={k}", f"padding={w('same')}"]),
+                )
+            )
             if ctx.maybe(0.5):
                 inner.append(Layer("batchnorm", {}, w("batchnorm")))
             if i == 0:
@@ -1016,8 +1206,11 @@ def make_def(ctx: Ctx, template: str) -> Def:
         params = [(c, None)]
         lab = ctx.label()
         first = Layer("conv", {"filters": Var(c), "kernel": 1}, ctx.join([w("conv"), f"filters={c}", "kernel=1"]))
-        body = [Labeled(lab, first, f"{lab}: {first.text}"), Layer("act", {}, w("relu")),
-                Merge("add", [lab], f"{w('add')} {lab}")]
+        body = [
+            Labeled(lab, first, f"{lab}: {first.text}"),
+            Layer("act", {}, w("relu")),
+            Merge("add", [lab], f"{w('add')} {lab}"),
+        ]
         d = Def(name, template, params, body, "map")
     elif template == "pool":
         p = ctx.choice(("p", "k", "size"))
@@ -1035,14 +1228,19 @@ def make_def(ctx: Ctx, template: str) -> Def:
         n, r = ctx.choice((("n", "r"), ("units", "rate"), ("width", "p")))
         rt, rv = ctx.rate_num()
         params = [(n, None), (r, Num(rv, rt))]
-        body = [Layer("dense", {"units": Var(n)}, ctx.join([w("dense"), n, w(ctx.choice(ACTIVATIONS))])),
-                Layer("dropout", {"rate": Var(r)}, ctx.join([w("dropout"), r]))]
+        body = [
+            Layer("dense", {"units": Var(n)}, ctx.join([w("dense"), n, w(ctx.choice(ACTIVATIONS))])),
+            Layer("dropout", {"rate": Var(r)}, ctx.join([w("dropout"), r])),
+        ]
         d = Def(name, template, params, body, "vec")
     else:  # fcbn
         n = ctx.choice(("n", "units", "k"))
         params = [(n, None)]
-        body = [Layer("dense", {"units": Var(n)}, ctx.join([w("dense"), f"units={n}"])),
-                Layer("batchnorm", {}, w("batchnorm")), Layer("act", {}, w("relu"))]
+        body = [
+            Layer("dense", {"units": Var(n)}, ctx.join([w("dense"), f"units={n}"])),
+            Layer("batchnorm", {}, w("batchnorm")),
+            Layer("act", {}, w("relu")),
+        ]
         d = Def(name, template, params, body, "vec")
     d.text = _def_text(ctx, name, d.params, [x.text for x in d.body])
     ctx.defs.append(d)
@@ -1055,8 +1253,11 @@ def g_call(ctx: Ctx, s, mode, final=None) -> Call | None:
     if vec:
         templates = TEMPLATES_VEC
     else:
-        templates = [t for t in TEMPLATES_MAP if (t != "pool" or (mode != "keep" and final is None))
-                     and (t != "res" or final is None or final == s[2])]
+        templates = [
+            t
+            for t in TEMPLATES_MAP
+            if (t != "pool" or (mode != "keep" and final is None)) and (t != "res" or final is None or final == s[2])
+        ]
     if not templates:
         return None
     template = ctx.choice(templates)
@@ -1128,7 +1329,7 @@ def _block(ctx: Ctx, paths: list[list[str]]) -> str:
         if ctx.maybe(0.15) and len(lines) > 1:  # two statements on one line
             lines = [lines[0] + "; " + lines[1]] + lines[2:] if "#" not in lines[0] else lines
         for j, t in enumerate(lines):
-            prefix = ("| " if i > 0 and j == 0 else "  ")
+            prefix = "| " if i > 0 and j == 0 else "  "
             out.append(prefix + t)
         if ctx.maybe(0.05):
             out.append("")
@@ -1170,7 +1371,10 @@ def g_simple(ctx: Ctx, s, mode):
         kinds = ["act", "conv", "conv", "conv", "pool", "batchnorm", "dropout", "identity"]
         if mode == "free":
             kinds += ["conv", "pool", "global", "global", "upsample", "reshape"]
+    kinds += ["new"]  # a layer of netdsl/ops_layers.py
     kind = ctx.choice(kinds)
+    if kind == "new":
+        return g_new(ctx, s, mode)
     if kind == "identity" and ctx.maybe(0.5):
         kind = "act"
     if kind == "act":
@@ -1349,8 +1553,7 @@ def g_parallel(ctx, s, mode, avail, depth, budget):
 
 def g_repeat(ctx, s, mode, avail, depth, budget):
     body_budget = max(1, min(budget // 2, 5))
-    body, out, used = g_seq(ctx, s, "keep" if ctx.maybe(0.7) else mode, ctx.int(1, 3), avail, depth + 1,
-                            body_budget)
+    body, out, used = g_seq(ctx, s, "keep" if ctx.maybe(0.7) else mode, ctx.int(1, 3), avail, depth + 1, body_budget)
     body = _flatten(body)
     if not body:
         body = [g_act(ctx, s)]
@@ -1441,8 +1644,9 @@ def g_skip(ctx, s, avail, depth, budget):
         cur, _ = ctx.run(fix, cur)
         stmts.append(fix)
     outer = [n for n in avail if n in ctx.labels and n not in local]
-    names = [name] + [n for n in local[1:] + outer if n in ctx.labels and _compatible(ctx.labels[n], cur, kind)
-                      and ctx.maybe(0.4)]
+    names = [name] + [
+        n for n in local[1:] + outer if n in ctx.labels and _compatible(ctx.labels[n], cur, kind) and ctx.maybe(0.4)
+    ]
     if kind == "concat":
         total = cur[-1]
         keep = []
@@ -1600,10 +1804,35 @@ def programs(draw, max_layers: int = 12) -> Program:
         keys += ctx.choice(([], ["weight_decay=1e-4"], ["clip_norm=1.0", "label_smoothing=0.1"], ["patience=3"]))
         if opt == "sgd" and ctx.maybe(0.5):
             keys += ["momentum=0.9"] + (["nesterov=true"] if ctx.maybe(0.5) else [])
-        keys += ctx.choice(([], ["schedule=step", "gamma=0.7"], ["schedule=exponential"], ["schedule=cosine"],
-                            ["schedule=plateau", "lr_patience=2", "min_lr=1e-5"], ["warmup=1", "epochs=3"]))
-        extras.append(Text(ctx.join([ctx.word("train"), opt, ctx.kws(list(dict.fromkeys(
-            k for k in keys if not (k.startswith("epochs=") and "epochs=3" in keys and k != "epochs=3"))))])))
+        keys += ctx.choice(
+            (
+                [],
+                ["schedule=step", "gamma=0.7"],
+                ["schedule=exponential"],
+                ["schedule=cosine"],
+                ["schedule=plateau", "lr_patience=2", "min_lr=1e-5"],
+                ["warmup=1", "epochs=3"],
+            )
+        )
+        extras.append(
+            Text(
+                ctx.join(
+                    [
+                        ctx.word("train"),
+                        opt,
+                        ctx.kws(
+                            list(
+                                dict.fromkeys(
+                                    k
+                                    for k in keys
+                                    if not (k.startswith("epochs=") and "epochs=3" in keys and k != "epochs=3")
+                                )
+                            )
+                        ),
+                    ]
+                )
+            )
+        )
     if ctx.maybe(0.1):
         extras.append(Text(ctx.join([ctx.word("data"), ctx.choice(("mnist", "fashion-mnist", "fashion_mnist"))])))
     for x in extras:
@@ -1634,25 +1863,152 @@ def programs(draw, max_layers: int = 12) -> Program:
 
 # ---- mutations ---------------------------------------------------------------------------------------
 
+
 def _pick(draw, seq):
     """A near-uniform choice (``sampled_from`` favours the first entries, which the mutations do not want)."""
     seq = tuple(seq)
     return seq[draw(st.integers(0, 2**16 - 1)) % len(seq)]
 
 
-HUGE = ("99999999999", "2147483648", "2147483647", "9223372036854775808", "1" + "0" * 40, "1e308", "1e999",
-        "99999999999x3", "3x99999999999", "100001", "0", "-1", "0x3", "3x0", "1.5", ".0", "1e-400", "00007",
-        "9" * 400, "1" + "0" * 309, "0." + "0" * 400 + "1")
-TOKENS = ("{", "}", "(", ")", "|", ";", ":", "=", ",", "/", "//", "x", "-", "+", "*", "#", "\n", " ", "\t",
-          "conv", "dense", "add", "concat", "residual", "repeat", "let", "def", "from", "input", "train",
-          "data", "identity", "relu", "same", "valid", "flatten", "gap", "maxpool", "upsample", "reshape",
-          "batchnorm", "dropout", "leakyrelu", "a", "x1", "undefined_name", "f", "filters=", "kernel=3",
-          "stride=0", "padding=", "3x3", "2/2", "8x3/2", "3x3x3x3", "1x1x1", "2/0", "0/2", "let x = 1/0",
-          "repeat 3 {", "add {", "concat {", "residual {", "def g(a) {", "g(1)", "a:", ": :", "from a",
-          "add a a", "input 0", "input 3x3", "input 1x1x1", "train adam", "data mnist")
-UNICODE = ("\u00e9", "\u03bb", "\u00d7", "\u2028", "\u2029", "\u00a0", "\ufeff", "\u200b", "\U0001f600", "\x00",
-           "\x0b", "\x0c", "\x1b", "\r", "\x7f", "\x85", "\ud800", "\u0301", "\uff10", "\u0660", "\u2014",
-           "\u201c", "'", '"', "\\", "`", "$", "@", "!", "?", "%", "^", "&", "~", "[", "]", "<", ">")
+HUGE = (
+    "99999999999",
+    "2147483648",
+    "2147483647",
+    "9223372036854775808",
+    "1" + "0" * 40,
+    "1e308",
+    "1e999",
+    "99999999999x3",
+    "3x99999999999",
+    "100001",
+    "0",
+    "-1",
+    "0x3",
+    "3x0",
+    "1.5",
+    ".0",
+    "1e-400",
+    "00007",
+    "9" * 400,
+    "1" + "0" * 309,
+    "0." + "0" * 400 + "1",
+)
+TOKENS = (
+    "{",
+    "}",
+    "(",
+    ")",
+    "|",
+    ";",
+    ":",
+    "=",
+    ",",
+    "/",
+    "//",
+    "x",
+    "-",
+    "+",
+    "*",
+    "#",
+    "\n",
+    " ",
+    "\t",
+    "conv",
+    "dense",
+    "add",
+    "concat",
+    "residual",
+    "repeat",
+    "let",
+    "def",
+    "from",
+    "input",
+    "train",
+    "data",
+    "identity",
+    "relu",
+    "same",
+    "valid",
+    "flatten",
+    "gap",
+    "maxpool",
+    "upsample",
+    "reshape",
+    "batchnorm",
+    "dropout",
+    "leakyrelu",
+    "a",
+    "x1",
+    "undefined_name",
+    "f",
+    "filters=",
+    "kernel=3",
+    "stride=0",
+    "padding=",
+    "3x3",
+    "2/2",
+    "8x3/2",
+    "3x3x3x3",
+    "1x1x1",
+    "2/0",
+    "0/2",
+    "let x = 1/0",
+    "repeat 3 {",
+    "add {",
+    "concat {",
+    "residual {",
+    "def g(a) {",
+    "g(1)",
+    "a:",
+    ": :",
+    "from a",
+    "add a a",
+    "input 0",
+    "input 3x3",
+    "input 1x1x1",
+    "train adam",
+    "data mnist",
+)
+UNICODE = (
+    "\u00e9",
+    "\u03bb",
+    "\u00d7",
+    "\u2028",
+    "\u2029",
+    "\u00a0",
+    "\ufeff",
+    "\u200b",
+    "\U0001f600",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\x1b",
+    "\r",
+    "\x7f",
+    "\x85",
+    "\ud800",
+    "\u0301",
+    "\uff10",
+    "\u0660",
+    "\u2014",
+    "\u201c",
+    "'",
+    '"',
+    "\\",
+    "`",
+    "$",
+    "@",
+    "!",
+    "?",
+    "%",
+    "^",
+    "&",
+    "~",
+    "[",
+    "]",
+    "<",
+    ">",
+)
 _TOKEN_RE = re.compile(r"\d+(?:x\d+)*(?:/\d+)?|\d*\.\d+(?:[eE][+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|//|\S|\n")
 
 
@@ -1666,17 +2022,34 @@ def _insert_piece(draw) -> str:
         return _pick(draw, UNICODE)
     if kind == "nest":
         k = _pick(draw, (2, 5, 63, 65, 200))
-        return _pick(draw, ("{" * k, "(" * k, "}" * k, ")" * k, "residual {" * k, "-" * k,
-                                     "repeat 2 {" * min(k, 70)))
+        return _pick(draw, ("{" * k, "(" * k, "}" * k, ")" * k, "residual {" * k, "-" * k, "repeat 2 {" * min(k, 70)))
     if kind == "digits":
         return _pick(draw, ("9", "0", "1", "99", "0.", ".", "e", "e5", "x", "x9"))
     return draw(st.text(min_size=1, max_size=6))
 
 
-EDITS = ("delete_chars", "insert", "replace_chars", "delete_token", "replace_token", "insert_token",
-         "duplicate_line", "swap_lines", "delete_line", "truncate", "truncate_line", "join_lines", "case",
-         "huge_number", "insert_line", "insert_kwarg", "swap_names", "duplicate_token", "wrap_block",
-         "long_line_cut")
+EDITS = (
+    "delete_chars",
+    "insert",
+    "replace_chars",
+    "delete_token",
+    "replace_token",
+    "insert_token",
+    "duplicate_line",
+    "swap_lines",
+    "delete_line",
+    "truncate",
+    "truncate_line",
+    "join_lines",
+    "case",
+    "huge_number",
+    "insert_line",
+    "insert_kwarg",
+    "swap_names",
+    "duplicate_token",
+    "wrap_block",
+    "long_line_cut",
+)
 # characters that are blank to str.strip() but are not netdsl whitespace
 ODD_SPACE = ("\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u1680", "\u2000", "\u2028", "\u2029", "\u3000", "\ufeff")
 EXTREME = ("9" * 400, "1" + "0" * 309, "99999999999", "2147483648", "1e999", "0", "1e-400", "100001")
@@ -1696,21 +2069,32 @@ def _edit(draw, text: str) -> tuple[str, str]:
     if how == "wrap_block":  # put some lines into a block
         i = draw(st.integers(0, len(lines) - 1))
         j = draw(st.integers(i, min(len(lines) - 1, i + 3)))
-        head = _pick(draw, ("residual {", "repeat 2 {", "add {", "concat {", "def g(c) {", "repeat n {",
-                                     "add { identity |", "concat { identity |"))
-        lines[i:j + 1] = [head, *lines[i:j + 1], _pick(draw, ("}", "", "| relu }", "}}"))]
+        head = _pick(
+            draw,
+            (
+                "residual {",
+                "repeat 2 {",
+                "add {",
+                "concat {",
+                "def g(c) {",
+                "repeat n {",
+                "add { identity |",
+                "concat { identity |",
+            ),
+        )
+        lines[i : j + 1] = [head, *lines[i : j + 1], _pick(draw, ("}", "", "| relu }", "}}"))]
         return "\n".join(lines), how
     if how == "join_lines" and len(lines) > 1:  # long lines (and comments that swallow what follows)
         i = draw(st.integers(0, len(lines) - 2))
         j = draw(st.integers(i + 1, min(len(lines) - 1, i + 12)))
-        lines[i:j + 1] = [_pick(draw, ("; ", " ", ";")).join(lines[i:j + 1])]
+        lines[i : j + 1] = [_pick(draw, ("; ", " ", ";")).join(lines[i : j + 1])]
         return "\n".join(lines), how
     if how == "long_line_cut" and len(lines) > 1:  # a long line (many statements) that stops mid-statement
         i = draw(st.integers(0, len(lines) - 2))
         j = min(len(lines) - 1, i + draw(st.integers(4, 24)))
-        long = "; ".join(lines[i:j + 1])
+        long = "; ".join(lines[i : j + 1])
         cut = draw(st.integers(len(long) // 2, len(long)))
-        lines[i:j + 1] = [long[:cut] + _pick(draw, ("", "(", "=", " +", " {", ",", " filters=", " 3x", " |"))]
+        lines[i : j + 1] = [long[:cut] + _pick(draw, ("", "(", "=", " +", " {", ",", " filters=", " 3x", " |"))]
         return "\n".join(lines), how
     if how == "truncate_line":  # cut one line short, keep the rest of the program
         i = draw(st.integers(0, len(lines) - 1))
@@ -1718,32 +2102,73 @@ def _edit(draw, text: str) -> tuple[str, str]:
         return "\n".join(lines), how
     if how == "delete_chars" and n:
         k = draw(st.integers(1, 5))
-        return text[:pos] + text[pos + k:], how
+        return text[:pos] + text[pos + k :], how
     if how == "insert":
         return text[:pos] + _insert_piece(draw) + text[pos:], how
     if how == "replace_chars" and n:
         k = draw(st.integers(1, 3))
-        return text[:pos] + _insert_piece(draw) + text[pos + k:], how
+        return text[:pos] + _insert_piece(draw) + text[pos + k :], how
     tokens = list(_TOKEN_RE.finditer(text))
     names = [m for m in tokens if m.group()[:1].isalpha() or m.group()[:1] == "_"]
     if how == "swap_names" and names:  # one name written where another stands: labels, defs, variables, layers
         m = _pick(draw, names)
         other = _pick(draw, [x.group() for x in names] + ["input", "conv_1", "add_1", "relu_1"])
-        return text[: m.start()] + other + text[m.end():], how
+        return text[: m.start()] + other + text[m.end() :], how
     if how == "insert_kwarg" and tokens:  # NAME=VALUE after a token (often a statement's first word)
         if draw(st.booleans()):
-            firsts = [m for m in tokens if m.start() == 0 or text[m.start() - 1] in "\n;{|"
-                      or text[: m.start()].rstrip(" \t").endswith(("\n", ";", "{", "|"))]
+            firsts = [
+                m
+                for m in tokens
+                if m.start() == 0
+                or text[m.start() - 1] in "\n;{|"
+                or text[: m.start()].rstrip(" \t").endswith(("\n", ";", "{", "|"))
+            ]
             tokens = firsts or tokens
         m = _pick(draw, tokens)
-        key = _pick(draw, ("n", "filters", "kernel", "size", "stride", "rate", "units", "c", "lr",
-                                    "shape", "bias", "padding", "alpha", "eps", "x"))
-        val = _pick(draw, ("0", "1", "3", "3x3", "relu", "same", "-1", "1/0", "99999999999", "c", "n",
-                                    "true", "(1", "3x3x3", "9" * 400))
-        return text[: m.end()] + f" {key}={val}" + text[m.end():], how
+        key = _pick(
+            draw,
+            (
+                "n",
+                "filters",
+                "kernel",
+                "size",
+                "stride",
+                "rate",
+                "units",
+                "c",
+                "lr",
+                "shape",
+                "bias",
+                "padding",
+                "alpha",
+                "eps",
+                "x",
+            ),
+        )
+        val = _pick(
+            draw,
+            (
+                "0",
+                "1",
+                "3",
+                "3x3",
+                "relu",
+                "same",
+                "-1",
+                "1/0",
+                "99999999999",
+                "c",
+                "n",
+                "true",
+                "(1",
+                "3x3x3",
+                "9" * 400,
+            ),
+        )
+        return text[: m.end()] + f" {key}={val}" + text[m.end() :], how
     if how == "duplicate_token" and tokens:
         m = _pick(draw, tokens)
-        return text[: m.end()] + _pick(draw, ("", " ")) + m.group() + text[m.end():], how
+        return text[: m.end()] + _pick(draw, ("", " ")) + m.group() + text[m.end() :], how
     if how in ("delete_token", "replace_token", "insert_token", "huge_number", "case") and tokens:
         if how == "huge_number":
             nums = [m for m in tokens if m.group()[:1].isdigit() or m.group()[:1] == "."]
@@ -1824,6 +2249,7 @@ def mutation_batches(per_program: int = 8, max_edits: int = 4, max_layers: int =
     several mutants for the price of one program.
     """
     return programs(max_layers=max_layers).flatmap(
-        lambda pr: st.lists(_mutation(st.just(pr.text), st.just(pr.params), max_edits),
-                            min_size=per_program, max_size=per_program)
+        lambda pr: st.lists(
+            _mutation(st.just(pr.text), st.just(pr.params), max_edits), min_size=per_program, max_size=per_program
+        )
     )

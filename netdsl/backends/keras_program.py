@@ -154,6 +154,8 @@ def _calls(net) -> list[_Call]:
     for name, node in list(net.graph.nodes.items())[1:]:
         spec = OPS[node["op"]]
         pos, kw = spec.args(node["args"])
+        if node.get("frozen"):
+            kw = {**kw, "trainable": False}
         out.append(_Call(name, spec.layer, tuple(pos), dict(kw), tuple(node["inputs"]), spec.merge))
     return out
 

@@ -219,9 +219,19 @@ class NetdslModule(nn.Module):
                 cls, args, kwargs = module
                 self.add_module(attrs[name], (_CLASSES.get(cls) or getattr(nn, cls))(*args, **kwargs))
         keras_init(self)
+        fixed, self._netdsl_frozen = _p.frozen(net, attrs)
+        for attr in fixed:
+            self._modules[attr].requires_grad_(False)
         self._netdsl_plan = _plan_of(*_program(net), attrs)
         self._netdsl_logits = _plan_of(*_program(net, logits=True), attrs) if self.netdsl_output_is_softmax else None
         self._netdsl_nodes = tuple(g.nodes)
+
+    def train(self, mode: bool = True):
+        """As nn.Module's; frozen batchnorm layers stay in inference mode (Keras's trainable=False)."""
+        super().train(mode)
+        for attr in getattr(self, "_netdsl_frozen", ()):
+            self._modules[attr].eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plan = self._netdsl_plan

@@ -334,7 +334,7 @@ RESERVED = frozenset(
     register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook
     register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict
     to to_empty train training type xpu zero_grad netdsl_output_is_softmax _netdsl_plan _netdsl_logits
-    _netdsl_nodes
+    _netdsl_nodes _netdsl_frozen
     """.split()
 )
 
@@ -387,6 +387,14 @@ def _program(net, logits: bool = False) -> tuple[list[_Entry], str]:
             del entries[k]
             out = entry.inputs[0]
     return entries, out
+
+
+def frozen(net, attrs: dict) -> tuple[list[str], list[str]]:
+    """(attributes of frozen nodes' modules, those of them that are batchnorm layers): the first have
+    no gradients; the second also stay in inference mode, as Keras runs a batchnorm with trainable=False."""
+    g = net.graph
+    mods = [n for n in list(g.nodes)[1:] if g.nodes[n].get("frozen") and _layer(g, n).module is not None]
+    return [attrs[n] for n in mods], [attrs[n] for n in mods if g.nodes[n]["op"] == "batchnorm"]
 
 
 def _ends_in_softmax(g) -> bool:

@@ -25,6 +25,7 @@ from .torch_program import (
     _layer,
     _program,
     _unmangled,
+    frozen,
 )
 
 __all__ = ["SOURCE", "generate"]
@@ -161,6 +162,8 @@ def generate(net) -> str:
             inits.append(f"self.{attrs[name]} = {_ctor_src(module)}")
             if module[0] in HELPER_CLASSES and module[0] not in classes:
                 classes.append(module[0])
+    fixed, fixed_bn = frozen(net, attrs)
+    inits += [f"self.{a}.requires_grad_(False)  # frozen" for a in fixed]
     if softmax:
         body = _forward_src(net, attrs, logits=True)
         # forward = the step forward_logits leaves out, applied to it (see _program)
@@ -187,6 +190,17 @@ def generate(net) -> str:
                 *("    " + line for line in body),
             ]
         ]
+    if fixed_bn:  # Keras runs a batchnorm with trainable=False in inference mode, in training too
+        methods.insert(
+            0,
+            [
+                "def train(self, mode: bool = True):",
+                '    """As nn.Module\'s; the frozen batchnorm layers stay in inference mode, as in Keras."""',
+                "    super().train(mode)",
+                *(f"    self.{a}.eval()" for a in fixed_bn),
+                "    return self",
+            ],
+        )
     code = "\n".join(inits + [line for m in methods for line in m])
     helpers = ["keras_init"] + (["flatten_hwc"] if "flatten_hwc(" in code else []) + classes
     uses_f = bool(_USES_F.search(code)) or any(_USES_F.search(_HELPERS[c]) for c in classes)

@@ -34,7 +34,18 @@ def layer(ex, word: s.Word, args, scope: Scope, cursor, label=None, label_span=N
         return ex.broken(word.text.lower(), span, cursor, label, scope, "unknown layer")
     ex.seen_layer = True
     shorthand, keywords, arg_spans = [], {}, []
+    frozen = False
     for a in args:
+        if isinstance(a, s.Keyword) and a.key.text.lower() == "frozen":  # any layer: its weights are fixed
+            value = ex.values.value(a.value, scope, ops.boolean)
+            if value is MISSING:
+                return ex.broken(op.name, span, cursor, label, scope, "bad arguments")
+            try:
+                frozen = ops.boolean("frozen", value)
+            except ops.ArgError as e:
+                ex.report.error("E103", e.message, a.span)
+                return ex.broken(op.name, span, cursor, label, scope, e.message)
+            continue
         if isinstance(a, s.Keyword):
             key = a.key.text.lower()
             value = ex.values.value(a.value, scope, op.args.get(key, (None,))[0])
@@ -58,7 +69,10 @@ def layer(ex, word: s.Word, args, scope: Scope, cursor, label=None, label_span=N
         code = "E102" if "has no argument" in e.message else "E104" if "needs `" in e.message else "E103"
         ex.report.error(code, e.message, esp, hint=e.hint)
         return ex.broken(op.name, span, cursor, label, scope, e.message)
-    return ex.node(op.name, resolved, span, [cursor], label, scope, label_span)
+    name = ex.node(op.name, resolved, span, [cursor], label, scope, label_span)
+    if frozen:
+        ex.graph.nodes[name]["frozen"] = True
+    return name
 
 
 def _unknown_layer(ex, word: s.Word) -> None:

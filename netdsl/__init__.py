@@ -16,12 +16,16 @@ def __getattr__(name: str):
         from .training import train
 
         return train
+    if name == "register_op":  # plugin layers (netdsl/plugins.py)
+        from .plugins import register_op
+
+        return register_op
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train"})  # train is there, only imported late
+    return sorted({*globals(), "train", "register_op"})  # there, only imported late
 
 
-__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "train"]
+__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "register_op", "train"]
 __version__ = "0.1.0"

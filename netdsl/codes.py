@@ -66,6 +66,11 @@ CODES: dict[str, Code] = {
     ),
     "E141": Code("`mul` over inputs whose shapes differ (other than on axes of size 1)", "e: conv 8x3; mul input"),
     "E142": Code("a 1-D layer (conv1d, maxpool1d, avgpool1d) on something other than an LxC sequence", "conv1d 4x3"),
+    "E143": Code(
+        "a plugin layer failed: its shape rule, weights, MACs or a builder raised or returned nonsense (the message names the plugin)"
+    ),
+    "E144": Code("a plugin layer's shape rule refused its input (its own message)"),
+    "E145": Code("a plugin layer does not provide the backend asked for (torch, keras, their generated source, onnx)"),
     "E201": Code("`dense` on a feature map", "dense 10"),
     "E202": Code(
         "a layer that needs an HxWxC feature map got a vector (conv, pooling, gap/gmp, upsample)", "flatten; gap"

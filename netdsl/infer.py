@@ -29,6 +29,8 @@ def infer(graph, source: Source) -> list[NetdslError]:
         op = ops.OPS[node["op"]]
         try:
             shape = op.shape(node["args"], ins)
+            counts = ops.count(op, node["args"], ins)  # a plugin's weights and MACs fail here, located too
+            macs = op.macs(node["args"], ins, tuple(shape))
         except ops.ShapeError as e:
             culprit = node["inputs"][e.culprit] if e.culprit is not None else None
             notes = []
@@ -44,7 +46,7 @@ def infer(graph, source: Source) -> list[NetdslError]:
             errors.append(NetdslError(e.code, message, node["span"], hint=hint, notes=notes))
             continue
         node["shape"] = tuple(shape)
-        t, nt = ops.count(op, node["args"], ins)
+        t, nt = counts
         if node.get("frozen"):  # `frozen=true`: every weight non-trainable, as Keras counts layer.trainable=False
             t, nt = 0, t + nt
         if t + nt > MAX_ELEMENTS:
@@ -73,7 +75,7 @@ def infer(graph, source: Source) -> list[NetdslError]:
             node["shape"] = None
             continue
         node["trainable"], node["non_trainable"], node["params"] = t, nt, t + nt
-        node["macs"] = op.macs(node["args"], ins, shape)
+        node["macs"] = macs
     if not errors:
         errors.extend(_dead_branches(graph))
     return errors

@@ -587,7 +587,14 @@ ALIASES = {
 
 def lookup(name: str) -> Op | None:
     low = name.lower()
-    return OPS.get(ALIASES.get(low, low))
+    op = OPS.get(ALIASES.get(low, low))
+    if op is None:  # not built in: the installed plugins (netdsl.ops entry points) are loaded once
+        from . import plugins
+
+        if not plugins.loaded():
+            plugins.load()
+            op = OPS.get(ALIASES.get(low, low))
+    return op
 
 
 def resolve(op: Op, positional: list[Pos], keywords: dict[str, tuple[Any, int]]) -> dict:

@@ -171,7 +171,8 @@ def build(net, device: str | None = None):
             "input": keras.Input(shape=tuple(graph.nodes["input"]["args"]["shape"]), name="input")
         }
         for c in _calls(net):
-            layer = getattr(keras.layers, c.cls)(*c.pos, name=c.name, **c.kw)
+            layer = _plugin_layer(net, c.name) if c.cls.startswith("plugin:") else None
+            layer = layer or getattr(keras.layers, c.cls)(*c.pos, name=c.name, **c.kw)
             ins = [tensors[i] for i in c.inputs]
             tensors[c.name] = layer(ins if c.merge else ins[0])
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))
@@ -180,6 +181,23 @@ def build(net, device: str | None = None):
 
 
 _device = device  # build()'s parameter shadows the function's name
+
+
+def _plugin_layer(net, name: str):
+    from .. import plugins
+
+    layer = plugins.call(net, name, "keras", name)
+    if not isinstance(layer, keras.layers.Layer) or layer.name != name:
+        p = plugins.PLUGINS[net.graph.nodes[name]["op"]]
+        raise NetdslError(
+            "E143",
+            f"plugin layer `{p.name}` (from {p.origin}) failed: its keras builder must return a keras Layer "
+            f"named `{name}`, got {type(layer).__name__}",
+            net.graph.nodes[name]["span"],
+        ).located(net.source)
+    if net.graph.nodes[name].get("frozen"):
+        layer.trainable = False
+    return layer
 
 
 # ---- weights --------------------------------------------------------------------------

@@ -123,9 +123,11 @@ OPS: dict[str, KerasOp] = {
 }
 
 # ---- the ops of netdsl/ops_layers.py, kept together in layers_program -------------------------
+from .. import plugins as _plugins  # noqa: E402
 from . import layers_program as _more  # noqa: E402  (it builds on KerasOp above)
 
 OPS.update((k, KerasOp(*v)) for k, v in _more.KERAS.items())
+OPS.update(_plugins.entries(__name__))  # plugin layers registered before this import
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the keras backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
@@ -223,8 +225,17 @@ def generate(net) -> str:
             var[n] = v
 
     body = [f"inputs = keras.Input(shape={tuple(g.nodes['input']['args']['shape'])!r}, name='input')"]
+    plugin_defs: list[str] = []
     for c in _calls(net):
         ins = [var[i] for i in c.inputs]
+        if c.cls.startswith("plugin:"):  # the plugin's own (definitions, constructor expression)
+            from .. import plugins
+
+            defs, expr = plugins.source(net, c.name, "keras_source", c.name)
+            if defs.strip() and defs not in plugin_defs:
+                plugin_defs.append(defs.strip("\n"))
+            body.append(f"{var[c.name]} = {expr}({ins[0]})")
+            continue
         body += _layer_statement(var[c.name], c, f"[{', '.join(ins)}]" if c.merge else ins[0])
     body.append(f"return keras.Model(inputs, {var[output]}, name={_model_name(net)!r})")
 
@@ -242,6 +253,7 @@ def generate(net) -> str:
     lines += [
         "",
         _QUIET_IMPORT,
+        *(f"\n{d}\n" for d in plugin_defs),
         "",
         "def build_model():",
         '    """The network as a Keras functional model (channels-last input)."""',

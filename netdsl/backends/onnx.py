@@ -274,9 +274,11 @@ OPS: dict[str, Callable] = {
 }
 
 # ---- the ops of netdsl/ops_layers.py, kept together in onnx_layers ------------------------------
+from .. import plugins as _plugins  # noqa: E402
 from . import onnx_layers as _more  # noqa: E402  (it builds on _Builder and ACTIVATION above)
 
 OPS.update(_more.OPS)
+OPS.update(_plugins.entries(__name__))  # plugin layers registered before this import
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the onnx backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"

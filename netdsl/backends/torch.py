@@ -200,6 +200,21 @@ def _run(plan: _Plan, mods, x, keep: bool = False) -> list:
 # ---- the in-memory module ------------------------------------------------------------------
 
 
+def _plugin_module(net, name: str) -> nn.Module:
+    from .. import plugins
+
+    m = plugins.call(net, name, "torch")
+    if not isinstance(m, nn.Module):
+        p = plugins.PLUGINS[net.graph.nodes[name]["op"]]
+        raise NetdslError(
+            "E143",
+            f"plugin layer `{p.name}` (from {p.origin}) failed: its torch builder returned {type(m).__name__}, "
+            "not an nn.Module",
+            net.graph.nodes[name]["span"],
+        ).located(net.source)
+    return m
+
+
 class NetdslModule(nn.Module):
     """A netdsl net as a ``torch.nn.Module``: NCHW in, NCHW out (vectors as ``(N, C)``).
 
@@ -217,6 +232,9 @@ class NetdslModule(nn.Module):
             module = _layer(g, name).module
             if module is not None:
                 cls, args, kwargs = module
+                if cls.startswith("plugin:"):
+                    self.add_module(attrs[name], _plugin_module(net, name))
+                    continue
                 self.add_module(attrs[name], (_CLASSES.get(cls) or getattr(nn, cls))(*args, **kwargs))
         keras_init(self)
         fixed, self._netdsl_frozen = _p.frozen(net, attrs)

@@ -84,6 +84,11 @@ def _unknown_layer(ex, word: s.Word) -> None:
         hint = suggest(word.text, [*ops.OPS, *ex.defs, *s.STATEMENT_WORDS])
         if hint is None and looks_like_python(ex.source.line(word.span.line)):
             hint = PYTHON_HINT
+        from ..plugins import FAILED
+
+        if hint is None and FAILED:  # perhaps the layer of a plugin that did not load
+            where, why = next(iter(FAILED.items()))
+            hint = f"the plugin {where} did not load: {why}"
     ex.report.error("E101", f"unknown layer `{word.text}`", word.span, hint=hint)
 
 

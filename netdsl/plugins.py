@@ -308,6 +308,26 @@ def source(net, node: str, what: str, *extra) -> tuple[str, str]:
     return got
 
 
+def check_weights(net, node: str, obj, what: str) -> None:
+    """The built module/layer holds each declared weight as an attribute of the declared shape
+    (the canonical layout), or E143 names the plugin: get/set_weights rely on it."""
+    n = net.graph.nodes[node]
+    p = PLUGINS[n["op"]]
+    ins = [net.graph.nodes[i]["shape"] for i in n["inputs"]]
+    for wname, shape, _ in ops.OPS[n["op"]].weights(n["args"], ins):
+        value = getattr(obj, wname, None)
+        got = tuple(getattr(value, "shape", ()) or ()) if value is not None else None
+        if got is None or tuple(int(x) for x in got) != tuple(shape):
+            have = "no such attribute" if got is None else f"shape {got}"
+            raise NetdslError(
+                "E143",
+                f"plugin layer `{p.name}` (from {p.origin}) failed: its {what} builder's result should hold "
+                f"the weight `{wname}` of shape {tuple(shape)}; it has {have}",
+                n["span"],
+                hint="this is a fault in the plugin, not in the spec; report it to the plugin's author",
+            ).located(net.source)
+
+
 def onnx_node(name: str, b, a, xs, shapes, out, w) -> str:
     p = PLUGINS[name]
     fn = p.builders.get("onnx")

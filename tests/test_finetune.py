@@ -175,3 +175,21 @@ def test_frozen_in_generated_torch_source(tmp_path):
 
 def test_synthetic_is_learnable():  # the data these tests train on (a guard for their meaning)
     assert synthetic(10, 5).x_train.shape == (10, 28, 28, 1) and write_idx
+
+
+@pytest.mark.parametrize(
+    "spec,code",
+    [("conv 4x3 frozen=true frozen=false", "E103"), ("conv 4x3 frozen=1.5", "E103"), ("conv 4x3 frozen=nope", "E105")],
+)
+def test_bad_frozen_is_located(spec, code):
+    with pytest.raises(NetdslError) as e:
+        netdsl.parse(f"input 6x6x1\n{spec}")
+    assert e.value.code == code and e.value.line == 2, str(e.value)
+
+
+def test_frozen_from_a_parameter_and_in_a_def():
+    net = netdsl.parse(
+        "def blk(f) { conv 4x3 frozen=f }\ninput 6x6x1\nblk(true)\nblk(false)\nflatten", input_shape=None
+    )
+    assert [x.trainable for x in net.layers[:2]] == [0, 4 * 9 * 4 + 4]
+    assert netdsl.parse("input 4; dense 3 frozen=fz", fz="true").trainable_params == 0

@@ -196,3 +196,18 @@ def test_unknown_layer_hint_names_a_plugin_that_failed_to_load(monkeypatch):
         netdsl.parse("qqqqq 3")
     assert e.value.code == "E101" and "the plugin demo (broken-dist) did not load" in str(e.value)
     assert np  # numpy is what the framework checks above compare with
+
+
+def test_a_module_without_its_declared_weights_is_the_plugins_fault(register):
+    torch = pytest.importorskip("torch")
+    register(
+        "noweights",
+        shape=lambda a, s: s,
+        weights=lambda a, s: [("gamma", (s[-1],), True)],
+        torch=lambda a, s, o: torch.nn.Identity(),
+    )
+    net = netdsl.parse("input 3; noweights")
+    assert net.trainable_params == 3
+    with pytest.raises(NetdslError) as e:
+        net.to_torch(device="cpu")
+    assert e.value.code == "E143" and "the weight `gamma` of shape (3,)" in str(e.value)

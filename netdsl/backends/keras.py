@@ -176,11 +176,22 @@ def build(net, device: str | None = None):
             ins = [tensors[i] for i in c.inputs]
             tensors[c.name] = layer(ins if c.merge else ins[0])
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))
+    for name, node in graph.nodes.items():  # a plugin's layer holds its declared weights (built by now)
+        if node["op"] != "input" and _is_plugin(node):
+            from .. import plugins
+
+            plugins.check_weights(net, name, model.get_layer(name), "keras")
     model._netdsl_device = where
     return model
 
 
 _device = device  # build()'s parameter shadows the function's name
+
+
+def _is_plugin(node) -> bool:
+    from .. import plugins
+
+    return node["op"] in plugins.PLUGINS
 
 
 def _plugin_layer(net, name: str):

@@ -212,6 +212,7 @@ def _plugin_module(net, name: str) -> nn.Module:
             "not an nn.Module",
             net.graph.nodes[name]["span"],
         ).located(net.source)
+    plugins.check_weights(net, name, m, "torch")
     return m
 
 

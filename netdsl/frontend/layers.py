@@ -34,9 +34,12 @@ def layer(ex, word: s.Word, args, scope: Scope, cursor, label=None, label_span=N
         return ex.broken(word.text.lower(), span, cursor, label, scope, "unknown layer")
     ex.seen_layer = True
     shorthand, keywords, arg_spans = [], {}, []
-    frozen = False
+    frozen = None
     for a in args:
         if isinstance(a, s.Keyword) and a.key.text.lower() == "frozen":  # any layer: its weights are fixed
+            if frozen is not None:
+                ex.report.error("E103", "`frozen` is given twice", a.span)
+                return ex.broken(op.name, span, cursor, label, scope, "bad arguments")
             value = ex.values.value(a.value, scope, ops.boolean)
             if value is MISSING:
                 return ex.broken(op.name, span, cursor, label, scope, "bad arguments")

@@ -247,6 +247,10 @@ def fold(stmts: list, nodes: dict) -> list:
                 best = (k * p, -p, k)
         if best[0]:
             p, k = -best[1], best[2]
+            if p > 1 and i + k * p < len(stmts) and texts[i] == texts[i + k * p]:
+                out.append(stmts[i])  # the same run starts one later: let the repeat end on its activation
+                i += 1
+                continue
             out.append(("repeat", k, [stmts[i + j * p : i + (j + 1) * p] for j in range(k)]))
             i += k * p
         else:

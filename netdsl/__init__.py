@@ -16,12 +16,16 @@ def __getattr__(name: str):
         from .training import train
 
         return train
+    if name in ("from_torch", "from_keras"):  # netdsl import's API: the framework loads when called
+        from . import importers
+
+        return getattr(importers, name)
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train"})  # train is there, only imported late
+    return sorted({*globals(), "train", "from_torch", "from_keras"})  # there, only imported late
 
 
-__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "train"]
+__all__ = ["Layer", "Net", "NetdslError", "from_keras", "from_torch", "load", "parse", "train"]
 __version__ = "0.1.0"

@@ -98,26 +98,52 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             "cannot be traced; compute it without branching on the data, or import the part that can be traced",
         ) from None
     gm = fx.GraphModule(tracer.root, graph, type(module).__name__)
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise Unsupported(
+            "E704",
+            f"`{name}.forward` takes {len(inputs)} inputs ({', '.join(n.name for n in inputs)}); a netdsl net has one",
+        )
     nchw = (2, input_shape[2], input_shape[0], input_shape[1]) if len(input_shape) == 3 else (2, input_shape[0])
     try:
-        from torch.fx.passes.shape_prop import ShapeProp
-
         with torch.no_grad():
-            ShapeProp(gm).propagate(torch.rand(*nchw))
-    except Exception as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            _Shapes(gm).run(torch.rand(*nchw))
+    except _RunError as e:
+        n, err = e.node, e.error
+        why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        at = f"`{n.target}`" if n.op == "call_module" else f"`{n.name}`"
         raise Unsupported(
             "E704",
             f"`{name}` does not run on an input of {'x'.join(map(str, input_shape))} "
-            f"(torch shape {tuple(nchw[1:])}): {why}",
+            f"(torch shape {tuple(nchw[1:])}): {at} fails: {why}",
             hint="give the input shape the model expects with --input HxWxC (channels last) or --input N",
         ) from None
     return _Reader(gm, name).read()
 
 
+class _RunError(Exception):
+    """The fx node and the exception of a failed run (attributes: fx rewrites ``args``)."""
+
+    def __init__(self, node, error):
+        super().__init__(str(error))
+        self.node, self.error = node, error
+
+
+class _Shapes(fx.Interpreter):
+    """Runs the traced graph once and notes each tensor's shape on its node."""
+
+    def run_node(self, n):
+        try:
+            result = super().run_node(n)
+        except Exception as e:
+            raise _RunError(n, e) from None
+        if isinstance(result, torch.Tensor):
+            n.meta["netdsl_shape"] = tuple(result.shape)
+        return result
+
+
 def _shape(fxn: fx.Node) -> tuple | None:
-    meta = fxn.meta.get("tensor_meta")
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+    return fxn.meta.get("netdsl_shape")
 
 
 def _nd(shape: tuple) -> tuple:

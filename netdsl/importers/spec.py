@@ -138,37 +138,54 @@ class _Emitter:
         return stmts
 
     def _walk(self, c: str) -> tuple[list, str]:
+        """Statements from ``c`` on, up to a node that feeds a merge of an enclosing block (or nothing)."""
         stmts: list = []
         while True:
             us = self.users[c]
             if not us:
                 return stmts, c
             if len(us) == 1:
-                n = us[0]
-                if len(self.nodes[n].inputs) > 1:
+                if len(self.nodes[us[0]].inputs) > 1:
                     return stmts, c  # a merge: the caller's block ends here
-                stmts.append(("layer", n))
-                c = n
+                stmts.append(("layer", us[0]))
+                c = us[0]
                 continue
-            merge, paths = None, {}
-            for u in us:
-                if len(self.nodes[u].inputs) > 1:
-                    end, body, m = c, None, u  # c goes straight into the merge: an identity path
-                else:
-                    rest, end = self._walk(u)
-                    body = [("layer", u), *rest]
-                    after = self.users[end]
-                    if len(after) != 1 or len(self.nodes[after[0]].inputs) < 2:
-                        raise _Fallback
-                    m = after[0]
-                if (merge is not None and m != merge) or end in paths:
-                    raise _Fallback
-                merge, paths[end] = m, body
-            ins = self.nodes[merge].inputs
-            if len(ins) != len(set(ins)) or set(ins) != set(paths):
-                raise _Fallback
-            stmts.append(("block", merge, [paths[i] for i in ins]))
-            c = merge
+            branches = [self._branch(c, u) for u in us]
+            while True:  # close the innermost complete block, then let it join the others
+                m, group = self._complete(branches)
+                ins = self.nodes[m].inputs
+                block = ("block", m, [next(b[0] for b in group if b[1] == i) for i in ins])
+                rest = [b for b in branches if b not in group]
+                if not rest:
+                    stmts.append(block)
+                    c = m
+                    break
+                more, end = self._walk(m)
+                branches = [*rest, ([block, *more], end, self._merge_of(end))]
+
+    def _branch(self, c: str, u: str) -> tuple:
+        """(statements or None for an identity path, its last node, the merge it feeds)."""
+        if len(self.nodes[u].inputs) > 1:
+            return None, c, u
+        rest, end = self._walk(u)
+        return [("layer", u), *rest], end, self._merge_of(end)
+
+    def _merge_of(self, end: str) -> str:
+        after = self.users[end]
+        if len(after) != 1 or len(self.nodes[after[0]].inputs) < 2:
+            raise _Fallback
+        return after[0]
+
+    def _complete(self, branches: list) -> tuple[str, list]:
+        """A merge all of whose inputs are ends of these branches, one each, and those branches."""
+        groups: dict[str, list] = {}
+        for b in branches:
+            groups.setdefault(b[2], []).append(b)
+        for m, group in groups.items():
+            ins, ends = self.nodes[m].inputs, [b[1] for b in group]
+            if len(ins) == len(set(ins)) == len(ends) == len(set(ends)) and set(ins) == set(ends):
+                return m, group
+        raise _Fallback
 
     def labelled(self) -> list[str]:
         """Every node in order, with `from` and named merges: works for any DAG."""
@@ -259,8 +276,12 @@ def fold(stmts: list, nodes: dict) -> list:
     return out
 
 
-def _simple(stmts) -> bool:
-    return all(s[0] == "layer" for s in stmts) and len(stmts) <= 6 and sum(len(s[1]) for s in stmts) < 400
+def _one_line(stmts, nodes) -> str | None:
+    """The statements joined by `;` when that is short enough to read on one line."""
+    if not all(s[0] == "layer" for s in stmts) or len(stmts) > 6:
+        return None
+    text = "; ".join(line(nodes[s[1]]) for s in stmts)
+    return text if len(text) <= 72 else None
 
 
 def _render(stmts: list, nodes: dict, indent: int) -> list[str]:
@@ -271,8 +292,8 @@ def _render(stmts: list, nodes: dict, indent: int) -> list[str]:
             out.append(pad + line(nodes[s[1]]))
         elif s[0] == "repeat":
             body = s[2][0]
-            one = "; ".join(_render(body, nodes, 0)) if _simple(body) else None
-            if one is not None and len(one) < 90:
+            one = _one_line(body, nodes)
+            if one is not None:
                 out.append(f"{pad}repeat {s[1]} {{ {one} }}")
             else:
                 out += [f"{pad}repeat {s[1]} {{", *_render(body, nodes, indent + 2), pad + "}"]
@@ -280,8 +301,8 @@ def _render(stmts: list, nodes: dict, indent: int) -> list[str]:
             op, paths = nodes[s[1]].op, s[2]
             if op == "add" and len(paths) == 2 and None in paths:
                 body = next(p for p in paths if p is not None)
-                one = "; ".join(_render(body, nodes, 0)) if _simple(body) else None
-                if one is not None and len(one) < 90:
+                one = _one_line(body, nodes)
+                if one is not None:
                     out.append(f"{pad}residual {{ {one} }}")
                 else:
                     out += [f"{pad}residual {{", *_render(body, nodes, indent + 2), pad + "}"]
@@ -291,8 +312,8 @@ def _render(stmts: list, nodes: dict, indent: int) -> list[str]:
                 lead = pad + ("  " if k == 0 else "| ")
                 if p is None:
                     out.append(lead + "identity")
-                elif _simple(p):
-                    out.append(lead + "; ".join(_render(p, nodes, 0)))
+                elif _one_line(p, nodes) is not None:
+                    out.append(lead + _one_line(p, nodes))
                 else:
                     body = _render(p, nodes, indent + 2)
                     out += [lead + body[0].lstrip(), *body[1:]]

@@ -54,7 +54,9 @@ def from_torch(module, input=None, *, name: str | None = None, source: str | Non
         f"{params:,} parameters" + (f" + {stats:,} batchnorm statistics" if stats else ""),
     ]
     if unused:
-        header.append("left out, never called by forward: " + ", ".join(unused[:8]) + (" ..." if len(unused) > 8 else ""))
+        header.append(
+            "left out, never called by forward: " + ", ".join(unused[:8]) + (" ..." if len(unused) > 8 else "")
+        )
     net, weights = assemble(nodes, out, shape, header, name)
     if (net.trainable_params, net.non_trainable_params) != (params, stats):
         raise NetdslError(

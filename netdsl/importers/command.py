@@ -70,7 +70,11 @@ def _load_python(kind: str, target: str, name: str):
         raise
     except (Exception, SystemExit) as e:  # the user's code failed: say how, without a traceback
         if isinstance(e, ModuleNotFoundError) and kind == "module" and e.name and target.startswith(e.name):
-            raise NetdslError("E701", f"no module named `{target}`", hint="run from the directory above the package, or give path/to/file.py:NAME") from None
+            raise NetdslError(
+                "E701",
+                f"no module named `{target}`",
+                hint="run from the directory above the package, or give path/to/file.py:NAME",
+            ) from None
         raise NetdslError("E701", f"importing {where} failed: {type(e).__name__}: {e}") from None
     finally:
         if added is not None and added in sys.path:
@@ -117,10 +121,14 @@ def load_keras(path: str):
     if not Path(path).is_file():
         raise NetdslError("E701", f"cannot read `{path}`: no such file")
     backends.get("keras")  # TensorFlow's start-up notes held back, or E402
+    import warnings
+
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings.catch_warnings():  # Keras's loading code trips numpy 2's copy= deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return keras.saving.load_model(path, compile=False)
     except (Exception, SystemExit) as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NetdslError("E701", f"Keras cannot load `{path}`: {type(e).__name__}: {why}") from None

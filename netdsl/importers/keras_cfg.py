@@ -62,6 +62,14 @@ def _activation(name: str, cls: str, act) -> str:
 
 def read(model) -> tuple[list[Node], str, tuple, dict]:
     """(nodes, the output node, the input shape, {"params": Keras's count})."""
+    import warnings
+
+    with warnings.catch_warnings():  # get_weights trips numpy 2's copy= deprecation in some Keras versions
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _read(model)
+
+
+def _read(model) -> tuple[list[Node], str, tuple, dict]:
     import keras
 
     if not isinstance(model, keras.Model):
@@ -104,7 +112,7 @@ def read(model) -> tuple[list[Node], str, tuple, dict]:
             if not hist:
                 _fail(name, cls, "has no input tensor")
             ins = []
-            for layer_name, node_index, tensor_index in hist:
+            for layer_name, _node, tensor_index in hist:
                 if layer_name not in ref or tensor_index != 0:
                     _fail(name, cls, f"reads `{layer_name}`, which is not a layer netdsl imported")
                 ins.append(ref[layer_name])

@@ -104,12 +104,12 @@ def line(n: Node) -> str:
     if op == "leakyrelu":
         return f"leakyrelu {_num(a['alpha'])}" if a.get("alpha", 0.3) != 0.3 else "leakyrelu"
     if op == "pad":
-        t, b, l, r = a["top"], a["bottom"], a["left"], a["right"]
-        if t == b == l == r:
+        t, b, lf, r = a["top"], a["bottom"], a["left"], a["right"]
+        if t == b == lf == r:
             return f"pad {t}"
-        if t == b and l == r:
-            return f"pad {t}x{l}"
-        return f"pad top={t} bottom={b} left={l} right={r}"
+        if t == b and lf == r:
+            return f"pad {t}x{lf}"
+        return f"pad top={t} bottom={b} left={lf} right={r}"
     return op  # flatten, gap, gmp, and the activations
 
 
@@ -218,8 +218,10 @@ class _Emitter:
                 out.append(f"from {labels[step[1]]}")
                 continue
             name = step[1]
-            text = line(self.nodes[name]) if step[0] == "layer" else f"{self.nodes[name].op} " + " ".join(
-                labels[i] for i in step[2]
+            text = (
+                line(self.nodes[name])
+                if step[0] == "layer"
+                else f"{self.nodes[name].op} " + " ".join(labels[i] for i in step[2])
             )
             out.append(f"{labels[name]}: {text}" if name in labels else text)
         return out
@@ -396,7 +398,9 @@ def assemble(nodes: list[Node], output: str, input_shape: tuple, header: list[st
             "E705", f"the spec written for this model does not check ({e.errors[0].message if e.errors else e})"
         ) from None
     layers = [n for n in net.graph.nodes if n != "input"]
-    if len(layers) != len(created) or any(net.graph.nodes[a]["op"] != byname[b].op for a, b in zip(layers, created)):
+    if len(layers) != len(created) or any(
+        net.graph.nodes[a]["op"] != byname[b].op for a, b in zip(layers, created, strict=False)
+    ):
         raise NetdslError("E705", "the spec written for this model does not have the model's layers")
     weights = {}
     for spec_name, ours in zip(layers, created, strict=True):

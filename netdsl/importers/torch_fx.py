@@ -164,7 +164,7 @@ def _same_pads(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
 
 def _bind(fxn: fx.Node, names: tuple, defaults: dict) -> dict:
     out = dict(defaults)
-    out.update(zip(names, fxn.args))
+    out.update(zip(names, fxn.args, strict=False))  # more args than names: bound by the caller
     out.update(fxn.kwargs)
     return out
 
@@ -234,7 +234,9 @@ class _Reader:
             self.cur = fxn
             self.env[fxn] = self.node(fxn)
         if isinstance(out, (tuple, list)) or not isinstance(self.env.get(out), _V):
-            raise Unsupported("E704", f"`{self.name}.forward` returns {self._what(out)}; a netdsl net returns one tensor")
+            raise Unsupported(
+                "E704", f"`{self.name}.forward` returns {self._what(out)}; a netdsl net returns one tensor"
+            )
         v = self.env[out]
         if v.node == "input":
             raise Unsupported("E704", f"`{self.name}.forward` returns its input unchanged: there is no layer to import")

@@ -251,3 +251,47 @@ class NeedsArgs(nn.Module):
     def __init__(self, width):
         super().__init__()
         self.fc = nn.Linear(10, width)
+
+
+# ---- graphs that need labels, and the odd shapes -----------------------------------------
+
+
+class Crossing(nn.Module):
+    """Skips that cross (not series-parallel): written with labels, `from` and named merges."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        a = F.relu(self.a(x))
+        b = self.b(a)
+        c = self.c(a + b)
+        return self.fc((c + a + b).mean((2, 3)))
+
+
+class UNetish(nn.Module):
+    """A skip across down- and upsampling, concatenated: `concat { ... | identity }`; a squeeze-excite-like
+    1x1 map after AdaptiveAvgPool2d(1) (a reshape back to 1x1xC); ZeroPad2d; Upsample."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.dec = nn.Conv2d(16, 8, 2)
+        self.squeeze = nn.AdaptiveAvgPool2d(1)
+        self.excite = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        e = F.relu(self.enc(x))
+        m = self.up(F.relu(self.mid(self.pool(e))))
+        x = F.relu(self.dec(self.pad(torch.cat((m, e), dim=1))))
+        x = torch.sigmoid(self.excite(self.squeeze(x)))
+        return self.head(torch.flatten(x, 1))

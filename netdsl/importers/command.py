@@ -89,10 +89,12 @@ def _load_python(kind: str, target: str, name: str):
 
 def load_torch(kind: str, target: str, name: str):
     """The module SOURCE names, built and in eval mode, and its label for the header."""
-    from .. import backends
-
-    backends.get("torch")  # E402 with the install hint when torch is missing
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise NetdslError(
+            "E402", f"importing a torch module needs PyTorch, which is not installed ({e})", hint="pip install 'netdsl[torch]'"
+        ) from None
 
     obj, label = _load_python(kind, target, name)
     try:

@@ -106,8 +106,13 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
         )
     nchw = (2, input_shape[2], input_shape[0], input_shape[1]) if len(input_shape) == 3 else (2, input_shape[0])
     try:
-        with torch.no_grad():
-            _Shapes(gm).run(torch.rand(*nchw))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one small batch: starting a thread pool costs a cold process ~1 s
+        try:
+            with torch.no_grad():
+                _Shapes(gm).run(torch.rand(*nchw))
+        finally:
+            torch.set_num_threads(threads)
     except _RunError as e:
         n, err = e.node, e.error
         why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -52,7 +52,9 @@ def main() -> None:
         lines = (Path(d) / "resnet.net").read_text().count("\n")
     print(f"python -c 'import torch'          median {statistics.median(base):.2f} s  (min {min(base):.2f})")
     print(f"netdsl import resnet_torch.py:Resnet median {statistics.median(imp):.2f} s  (min {min(imp):.2f})")
-    print(f"  -> a {lines}-line spec and its weights; target <= 2 s: {'ok' if statistics.median(imp) <= 2 else 'MISSED'}")
+    print(
+        f"  -> a {lines}-line spec and its weights; target <= 2 s: {'ok' if statistics.median(imp) <= 2 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ def load_torch(kind: str, target: str, name: str):
         import torch
     except ImportError as e:
         raise NetdslError(
-            "E402", f"importing a torch module needs PyTorch, which is not installed ({e})", hint="pip install 'netdsl[torch]'"
+            "E402",
+            f"importing a torch module needs PyTorch, which is not installed ({e})",
+            hint="pip install 'netdsl[torch]'",
         ) from None
 
     obj, label = _load_python(kind, target, name)
@@ -170,6 +172,8 @@ def usage(args) -> str | None:
         return "-o needs a file name (or - for standard output)"
     if args.output == "-" and not args.no_weights:
         return "-o - writes the spec to standard output; add --no-weights (the weights need a file)"
+    if args.output not in (None, "-") and not args.output.endswith(".net") and not args.no_weights:
+        return "-o OUT must end in .net (the weights go beside it, as OUT.safetensors), or add --no-weights"
     return None
 
 
@@ -201,10 +205,13 @@ def run(args) -> int:
     if out == "-":
         emit(spec)
         return 0
-    wout = str(Path(out).with_suffix(".safetensors")) if Path(out).suffix == ".net" else out + ".safetensors"
+    wout = out[: -len(".net")] + ".safetensors"
     protect = {target: f"the source {target}"} if kind != "module" else {}
     default = args.output is None
     try:
+        for path in (out, wout) if not args.no_weights else (out,):
+            if os.path.isdir(path):
+                raise Refused(f"cannot write {path}: it is a directory (name a file inside it)")
         check(out, protect, default)
         if not args.no_weights:
             check(wout, {**protect, out: f"the spec {out}"})
@@ -220,8 +227,8 @@ def run(args) -> int:
             written.append(wout)
         write_output(out, spec)
         written.append(out)
-    except NetdslError as e:
-        print(str(e), file=sys.stderr)
+    except NetdslError as e:  # the weights file could not be written
+        print(f"netdsl: error: {e.message}", file=sys.stderr)
         return 1
     except IsADirectoryError:
         print(f"netdsl: error: cannot write {out}: it is a directory (name a file inside it)", file=sys.stderr)

@@ -34,6 +34,8 @@ SUPPORTED = (
     "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, torch.cat(dim=1)"
 )
 
+MAX_INPUT = 2**24  # values per sample the shape run takes (4096x4096x1): its memory grows with it
+
 # netdsl's own helper classes in generated code: their forward is the base layer's in inference
 _HELPERS = {"KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d, "AvgPool2dSame": nn.AvgPool2d}
 _LEAVES = (
@@ -105,6 +107,13 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             f"`{name}.forward` takes {len(inputs)} inputs ({', '.join(n.name for n in inputs)}); a netdsl net has one",
         )
     nchw = (2, input_shape[2], input_shape[0], input_shape[1]) if len(input_shape) == 3 else (2, input_shape[0])
+    if int(np.prod(input_shape)) > MAX_INPUT:
+        raise Unsupported(
+            "E704",
+            f"an input of {'x'.join(map(str, input_shape))} is too large to import: netdsl runs the module once "
+            f"on a batch of two to learn its shapes, and takes at most {MAX_INPUT:,} values per input",
+            hint="import the model at a smaller input size; the spec's `input` line can be changed afterwards",
+        )
     try:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # one small batch: starting a thread pool costs a cold process ~1 s

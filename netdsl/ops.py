@@ -664,3 +664,11 @@ def _usage(op: Op) -> str | None:
 
 def usage(name: str) -> str | None:
     return USAGE.get(name)
+
+
+# ---- layers kept in their own module (netdsl/ops_layers.py) ------------------------------------
+from . import ops_layers as _more  # noqa: E402  (it builds on the helpers above)
+
+OPS.update((op.name, op) for op in _more.OPS)
+ALIASES.update(_more.ALIASES)
+USAGE.update(_more.USAGE)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategies import programs  # noqa: E402
 
 N_RANDOM = 200
-NO_MODULE = {"gap", "gmp", "flatten", "reshape", "add", "concat"}  # tensor operations in forward
+NO_MODULE = {"gap", "gmp", "flatten", "reshape", "add", "concat", "pad"}  # tensor operations in forward
 _counter = itertools.count()
 
 

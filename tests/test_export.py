@@ -105,6 +105,7 @@ c: maxpool 3/2 same
 avgpool 2/1 same
 concat c
 upsample 2x3
+pad top=0 bottom=1 left=2 right=1
 conv 4x2 valid selu bias=false
 leakyrelu 0.1
 {standalone}

@@ -121,6 +121,11 @@ OPS: dict[str, KerasOp] = {
     "leakyrelu": KerasOp("LeakyReLU", lambda a: ((), {"negative_slope": a["alpha"]})),
 }
 
+# ---- the ops of netdsl/ops_layers.py, kept together in layers_program -------------------------
+from . import layers_program as _more  # noqa: E402  (it builds on KerasOp above)
+
+OPS.update((k, KerasOp(*v)) for k, v in _more.KERAS.items())
+
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the keras backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
 

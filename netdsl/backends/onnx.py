@@ -268,6 +268,11 @@ OPS: dict[str, Callable] = {
     **{name: _activation(name) for name in _ops.ACTIVATIONS},
 }
 
+# ---- the ops of netdsl/ops_layers.py, kept together in onnx_layers ------------------------------
+from . import onnx_layers as _more  # noqa: E402  (it builds on _Builder and ACTIVATION above)
+
+OPS.update(_more.OPS)
+
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the onnx backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
 _missing = set(_ops.ACTIVATIONS) ^ set(ACTIVATION)  # each activation layer above is made from this table

@@ -252,6 +252,13 @@ OPS: dict[str, TorchOp] = {
     "leakyrelu": TorchOp(lambda a, ins, out: Layer(("LeakyReLU", (a["alpha"],), {}), (("module",),))),
 }
 
+# ---- the ops of netdsl/ops_layers.py, kept together in layers_program -------------------------
+from . import layers_program as _more  # noqa: E402  (it builds on Layer and TorchOp above)
+
+OPS.update((k, TorchOp(*v)) for k, v in _more.TORCH.items())
+_HELPERS.update(_more.TORCH_HELPERS)
+HELPER_CLASSES += tuple(_more.TORCH_HELPERS)
+
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the torch backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
 

@@ -112,7 +112,7 @@ def _read(model) -> tuple[list[Node], str, tuple, dict]:
             if not hist:
                 _fail(name, cls, "has no input tensor")
             ins = []
-            for layer_name, _node, tensor_index in hist:
+            for layer_name, _index, tensor_index in hist:
                 if layer_name not in ref or tensor_index != 0:
                     _fail(name, cls, f"reads `{layer_name}`, which is not a layer netdsl imported")
                 ins.append(ref[layer_name])

@@ -118,8 +118,14 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # one small batch: starting a thread pool costs a cold process ~1 s
         try:
+            first = next(iter(module.parameters()), None)  # where and in what the module computes
+            like = (
+                {"device": first.device, "dtype": first.dtype}
+                if first is not None and first.is_floating_point()
+                else {}
+            )
             with torch.no_grad():
-                _Shapes(gm).run(torch.rand(*nchw))
+                _Shapes(gm).run(torch.rand(*nchw, **like))
         finally:
             torch.set_num_threads(threads)
     except _RunError as e:

@@ -179,6 +179,15 @@ def test_cli_writes_spec_and_weights(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["import", f"{MODELS}:mlp_instance", "--input", "784", "--no-weights", "-o", "-"]) == 0
     assert capsys.readouterr().out.splitlines()[2] == "input 784"
+    # a directory, the source itself, and an input too large to run once are refused; nothing written
+    Path("w.safetensors").mkdir()
+    assert main(["import", f"{MODELS}:make_mlp", "--input", "784", "-o", "w.net"]) == 1
+    assert main(["import", f"{MODELS}:make_mlp", "--input", "784", "-o", str(MODELS), "--no-weights"]) == 1
+    assert main(["import", f"{MODELS}:MnistNet", "--input", "100000x100000x3", "-o", "big.net"]) == 1
+    err = capsys.readouterr().err
+    assert "w.safetensors: it is a directory" in err and "refusing to overwrite the source" in err
+    assert "error[E704]: an input of 100000x100000x3 is too large" in err
+    assert not Path("w.net").exists() and not Path("big.net").exists() and not Path("big.safetensors").exists()
 
 
 def test_cli_module_form(tmp_path, capsys, monkeypatch):
@@ -240,6 +249,8 @@ def test_unsupported_options_name_the_layer():
         (["import", "m.keras", "--input", "3"], "--input is for torch sources"),
         (["import", f"{MODELS}:MnistNet", "--input", "3", "-o", "-"], "add --no-weights"),
         (["import", f"{MODELS}:1x", "--input", "3"], "must be a Python name"),
+        (["import", f"{MODELS}:MnistNet", "--input", "3", "-o", "/dev/full"], "-o OUT must end in .net"),
+        (["import", f"{MODELS}:MnistNet", "--input", "28x28"], "an input shape is HxWxC or N"),
     ],
 )
 def test_cli_usage_errors(capsys, argv, message):

@@ -17,7 +17,8 @@ from ..errors import NetdslError
 
 # statement keywords: never a label (docs/language.md, "Reserved words")
 _RESERVED = frozenset("input from add concat residual repeat let def train data identity".split())
-_FOLD_LIMIT = 2000  # statements per level that repeat-folding looks at (quadratic search)
+_FOLD_LIMIT = 5000  # statements per level that repeat-folding looks at
+_MAX_PERIOD = 64  # statements in one repeated group, at most (keeps the search near-linear)
 
 
 @dataclass
@@ -257,7 +258,9 @@ def fold(stmts: list, nodes: dict) -> list:
     out, i = [], 0
     while i < len(stmts):
         best = (0, 0, 0)  # (statements covered, -period, count)
-        for p in range(1, (len(stmts) - i) // 2 + 1):
+        for p in range(1, min((len(stmts) - i) // 2, _MAX_PERIOD) + 1):
+            if texts[i + p] != texts[i]:
+                continue  # cannot repeat with this period: skip the slices
             k = 1
             while i + (k + 1) * p <= len(stmts) and texts[i + k * p : i + (k + 1) * p] == texts[i : i + p]:
                 k += 1

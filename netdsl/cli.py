@@ -256,6 +256,7 @@ def _train_parser(sub, common) -> None:
         "--resume", action="store_true", help="continue the run in --out (default: the newest) from its checkpoint"
     )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    t.add_argument("--weights", metavar="W.safetensors", help="start from these weights (e.g. from netdsl import)")
 
 
 def _import_parser(sub) -> None:  # netdsl import: netdsl/importers/command.py

@@ -365,6 +365,12 @@ def test_keras_import_and_round_trips(keras, tmp_path, capsys):
         close(want, torch_out(t, x))
         text = out.read_text()
         assert "conv 8x3 relu" in text and ("residual {" in text or "dropout 0.3" in text)
+    h5 = tmp_path / f"{model.name}.h5"  # the legacy HDF5 file of the last model reads the same
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(h5)
+    assert main(["import", str(h5), "-o", str(tmp_path / "h5.net")]) == 0
+    assert (tmp_path / "h5.net").read_text().splitlines()[2:] == text.splitlines()[2:]
 
 
 @pytest.mark.slow

@@ -227,7 +227,7 @@ class _Reader(Layers):
                 continue  # computed and never used: not part of the net
             self.cur = fxn
             self.env[fxn] = self.node(fxn)
-        if isinstance(out, (tuple, list)) or not isinstance(self.env.get(out), _V):
+        if not isinstance(out, fx.Node) or not isinstance(self.env.get(out), _V):
             raise Unsupported(
                 "E704", f"`{self.name}.forward` returns {self._what(out)}; a netdsl net returns one tensor"
             )
@@ -245,8 +245,9 @@ class _Reader(Layers):
         return self._reachable(v.node), v.node, {"modules": self.used_modules}
 
     def _what(self, out) -> str:
-        if isinstance(out, (tuple, list)):
-            return f"{len(out)} values"
+        if isinstance(out, (tuple, list, dict)):
+            kind = "dict" if isinstance(out, dict) else "tuple"
+            return f"a {kind} of {len(out)} value{'s' * (len(out) != 1)}"
         return "something that is not a tensor computed from its input"
 
     def _reachable(self, out: str) -> list[Node]:

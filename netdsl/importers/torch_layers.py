@@ -228,8 +228,10 @@ class Layers:
         return self.add("upsample", {"size": (oh // h, ow // w)}, [x], where, shape=shape)
 
     def pad(self, x: _V, pads, value, mode, where, kind, shape, users: int = 0) -> _V:
-        if mode != "constant" or value not in (0, 0.0, None):
-            self.fail(where, kind, f"pads with {mode} {value}; netdsl's `pad` adds zeros")
+        if mode != "constant":
+            self.fail(where, kind, f"pads in `{mode}` mode; netdsl's `pad` adds zeros")
+        if value not in (0, 0.0, None):
+            self.fail(where, kind, f"pads with the value {value}; netdsl's `pad` adds zeros")
         if len(pads) != 4 or min(pads) < 0:
             self.fail(where, kind, f"pads {tuple(pads)}; netdsl pads height and width by whole pixels")
         x = self.as_map(x, where, kind)

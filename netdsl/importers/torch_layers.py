@@ -243,9 +243,7 @@ class Layers:
         return v
 
     def softmax(self, cls, x: _V, dim, where, kind, functional) -> _V:
-        rank = len(x.shape)
-        if x.perm and rank == 2:
-            pass  # a softmax over a whole permuted vector keeps the permutation
+        rank = len(x.shape)  # over a whole permuted vector, the permutation carries through
         if dim is None or dim not in (1, 1 - rank):
             self.fail(where, kind, f"takes the softmax over dim {dim}; netdsl's is over the channels (dim 1)")
         op = "softmax" if cls is nn.Softmax else "log_softmax"

@@ -20,12 +20,16 @@ def __getattr__(name: str):
         from .plugins import register_op
 
         return register_op
+    if name in ("from_torch", "from_keras"):  # netdsl import's API: the framework loads when called
+        from . import importers
+
+        return getattr(importers, name)
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train", "register_op"})  # there, only imported late
+    return sorted({*globals(), "train", "register_op", "from_torch", "from_keras"})  # there, only imported late
 
 
-__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "register_op", "train"]
+__all__ = ["Layer", "Net", "NetdslError", "from_keras", "from_torch", "load", "parse", "register_op", "train"]
 __version__ = "0.1.0"

@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("code", nargs="?", metavar="CODE")
     x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
+    _import_parser(sub)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -268,6 +269,23 @@ def _train_parser(sub, common) -> None:
         help="with --init-from: load node OLD's tensors into NEW",
     )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    t.add_argument("--weights", metavar="W.safetensors", help="start from these weights (e.g. from netdsl import)")
+
+
+def _import_parser(sub) -> None:  # netdsl import: netdsl/importers/command.py
+    i = sub.add_parser(
+        "import",
+        help="turn a PyTorch module or a saved Keras model into a spec and its weights",
+        description="Write SOURCE's network as a spec (OUT.net) and, unless --no-weights, its weights "
+        "(OUT.safetensors, the canonical layout) that give the same outputs. SOURCE is path/to/file.py:NAME "
+        "or package.module:NAME (an nn.Module subclass, a function returning a module, or a module instance; "
+        "needs --input) or a saved Keras model (.keras, .h5).",
+    )
+    i.add_argument("source", metavar="SOURCE")
+    i.add_argument("-o", "--output", metavar="OUT.net", help="the spec to write; - for stdout (default: <name>.net)")
+    i.add_argument("--input", metavar="HxWxC", type=_input, help="the torch module's input shape, channels last (or N)")
+    i.add_argument("--no-weights", action="store_true", help="write the spec only")
+    i.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
 
 
 def _setting(key: str):
@@ -406,6 +424,12 @@ def _check_usage(parser, args) -> None:
         if args.file == "-" and args.output is None:
             parser.error("export needs -o OUT when the spec comes from standard input")
         args.layout = args.layout or "nchw"
+    if args.command == "import":
+        from .importers.command import usage
+
+        problem = usage(args)
+        if problem:
+            parser.error(problem)
     if args.command == "plot" and args.file == "-" and args.output is None:
         parser.error("plot needs -o OUT when the spec comes from standard input")
 
@@ -418,6 +442,10 @@ def _run(args, status: list) -> int:
         return _devices()
     if args.command == "explain":
         return _explain(args.code)
+    if args.command == "import":
+        from .importers.command import run
+
+        return run(args)
     params = dict(args.defines)
     if args.command == "train":
         from .training import cli

@@ -122,6 +122,20 @@ CODES: dict[str, Code] = {
     "E403": Code(
         "a requested device that is not a device name, that the framework cannot train on (`meta`), or that this machine lacks (`cuda` or keras's `gpu` without a GPU, `cuda:3` with one)"
     ),
+    # netdsl import (netdsl/importers/)
+    "E701": Code(
+        "`netdsl import` cannot load its source: no such file or module, no such name, an error while importing or building it, not an nn.Module or a Keras model"
+    ),
+    "E702": Code(
+        "a layer or operation of the imported model that netdsl has no equivalent for (the message names its module path, its type, why, and what is supported)"
+    ),
+    "E703": Code(
+        "torch.fx cannot trace the model: control flow that depends on the data, or Python that a trace cannot follow (the message names the module)"
+    ),
+    "E704": Code(
+        "the imported model's structure does not fit a spec: not one input and one output, an input shape it cannot take, shared (reused) layers"
+    ),
+    "E705": Code("the spec or weights written for an imported model do not reproduce it (a bug in the importer)"),
 }
 
 

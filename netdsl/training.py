@@ -590,6 +590,20 @@ def spare_busy_cores() -> int | None:
     return threads
 
 
+def _start_from(net, args):
+    """``--weights W``: the model built and loaded from W (checked whole first), else None."""
+    if not getattr(args, "weights", None):
+        return None
+    if args.resume:
+        raise NetdslError("E601", "--weights starts a run from those weights; --resume continues a run's own")
+    from . import backends
+
+    mod = backends.get(args.backend or "torch")
+    model = mod.build(net, device=mod.device(args.device))
+    net.load_weights(model, args.weights)
+    return model
+
+
 def cli(args, params: dict) -> int:
     """``netdsl train``: the parsed arguments (see netdsl.cli) -> an exit code."""
     from .net import compile_source, read_spec
@@ -628,7 +642,7 @@ def cli(args, params: dict) -> int:
         if str(args.backend or "torch").lower() in ("torch", "pytorch"):
             with contextlib.suppress(ImportError):  # (no torch: E402 follows from _fit)
                 spare_busy_cores()
-        _fit(net, given)
+        _fit(net, given, _start_from(net, args))
     except NetdslError as e:
         if args.traceback:
             raise

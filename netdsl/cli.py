@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("code", nargs="?", metavar="CODE")
     x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
+    from .fmt_cli import add_parser as _fmt_parser
+
+    _fmt_parser(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -395,6 +398,11 @@ def _check_usage(parser, args) -> None:
         args.layout = args.layout or "nchw"
     if args.command == "plot" and args.file == "-" and args.output is None:
         parser.error("plot needs -o OUT when the spec comes from standard input")
+    if args.command == "fmt":
+        from .fmt_cli import usage_error
+
+        if usage_error(args):
+            parser.error(usage_error(args))
 
 
 def _run(args, status: list) -> int:
@@ -412,6 +420,10 @@ def _run(args, status: list) -> int:
         return cli(args, params)
     if args.command == "plot":
         return _plot(args, params)
+    if args.command == "fmt":
+        from .fmt_cli import cli as fmt
+
+        return fmt(args, params)
     if args.command == "check":
         for path in args.files:
             try:

@@ -109,6 +109,13 @@ CODES: dict[str, Code] = {
     "E403": Code(
         "a requested device that is not a device name, that the framework cannot train on (`meta`), or that this machine lacks (`cuda` or keras's `gpu` without a GPU, `cuda:3` with one)"
     ),
+    # editors (netdsl fmt)
+    "E801": Code(
+        "`netdsl fmt --oneline` refused: the spec has comments, which one line cannot keep (`--force` drops them)"
+    ),
+    "E802": Code(
+        "`netdsl fmt` cannot write the formatted file back (a read-only directory, not a regular file, a full disk); the file is left as it was"
+    ),
 }
 
 

@@ -13,7 +13,7 @@ import os
 import stat
 import sys
 
-from .errors import NetdslError
+from .errors import NetdslError, Source
 from .outputs import emit
 
 
@@ -61,7 +61,7 @@ def cli(args, params: dict) -> int:
             continue
         except CommentsLost as e:
             hint = "a comment runs to the end of its line; keep the file as it is, or pass --force to drop them"
-            print(f"{source.filename}: error[E801]: {e}\n  hint: {hint}", file=sys.stderr)
+            print(NetdslError("E801", str(e), hint=hint, source=Source("", source.filename)), file=sys.stderr)
             status = 1
             continue
         old = source.text
@@ -86,10 +86,8 @@ def cli(args, params: dict) -> int:
         try:
             write_in_place(path, new)
         except OSError as e:
-            print(
-                f"{source.filename}: error[E802]: cannot write the formatted file: {e.strerror or e} (left unchanged)",
-                file=sys.stderr,
-            )
+            why = f"cannot write the formatted file: {e.strerror or e} (it is left as it was)"
+            print(NetdslError("E802", why, source=Source("", source.filename)), file=sys.stderr)
             status = 1
             continue
         changed.append(source.filename)

@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .fmt_cli import add_parser as _fmt_parser
 
     _fmt_parser(sub, common)
+    from .lsp import add_parser as _lsp_parser
+
+    _lsp_parser(sub)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -413,6 +416,10 @@ def _run(args, status: list) -> int:
         return _devices()
     if args.command == "explain":
         return _explain(args.code)
+    if args.command == "lsp":
+        from .lsp import cli as lsp
+
+        return lsp(args)
     params = dict(args.defines)
     if args.command == "train":
         from .training import cli

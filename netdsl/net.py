@@ -163,6 +163,11 @@ class Net:
 
         return plot(self, path, **kw)
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:  # notebooks: the drawing, the table beneath
+        from .notebook import mimebundle
+
+        return mimebundle(self, include, exclude)
+
     def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz
         from .render import svg
 

@@ -314,9 +314,9 @@ def format_text(
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
     source = Source(norm, filename)
     try:
-        if check:
-            compile_source(source, params or {}, input_shape)
         program = parse_program(norm)
+        if check:
+            compile_source(source, params or {}, input_shape, program=program)
     except NetdslError as e:
         raise e.located(source) from None
     f = Formatter(norm, program)

@@ -75,7 +75,7 @@ def analyze(text: str, params: dict | None = None) -> Analysis:
         a.errors = [NetdslError("E004", "the spec is nested too deeply to analyse", source=source)]
         return a
     try:
-        a.graph = compile_graph(source, params or {}, None)
+        a.graph = compile_graph(source, params or {}, None, a.program)
         a.ok = True
     except NetdslError as e:
         a.errors = e.located(source).errors

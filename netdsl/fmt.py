@@ -41,8 +41,7 @@ class Formatter:
         tagged = set()
         for st in s.walk(program.stmts):
             tagged.add(st.span.line)
-            if isinstance(st, s.Residual | s.Parallel | s.Repeat | s.Def):
-                tagged.add(st.span.end_line)
+            tagged.add(st.span.end_line)
         self.trailing: dict[int, s.Comment] = {}  # line -> the comment ending it, after code
         self.standalone: list[s.Comment] = []
         for c in program.comments:
@@ -117,6 +116,14 @@ class Formatter:
                 self.emit(indent, "}", st.span.end_line, True)
             case _:
                 self.emit(lead, label + self.simple(st), st.span.line, first)
+                if st.span.end_line > st.span.line:  # a statement printed as written: its comments come with it
+                    while (
+                        self.next_comment < len(self.standalone)
+                        and self.standalone[self.next_comment].span.line <= st.span.end_line
+                    ):
+                        self.next_comment += 1
+                    for line in range(st.span.line, st.span.end_line):
+                        self.trailing.pop(line, None)
 
     def simple(self, st) -> str:
         """A statement that fits on one line, as one line."""

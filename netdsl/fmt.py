@@ -240,8 +240,9 @@ class Formatter:
 
     def format(self) -> str:
         self.body(self.program.stmts, "", len(self.lines) + 1)
+        last = {o[2]: i for i, o in enumerate(self.out)}  # source line -> the last output line it made
         for line, c in self.trailing.items():  # attach each trailing comment to the last line it ended
-            at = max((i for i, o in enumerate(self.out) if o[2] == line), default=None)
+            at = last.get(line)
             if at is None:  # pragma: no cover - every tagged line printed something
                 self.out.append(("", c.text, line))
             else:

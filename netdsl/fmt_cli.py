@@ -27,7 +27,7 @@ def add_parser(sub, common) -> None:
             "input to standard output.  A spec with errors is reported and left untouched."
         ),
     )
-    f.add_argument("files", nargs="+", metavar="FILE")
+    f.add_argument("files", nargs="+", metavar="FILE", help="a spec, a directory (its *.net files) or - for stdin")
     f.add_argument("--check", action="store_true", help="write nothing; exit 1 when a file would change")
     f.add_argument("--diff", action="store_true", help="write nothing; print a unified diff of the changes")
     f.add_argument(
@@ -49,7 +49,7 @@ def cli(args, params: dict) -> int:
     from .net import read_spec
 
     status, changed, would, unchanged = 0, [], 0, 0
-    for path in args.files:
+    for path in expand(args.files):
         try:
             source = read_spec(path)
             new = format_source(source, params, args.input, oneline=args.oneline, force=args.force)
@@ -91,7 +91,7 @@ def cli(args, params: dict) -> int:
             status = 1
             continue
         changed.append(source.filename)
-    if not args.oneline and not (len(args.files) == 1 and args.files[0] == "-"):
+    if not args.oneline and args.files != ["-"]:
         verb = "would be reformatted" if (args.check or args.diff) else "reformatted"
         n = would if (args.check or args.diff) else len(changed)
         parts = []
@@ -102,6 +102,21 @@ def cli(args, params: dict) -> int:
         if parts:
             print(", ".join(parts), file=sys.stderr)
     return status
+
+
+def expand(paths: list[str]) -> list[str]:
+    """A directory stands for the `*.net` files under it (hidden directories skipped), in order."""
+    out = []
+    for p in paths:
+        if p != "-" and os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [os.path.join(root, f) for f in files if f.endswith(".net") and not f.startswith(".")]
+            out += sorted(found)
+        else:
+            out.append(p)
+    return out
 
 
 def _diff(old: str, new: str, name: str) -> str:

@@ -192,8 +192,15 @@ def test_usage_errors(capsys, argv):
 
 
 def test_unreadable_and_directory(capsys, tmp_path):
-    code, out, err = run(capsys, str(tmp_path), str(tmp_path / "missing.net"))
-    assert code == 1 and err.count("error[E005]") == 2
+    code, out, err = run(capsys, str(tmp_path / "missing.net"))
+    assert code == 1 and err.count("error[E005]") == 1
+    (tmp_path / "sub" / ".hidden").mkdir(parents=True)
+    (tmp_path / "sub" / "a.net").write_text("relu;relu")
+    (tmp_path / "sub" / ".hidden" / "b.net").write_text("relu;relu")
+    (tmp_path / "c.txt").write_text("relu;relu")
+    code, out, err = run(capsys, str(tmp_path))
+    assert code == 0 and "1 file reformatted" in err and (tmp_path / "sub" / "a.net").read_text() == "relu\nrelu\n"
+    assert (tmp_path / "sub" / ".hidden" / "b.net").read_text() == "relu;relu" == (tmp_path / "c.txt").read_text()
 
 
 def test_unwritable_directory(capsys, tmp_path):

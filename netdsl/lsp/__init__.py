@@ -37,7 +37,7 @@ def cli(args) -> int:
         print(err, file=sys.stderr)
         return 1
     try:
-        code = main()
+        code = main(traceback=args.traceback)
     except SystemExit as e:  # pygls ends the process on `exit`: 0 after `shutdown`, 1 without
         code = e.code if isinstance(e.code, int) else 1
     if sys.stdout is not None and sys.stdout.closed:  # the server closed it: nothing more to flush

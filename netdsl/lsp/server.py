@@ -262,7 +262,18 @@ def document_symbols(ls: NetdslServer, params: t.DocumentSymbolParams):
     return [convert(x) for x in an.symbols(ls.analysis(uri))]
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="netdsl lsp: %(message)s")
+class _Brief(logging.Formatter):
+    """One line per problem in the editor's log (a malformed message from the client, say);
+    tracebacks only with --traceback."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return f"  ({ei[0].__name__}: {ei[1]})"
+
+
+def main(traceback: bool = False) -> int:
+    handler = logging.StreamHandler()
+    fmt = "netdsl lsp: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if traceback else _Brief(fmt))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     server.start_io()
     return 0

@@ -128,7 +128,9 @@ class Formatter:
     def simple(self, st) -> str:
         """A statement that fits on one line, as one line."""
         match st:
-            case s.Layer(name=name, args=args) | s.Input(keyword=name, args=args):
+            case s.Layer(name=name, args=args):
+                return " ".join((name.text.lower(), *self.layer_args(name.text.lower(), args)))
+            case s.Input(keyword=name, args=args):
                 return " ".join((name.text.lower(), *(self.arg(a) for a in args)))
             case s.Call():
                 return self.call(st)
@@ -185,6 +187,72 @@ class Formatter:
 
     # -- arguments ---------------------------------------------------------------------
 
+    def layer_args(self, op: str, args) -> list[str]:
+        """A layer's arguments in shorthand where the layer has one: the size first (built from
+        `filters=`/`kernel=`/`stride=`, `size=`, `units=`, `rate=` when no size is written), then
+        the activation and padding words, then the keywords left, as written.  Keyword values
+        become shorthand only when shorthand reads them the same way (numbers, variables,
+        parenthesised expressions, literal sizes; activation and padding words)."""
+        from .ops import ACTIVATIONS, PADDINGS, WORDS
+
+        if op not in SHORTHAND or any(isinstance(a, s.Keyword) and not isinstance(a.key, s.Word) for a in args):
+            return [self.arg(a) for a in args]
+        keys = [a.key.text.lower() for a in args if isinstance(a, s.Keyword)]
+        if len(keys) != len(set(keys)):  # a key twice is an error; print as written
+            return [self.arg(a) for a in args]
+        kw = {a.key.text.lower(): a.value for a in args if isinstance(a, s.Keyword)}
+        is_word = lambda a: isinstance(a, s.Name) and a.name.lower() in WORDS  # noqa: E731
+        sizes = [a for a in args if not isinstance(a, s.Keyword) and not is_word(a)]
+        words = [a for a in args if is_word(a)]
+        used: set[str] = set()
+        head: list[str] = [self.arg(a) for a in sizes]
+        main, stride_key = SHORTHAND[op]
+        if not sizes and all(k in kw and self.dims_of(k, kw[k]) is not None for k in main):
+            dims = [d for k in main for d in self.dims_of(k, kw[k])]
+            stride = kw.get(stride_key) if stride_key else None
+            if stride is not None and not _stride_ok(stride):
+                stride = None
+            used = {*main, *([stride_key] if stride is not None else [])}
+            head = [self.shorthand_size(dims, stride)]
+        acts = [self.arg(a) for a in words if a.name.lower() in ACTIVATIONS]
+        pads = [self.arg(a) for a in words if a.name.lower() not in ACTIVATIONS]
+        for key, pool, out in (("activation", ACTIVATIONS, acts), ("padding", PADDINGS, pads)):
+            v = kw.get(key)
+            if isinstance(v, s.Name) and v.name.lower() in pool and not out:
+                out.append(v.name)
+                used.add(key)
+        rest = [self.arg(a) for a in args if isinstance(a, s.Keyword) and a.key.text.lower() not in used]
+        return head + acts + pads + rest
+
+    def dims_of(self, key: str, v) -> list | None:
+        """The shorthand dimensions a keyword value gives, or None when shorthand cannot say it."""
+        from .ops import WORDS
+
+        if isinstance(v, s.Size):
+            return list(v.dims) if v.literal and v.stride is None and key in ("kernel", "size") else None
+        if isinstance(v, s.Name) and v.name.lower() in WORDS:
+            return None
+        if isinstance(v, s.Num | s.Name | s.Neg | s.BinOp):
+            return [v]
+        return None
+
+    def shorthand_size(self, dims: list, stride, paren_first: bool = False) -> str:
+        """`6x5/2` when every part is a whole number written in digits, else `c x (k+1)/s`;
+        ``paren_first``: the first part in parentheses (`conv (k) x 3`, a layer written as a call)."""
+        literal = all(_digits(self, d) for d in dims) and (
+            stride is None or _digits(self, stride) or (isinstance(stride, s.Size) and stride.literal)
+        )
+        if literal and not paren_first:
+            text = "x".join(self.expr(d) for d in dims)
+        else:
+            parts = [self.atom(d, True) for d in dims]
+            if paren_first and parts and not parts[0].startswith("("):
+                parts[0] = f"({parts[0]})"
+            text = " x ".join(parts)
+        if stride is not None:
+            text += "/" + (self.size(stride) if isinstance(stride, s.Size) else self.atom(stride, True))
+        return text
+
     def arg(self, a) -> str:
         """A shorthand argument: a size, a keyword, or an atom (anything else in parentheses)."""
         if isinstance(a, s.Keyword):
@@ -201,14 +269,7 @@ class Formatter:
     def size(self, z: s.Size, paren_first: bool = False) -> str:
         if z.literal:
             return self.snippet(z.span)
-        dims = [self.atom(d, True) for d in z.dims]
-        if paren_first and dims and not dims[0].startswith("("):
-            dims[0] = f"({dims[0]})"
-        text = " x ".join(dims)
-        if z.stride is not None:
-            st = z.stride
-            text += "/" + (self.size(st) if isinstance(st, s.Size) else self.atom(st, True))
-        return text
+        return self.shorthand_size(list(z.dims), z.stride, paren_first)
 
     def atom(self, e, compact: bool = False) -> str:
         text = self.expr(e, compact)
@@ -252,6 +313,25 @@ class Formatter:
 
     def oneline(self) -> str:
         return "; ".join(self.inline(st) for st in self.program.stmts) + "\n" if self.program.stmts else ""
+
+
+# layers whose shorthand size the formatter writes: op -> (the keys the size gives, the stride's key)
+SHORTHAND = {
+    "conv": (("filters", "kernel"), "stride"),
+    "maxpool": (("size",), "stride"),
+    "avgpool": (("size",), "stride"),
+    "dense": (("units",), None),
+    "dropout": (("rate",), None),
+    "upsample": (("size",), None),
+}
+
+
+def _digits(f: Formatter, e) -> bool:
+    return isinstance(e, s.Num) and f.expr(e).isdigit()
+
+
+def _stride_ok(v) -> bool:
+    return (isinstance(v, s.Size) and v.literal and v.stride is None) or isinstance(v, s.Num | s.Name | s.Neg | s.BinOp)
 
 
 def _is_layer(name: str) -> bool:

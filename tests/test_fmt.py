@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 
 import netdsl
 from netdsl import NetdslError
@@ -21,7 +21,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from strategies import mutation_batches, programs  # noqa: E402
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.net"))
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# no shrinking: a failure prints its program (note) at once, instead of minutes of shrinking
+SETTINGS = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 
 
 def meaning(net) -> tuple:
@@ -61,6 +66,19 @@ def test_programs_keep_their_meaning(prog):
     assert_same_meaning(prog.text, prog.params)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "input 1x2x1\nconcat {conv filters=1 kernel=1 stride=2x2 padding=same | maxpool 1/2 same}",
+        "let c = 2\nconv filters=2*c kernel=3x1 stride=c activation=RELU padding=Same\nconv (c)x3/2\nconv (c+1) x 3 x 1/1x2",
+        "conv 8x3 stride=2 relu\nmaxpool size=2x1\nconv relu 4x3 same\nflatten\ndense units=1e1 activation=softmax",
+    ],
+)
+def test_keywords_become_shorthand(text):
+    out = assert_same_meaning(text, {})
+    assert "filters=" not in out and "size=" not in out and "units=" not in out
+
+
 @settings(max_examples=60, **SETTINGS)
 @given(mutation_batches(4))
 def test_mutants_are_formatted_or_refused(batch):
@@ -77,7 +95,8 @@ def test_mutants_are_formatted_or_refused(batch):
 
 LAYOUT = [
     ("conv   6x5 relu;Dense 10", "conv 6x5 relu\ndense 10\n"),
-    ("CONV filters = 6 Kernel = 5", "conv filters=6 kernel=5\n"),
+    ("CONV filters = 6 Kernel = 5", "conv 6x5\n"),
+    ("Conv 6x5 Dilation = 2 BIAS=false", "conv 6x5 dilation=2 bias=false\n"),
     ("let w = ((2*3))+(4)\ndense (w+1)", "let w = 2 * 3 + 4\ndense (w+1)\n"),
     (
         "let a = 1-(2-3)\nlet b = (1-2)-3\nlet c = -(-a)\nflatten; dense (a+b+c+10)",

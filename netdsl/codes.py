@@ -116,9 +116,7 @@ CODES: dict[str, Code] = {
     "E802": Code(
         "`netdsl fmt` cannot write the formatted file back (a read-only directory, not a regular file, a full disk); the file is left as it was"
     ),
-    "E803": Code(
-        "an editor feature's optional packages are not installed: `netdsl lsp` needs `netdsl[lsp]` (pygls), `%%netdsl` needs IPython"
-    ),
+    "E803": Code("`netdsl lsp` without its packages: install the extra `netdsl[lsp]` (pygls, lsprotocol)"),
 }
 
 

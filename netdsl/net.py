@@ -168,9 +168,12 @@ class Net:
 
         return mimebundle(self, include, exclude)
 
-    def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz
+    def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz (or when too large)
+        from .notebook import MAX_DRAW_NODES
         from .render import svg
 
+        if len(self.graph) > MAX_DRAW_NODES:
+            return None
         return svg(self)
 
     def _repr_html_(self) -> str:  # notebooks: the summary table

@@ -194,6 +194,17 @@ def test_200_random_edits_never_error(lsp, batch, rnd):
     assert lsp.proc.poll() is None
 
 
+def test_initialization_options_bind_parameters():
+    with Client() as c:
+        opts = {"params": {"w": 4, "unused": 1}}
+        c.request("initialize", {"processId": None, "rootUri": None, "capabilities": {}, "initializationOptions": opts})
+        c.notify("initialized", {})
+        c.open(URI, "conv w x 3 same\nflatten\ndense 10\n")
+        assert c.diagnostics(URI) == []
+        c.open("file:///other.net", "relu\n")  # a document without `w` is not told about it
+        assert c.diagnostics("file:///other.net") == []
+
+
 def test_missing_pygls_is_a_clear_error(tmp_path):
     import subprocess
 

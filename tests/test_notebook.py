@@ -116,3 +116,13 @@ def test_magic_shows_errors_with_a_caret_not_a_traceback(shell):
 def test_magic_usage_errors(shell, line):
     result, cap = run_cell(shell, line, "relu")
     assert result.success and "usage: %%netdsl" in cap.stderr and cap.outputs == []
+
+
+def test_large_net_is_summarised_not_drawn():
+    from netdsl.notebook import MAX_DRAW_NODES
+
+    net = netdsl.parse(f"flatten; repeat {MAX_DRAW_NODES} {{ relu }}")
+    bundle = net._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle and "left out" in bundle["text/html"]
+    assert net._repr_svg_() is None
+    parse_html(bundle["text/html"])

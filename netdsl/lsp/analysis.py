@@ -75,7 +75,12 @@ def analyze(text: str, params: dict | None = None) -> Analysis:
         a.errors = [NetdslError("E004", "the spec is nested too deeply to analyse", source=source)]
         return a
     try:
-        a.graph = compile_graph(source, params or {}, None, a.program)
+        from ..net import _check_params
+
+        if params:  # the client's parameters are for every document: bind only those this one uses
+            used = set(s.names(a.program.stmts))
+            params = {k: v for k, v in params.items() if k in used}
+        a.graph = compile_graph(source, _check_params(params or {}), None, a.program)
         a.ok = True
     except NetdslError as e:
         a.errors = e.located(source).errors

@@ -48,12 +48,13 @@ class NetdslServer(LanguageServer):
         super().__init__("netdsl", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
         self.latest: dict[str, an.Analysis] = {}  # uri -> analysis of the current text
         self.good: dict[str, an.Analysis] = {}  # uri -> last analysis without errors
+        self.params: dict = {}  # free parameters, from the client's initializationOptions {"params": {...}}
 
     def analysis(self, uri: str) -> an.Analysis:
         doc = self.workspace.get_text_document(uri)
         a = self.latest.get(uri)
         if a is None or a.source_text != doc.source:
-            a = an.analyze(doc.source)
+            a = an.analyze(doc.source, self.params)
             a.source_text = doc.source
             self.latest[uri] = a
             if a.ok:
@@ -136,6 +137,16 @@ def diagnostic(doc, uri: str, e) -> t.Diagnostic:
         source="netdsl",
         related_information=related or None,
     )
+
+
+@server.feature(t.INITIALIZE)
+@safe()
+def initialize(ls: NetdslServer, params: t.InitializeParams):
+    """``initializationOptions: {"params": {"w": 32}}`` binds free parameters, as `-D w=32` does."""
+    opts = params.initialization_options
+    given = opts.get("params") if isinstance(opts, dict) else None
+    if isinstance(given, dict):
+        ls.params = dict(given)
 
 
 # ---- documents ---------------------------------------------------------------------------------------

@@ -415,7 +415,16 @@ def format_text(
         out = f.oneline()
     else:
         out = f.format()
-    return out.replace("\n", "\r\n") if crlf else out
+    out = out.replace("\n", "\r\n") if crlf else out
+    from .parser import MAX_SOURCE_BYTES
+
+    if len(out.encode("utf-8")) > MAX_SOURCE_BYTES >= len(text.encode("utf-8")):  # aligned comments add spaces
+        raise NetdslError(
+            "E004",
+            f"the formatted spec would be larger than the limit of {MAX_SOURCE_BYTES // 1024} KiB; it is left as it is",
+            source=source,
+        )
+    return out
 
 
 def format_source(source: Source, params: dict | None = None, input_shape=None, **kw) -> str:

@@ -255,3 +255,10 @@ def test_unknown_expression_node_is_printed_as_written():
 
     f = Formatter(text, prog)
     assert f.expr(Space()) == "choice(16, 32)" and f.atom(Space(), True) == "choice(16, 32)"
+
+
+def test_formatted_spec_over_the_size_limit_is_refused():
+    text = "flatten\n" + "\n".join(["relu #c"] * 60000) + "\n"  # 470 kB; aligned comments would pass 512 KiB
+    with pytest.raises(NetdslError) as e:
+        format_text(text)
+    assert e.value.code == "E004" and "left as it is" in e.value.message

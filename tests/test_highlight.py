@@ -98,3 +98,15 @@ def test_categories():
 @given(programs())
 def test_programs_tokenize_the_same_in_both(prog):
     assert pygments_words(prog.text) == textmate_words(prog.text)
+
+
+def test_vscode_extension_folder():
+    """editors/ is a VS Code extension folder: its manifest names the grammar and the language settings."""
+    manifest = json.loads((ROOT / "editors" / "package.json").read_text(encoding="utf-8"))
+    (grammar,) = manifest["contributes"]["grammars"]
+    assert grammar["scopeName"] == tmlanguage()["scopeName"]
+    assert (ROOT / "editors" / grammar["path"]).resolve() == TM_FILE
+    (lang,) = manifest["contributes"]["languages"]
+    assert lang["extensions"] == [".net"]
+    config = json.loads((ROOT / "editors" / lang["configuration"]).read_text(encoding="utf-8"))
+    assert config["comments"]["lineComment"] == "#"

@@ -110,3 +110,12 @@ def test_vscode_extension_folder():
     assert lang["extensions"] == [".net"]
     config = json.loads((ROOT / "editors" / lang["configuration"]).read_text(encoding="utf-8"))
     assert config["comments"]["lineComment"] == "#"
+
+
+def test_netdsl_blocks_in_the_docs_highlight_cleanly():
+    blocks = []
+    for doc in (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))):
+        blocks += re.findall(r"```netdsl\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) > 10
+    for block in blocks:
+        assert pygments_words(block) == textmate_words(block), block

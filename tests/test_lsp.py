@@ -82,6 +82,17 @@ def test_hover_shows_shape_params_macs_and_input(lsp):
     assert doc.at("textDocument/hover", 0, 3) is None  # a comment
 
 
+def test_a_document_that_does_not_parse_keeps_its_last_good_hovers(lsp):
+    doc = Doc(lsp, LENET)
+    broken = LENET.replace("flatten\n", "flatten (\n")
+    assert doc.change(broken)[0]["code"] == "E002"
+    text = doc.at("textDocument/hover", 2, 1)["contents"]["value"]
+    assert "output `(None, 24, 24, 6)`" in text  # an unchanged line: from the last good version
+    assert doc.at("textDocument/hover", 6, 1) is None  # the changed line: nothing stale
+    hints = doc.whole("textDocument/inlayHint", range=rng(0, 0, 20, 0))
+    assert {h["position"]["line"] for h in hints} == {1, 2, 3, 4, 5, 7, 8, 9}
+
+
 def test_hover_on_def_call_shows_block_total(lsp):
     doc = Doc(lsp, "def f(c) { conv c x 3 same; batchnorm }\nf(8)\nf(8)\nflatten; dense 10")
     text = doc.at("textDocument/hover", 1, 0)["contents"]["value"]

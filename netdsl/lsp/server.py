@@ -61,6 +61,17 @@ class NetdslServer(LanguageServer):
                 self.good[uri] = a
         return a
 
+    def readable(self, uri: str) -> tuple[an.Analysis, set | None]:
+        """The analysis to answer hovers and hints from, and the lines it may answer for.
+        A document that does not parse has no graph: the last good analysis answers for the
+        lines whose text has not changed since (None: every line)."""
+        a = self.analysis(uri)
+        good = self.good.get(uri)
+        if a.graph is not None or good is None:
+            return a, None
+        now, then = a.text.split("\n"), good.text.split("\n")
+        return good, {i + 1 for i in range(min(len(now), len(then))) if now[i] == then[i]}
+
     def refresh(self, uri: str) -> None:
         a = self.analysis(uri)
         doc = self.workspace.get_text_document(uri)
@@ -182,7 +193,10 @@ def hover(ls: NetdslServer, params: t.HoverParams):
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     line, col = from_client(doc, params.position)
-    got = an.hover(ls.analysis(uri), line, col)
+    a, lines = ls.readable(uri)
+    if lines is not None and line not in lines:
+        return None
+    got = an.hover(a, line, col)
     if got is None:
         return None
     text, span = got
@@ -195,7 +209,8 @@ def inlay_hints(ls: NetdslServer, params: t.InlayHintParams):
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     r = params.range
-    hints = an.inlay_hints(ls.analysis(uri), r.start.line + 1, r.end.line + 1)
+    a, lines = ls.readable(uri)
+    hints = [h for h in an.inlay_hints(a, r.start.line + 1, r.end.line + 1) if lines is None or h[0] in lines]
     return [
         t.InlayHint(position=to_client(doc, line, col), label=label, kind=t.InlayHintKind.Type, padding_left=True)
         for line, col, label in hints

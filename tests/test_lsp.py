@@ -72,6 +72,16 @@ def test_diagnostics_appear_and_clear(lsp):
     assert d["code"] == "E002" and d["range"]["start"]["line"] == 2
 
 
+def test_positions_are_utf16(lsp):
+    doc = Doc(lsp, "relu # \U0001f600\nrelu; \U0001f600 \U0001f600 relu\n")
+    (d,) = doc.diags
+    assert d["code"] == "E001" and d["range"] == rng(1, 6, 1, 8)  # the emoji is two UTF-16 units
+    doc.change("relu # \U0001f600\nconv 6x5 relu # \U0001f600\n")
+    hints = doc.whole("textDocument/inlayHint", range=rng(0, 0, 5, 0))
+    assert [h["position"] for h in hints] == [{"line": 0, "character": 4}, {"line": 1, "character": 13}]
+    assert "conv_1" in doc.at("textDocument/hover", 1, 2)["contents"]["value"]
+
+
 def test_hover_shows_shape_params_macs_and_input(lsp):
     doc = Doc(lsp, LENET)
     h = doc.at("textDocument/hover", 2, 1)  # conv 6x5 sigmoid

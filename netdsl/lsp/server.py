@@ -20,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 from .. import __version__
 from ..errors import Span
 from . import analysis as an
+from .complete import completions
 
 log = logging.getLogger(__name__)
 _AT_LINE = re.compile(r"\bat line (\d+)")
@@ -223,7 +224,7 @@ def completion(ls: NetdslServer, params: t.CompletionParams):
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     line, col = from_client(doc, params.position)
-    items = an.completions(ls.analysis(uri), ls.good.get(uri), line, col)
+    items = completions(ls.analysis(uri), ls.good.get(uri), line, col)
     return t.CompletionList(
         is_incomplete=False,
         items=[

@@ -27,6 +27,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext netdsl`: the `%%netdsl [name]` cell magic (see netdsl.notebook)."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __dir__() -> list[str]:
     return sorted({*globals(), "train", "register_op", "from_torch", "from_keras"})  # there, only imported late
 

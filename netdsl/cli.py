@@ -224,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
     _import_parser(sub)
+    from .fmt_cli import add_parser as _fmt_parser
+
+    _fmt_parser(sub, common)
+    from .lsp import add_parser as _lsp_parser
+
+    _lsp_parser(sub)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -432,6 +438,11 @@ def _check_usage(parser, args) -> None:
             parser.error(problem)
     if args.command == "plot" and args.file == "-" and args.output is None:
         parser.error("plot needs -o OUT when the spec comes from standard input")
+    if args.command == "fmt":
+        from .fmt_cli import usage_error
+
+        if usage_error(args):
+            parser.error(usage_error(args))
 
 
 def _run(args, status: list) -> int:
@@ -446,6 +457,10 @@ def _run(args, status: list) -> int:
         from .importers.command import run
 
         return run(args)
+    if args.command == "lsp":
+        from .lsp import cli as lsp
+
+        return lsp(args)
     params = dict(args.defines)
     if args.command == "train":
         from .training import cli
@@ -453,6 +468,10 @@ def _run(args, status: list) -> int:
         return cli(args, params)
     if args.command == "plot":
         return _plot(args, params)
+    if args.command == "fmt":
+        from .fmt_cli import cli as fmt
+
+        return fmt(args, params)
     if args.command == "check":
         for path in args.files:
             try:

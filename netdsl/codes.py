@@ -136,6 +136,14 @@ CODES: dict[str, Code] = {
         "the imported model's structure does not fit a spec: not one input and one output, an input shape it cannot take, shared (reused) layers"
     ),
     "E705": Code("the spec or weights written for an imported model do not reproduce it (a bug in the importer)"),
+    # editors (netdsl fmt)
+    "E801": Code(
+        "`netdsl fmt --oneline` refused: the spec has comments, which one line cannot keep (`--force` drops them)"
+    ),
+    "E802": Code(
+        "`netdsl fmt` cannot write the formatted file back (a read-only directory, not a regular file, a full disk); the file is left as it was"
+    ),
+    "E803": Code("`netdsl lsp` without its packages: install the extra `netdsl[lsp]` (pygls, lsprotocol)"),
 }
 
 

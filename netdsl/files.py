@@ -20,11 +20,12 @@ _FD_PATH = re.compile(r"/dev/(stdout|stderr|fd/(\d+))|/proc/self/fd/(\d+)")
 _STD_FD = {"stdout": 1, "stderr": 2}
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> Path:
     """Write ``path`` atomically: a temporary file beside it, fsync, rename, fsync the directory.
 
     A reader (or a process killed mid-write) sees the old file or the new one, never half
     of one; the temporary file is removed on any failure, and the OSError is re-raised.
+    ``mode``: the new file's permission bits (`netdsl fmt` keeps the original's).
     An existing target that is not a regular file (a directory, a device, a FIFO, or a
     link to one) is refused with an OSError rather than replaced.
     """
@@ -35,6 +36,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -177,9 +177,17 @@ class Net:
 
         return plot(self, path, **kw)
 
-    def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:  # notebooks: the drawing, the table beneath
+        from .notebook import mimebundle
+
+        return mimebundle(self, include, exclude)
+
+    def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz (or when too large)
+        from .notebook import MAX_DRAW_NODES
         from .render import svg
 
+        if len(self.graph) > MAX_DRAW_NODES:
+            return None
         return svg(self)
 
     def _repr_html_(self) -> str:  # notebooks: the summary table
@@ -248,8 +256,11 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
     return value
 
 
-def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
-    """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
+def compile_source(
+    source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net", program=None
+) -> Net:
+    """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found.
+    ``program``: the syntax tree of ``source``, when the caller has parsed it (`netdsl fmt`)."""
     from .frontend.driver import compile_graph
 
     # one line ending for everything after: CRLF and a lone CR (old Mac files) end a line
@@ -261,7 +272,7 @@ def compile_source(source: Source, params: dict[str, Any] | None = None, input_s
             shape = parse_input_shape(input_shape)
         except ValueError as e:
             raise NetdslError("E103", str(e)) from None
-        graph = compile_graph(source, params, shape)
+        graph = compile_graph(source, params, shape, program)
     except NetdslError as e:
         raise e.located(source) from None
     return Net(graph, source, name)

@@ -104,3 +104,24 @@ def test_compile_imports_no_framework_and_no_numpy(tmp_path):
     )
     assert probe(body, tmp_path, (*HEAVY, "numpy")) == ""
     assert "class Resnet(nn.Module)" in (out / "r.py").read_text()
+
+
+def test_fmt_and_the_language_server_import_no_framework(tmp_path):
+    """`netdsl fmt`, the language server's analysis and its pygls wiring, the notebook display."""
+    body = (
+        "from netdsl.cli import main\n"
+        "import contextlib, glob, io\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    main(['fmt', '--check', *sorted(glob.glob('examples/*.net'))])\n"
+        "from netdsl.lsp.analysis import analyze, hover, inlay_hints, symbols\n"
+        "from netdsl.lsp.complete import completions\n"
+        "a = analyze(open('examples/resnet.net').read())\n"
+        "assert a.ok and hover(a, 14, 1) and inlay_hints(a) and completions(a, a, 15, 1) and symbols(a)\n"
+        "try:\n"
+        "    import netdsl.lsp.server\n"
+        "except ImportError as e:\n"
+        "    assert 'pygls' in str(e) or 'lsprotocol' in str(e), e\n"
+        "import netdsl\n"
+        "netdsl.load('examples/lenet5.net')._repr_mimebundle_()\n"
+    )
+    assert probe(body, tmp_path) == ""

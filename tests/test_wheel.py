@@ -51,6 +51,8 @@ def test_wheel_installs_and_runs_anywhere(tmp_path):
     sh(py, "-m", "pip", "install", "--no-deps", "--no-index", wheel)
     site = Path(sh(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip())
     deps = {Path(lark.__file__).parent.parent, Path(networkx.__file__).parent.parent}
+    pygments = pytest.importorskip("pygments")
+    deps.add(Path(pygments.__file__).parent.parent)
     (site / "_netdsl_test_deps.pth").write_text("\n".join(map(str, deps)) + "\n")
 
     elsewhere = tmp_path / "elsewhere"
@@ -72,3 +74,16 @@ def test_wheel_installs_and_runs_anywhere(tmp_path):
     out = sh(env_dir / "bin" / "netdsl", "check", lenet, cwd=elsewhere, env=env).stdout
     assert "ok" in out
     assert list((tmp_path / "cache").glob("grammar-*.lark")), "the grammar cache was not written"
+
+    # the Pygments lexer is found through the wheel's entry point, by name and by file name
+    probe = (
+        "import sys, pathlib\n"
+        "from pygments.lexers import get_lexer_by_name, get_lexer_for_filename\n"
+        "lexer = get_lexer_by_name('netdsl')\n"
+        "assert type(get_lexer_by_name('net')) is type(lexer) is type(get_lexer_for_filename('a.net'))\n"
+        "bad = [v for p in sys.argv[1:] for t, v in lexer.get_tokens(pathlib.Path(p).read_text()) if 'Error' in str(t)]\n"
+        "print(type(lexer).__module__, len(sys.argv) - 1, bad)\n"
+    )
+    examples = sorted((ROOT / "examples").glob("*.net"))
+    out = sh(py, "-c", probe, *examples, cwd=elsewhere, env=env).stdout.strip().split(maxsplit=2)
+    assert out == ["netdsl.highlight", str(len(examples)), "[]"], out

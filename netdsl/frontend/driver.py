@@ -20,13 +20,15 @@ def parse_program(text: str):
     return to_syntax(parse_tree(text), text)
 
 
-def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | None):
+def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | None, program=None):
     """A checked graph for ``source``, or a :class:`NetdslError` listing the errors found
-    (at most ``MAX_ERRORS``), located in ``source``."""
+    (at most ``MAX_ERRORS``), located in ``source``.  ``program``: its syntax tree, when the
+    caller has parsed it already (the language server and the formatter need the tree too)."""
     from ..infer import infer
     from .expander import Expander
 
-    program = parse_program(source.text)
+    if program is None:
+        program = parse_program(source.text)
     exp = Expander(source, params, input_shape)
     stopped = False
     try:

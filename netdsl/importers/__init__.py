@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import NetdslError
+from ..errors import NetdslError, Source
 
 __all__ = ["from_keras", "from_torch", "save_weights"]
 
@@ -32,7 +32,26 @@ def _shape(input) -> tuple:
 
 
 def from_torch(module, input=None, *, name: str | None = None, source: str | None = None):
-    """``(net, weights)`` for a ``torch.nn.Module``; ``input`` is its input shape, channels last."""
+    """``(net, weights)`` for a ``torch.nn.Module``; ``input`` is its input shape, channels last.
+
+    ``name`` names the net (default: the class name in snake case); ``source`` is what the
+    header comment and error messages call the module (default: its class name).
+    """
+    try:
+        return _from_torch(module, input, name, source)
+    except NetdslError as e:  # errors read `Net: error[E702]: ...`, not `<string>: ...`
+        raise e.located(Source("", source or type(module).__name__)) from None
+
+
+def from_keras(model, *, name: str | None = None, source: str | None = None):
+    """``(net, weights)`` for a Keras 3 model (Sequential or functional); its input shape is the model's."""
+    try:
+        return _from_keras(model, name, source)
+    except NetdslError as e:
+        raise e.located(Source("", source or str(getattr(model, "name", None) or type(model).__name__))) from None
+
+
+def _from_torch(module, input, name, source):
     import torch
 
     from . import torch_fx
@@ -68,8 +87,7 @@ def from_torch(module, input=None, *, name: str | None = None, source: str | Non
     return net, weights
 
 
-def from_keras(model, *, name: str | None = None, source: str | None = None):
-    """``(net, weights)`` for a Keras 3 model (Sequential or functional); its input shape is the model's."""
+def _from_keras(model, name, source):
     from . import keras_cfg
     from .spec import assemble
 

@@ -109,6 +109,22 @@ CODES: dict[str, Code] = {
     "E403": Code(
         "a requested device that is not a device name, that the framework cannot train on (`meta`), or that this machine lacks (`cuda` or keras's `gpu` without a GPU, `cuda:3` with one)"
     ),
+    # search spaces and `netdsl sweep` (docs/language.md#search-spaces)
+    "E901": Code("a search space where the value cannot vary: the input shape", "input int(8, 28); flatten; dense 10"),
+    "E902": Code(
+        "a malformed search space: an empty or too long `choice()`, an option listed twice, `int`/`float`/`log` without two bounds",
+        "dense choice()",
+    ),
+    "E903": Code("search-space bounds the wrong way round", "dense int(64, 16)"),
+    "E904": Code("`log` with a bound at or below 0", "dense 8; dropout log(0, 0.5)"),
+    "E905": Code(
+        "search-space bounds that are not numbers written out (names, words), not whole for `int`, or too large",
+        "dense int(1.5, 4)",
+    ),
+    "E906": Code("a search space inside another", "dense choice(int(1, 4), 8)"),
+    "E914": Code(
+        "a candidate that does not fit the spec's search space: a dimension it lacks, or a value outside one (a study of another space)"
+    ),
 }
 
 

@@ -96,6 +96,16 @@ class Net:
         return sum(n["macs"] for n in self.graph.nodes.values())
 
     @property
+    def space(self):
+        """The spec's search space (:class:`netdsl.frontend.spaces.Space`; false when it has none)."""
+        return self.graph.graph.get("space")
+
+    @property
+    def candidate(self) -> dict:
+        """The value of each search space in this net ({} for a plain spec)."""
+        return dict(self.graph.graph.get("candidate") or {})
+
+    @property
     def train_config(self) -> dict:
         """Settings from the spec's ``train`` and ``data`` lines (only those written)."""
         return dict(self.graph.graph.get("train", {}))
@@ -234,8 +244,11 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
     return value
 
 
-def compile_source(source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net") -> Net:
-    """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found."""
+def compile_source(
+    source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net", candidate=None
+) -> Net:
+    """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found.
+    ``candidate`` picks values for the spec's search spaces (default: the default candidate)."""
     from .frontend.driver import compile_graph
 
     # one line ending for everything after: CRLF and a lone CR (old Mac files) end a line
@@ -247,7 +260,7 @@ def compile_source(source: Source, params: dict[str, Any] | None = None, input_s
             shape = parse_input_shape(input_shape)
         except ValueError as e:
             raise NetdslError("E103", str(e)) from None
-        graph = compile_graph(source, params, shape)
+        graph = compile_graph(source, params, shape, candidate)
     except NetdslError as e:
         raise e.located(source) from None
     return Net(graph, source, name)

@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("code", nargs="?", metavar="CODE")
     x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
+    from .sweep_cli import add_parser as _sweep_parser
+
+    _sweep_parser(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -410,6 +413,10 @@ def _run(args, status: list) -> int:
         from .training import cli
 
         return cli(args, params)
+    if args.command == "sweep":
+        from .sweep_cli import cli as sweep
+
+        return sweep(args, params)
     if args.command == "plot":
         return _plot(args, params)
     if args.command == "check":

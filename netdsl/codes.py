@@ -122,6 +122,13 @@ CODES: dict[str, Code] = {
         "dense int(1.5, 4)",
     ),
     "E906": Code("a search space inside another", "dense choice(int(1, 4), 8)"),
+    "E910": Code(
+        "nothing to sweep: a spec without a search space, or every candidate drawn was pruned before training (the message gives the commonest reasons)"
+    ),
+    "E911": Code(
+        "the sweep's study cannot be used: a storage URL that cannot be opened, no study to `--resume`, a study of another spec, space or objectives, a sweep directory that cannot be made or written"
+    ),
+    "E912": Code("`netdsl sweep` needs Optuna, which is not installed (`pip install 'netdsl[sweep]'`)"),
     "E914": Code(
         "a candidate that does not fit the spec's search space: a dimension it lacks, or a value outside one (a study of another space)"
     ),

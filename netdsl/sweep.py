@@ -1,0 +1,449 @@
+"""`netdsl sweep`: search a spec's search spaces with Optuna, checking every candidate first.
+
+A candidate is drawn, written into the spec (:mod:`netdsl.frontend.spaces`) and checked
+like `netdsl check` does, with its training settings and the budgets (--max-params,
+--max-macs).  One that fails is told to the study as pruned, with its reason, and costs
+no training; it does not count against --trials, which counts trained trials in the whole
+study (so several processes sharing one storage stop together, and a rerun continues).
+Rejections are bounded: after --max-rejects candidates in a row fail, the sweep stops
+(E910 when none was ever trained).  After a rejection the next candidate is drawn at
+random from the whole space (Optuna's RandomSampler): TPE's proposal cost grows with the
+trials it has seen, and a random redraw leaves the region that did not fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NetdslError, Source
+
+# objective -> (direction, where its value comes from)
+OBJECTIVES = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "accuracy": "maximize",
+    "loss": "minimize",
+    "test_accuracy": "maximize",
+    "params": "minimize",
+    "macs": "minimize",
+}
+PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
+MAX_TRIALS = 100_000
+
+
+@dataclass
+class Options:
+    trials: int = 20
+    timeout: float | None = None
+    max_params: int | None = None
+    max_macs: int | None = None
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    storage: str | None = None
+    study: str | None = None
+    out: str | None = None
+    resume: bool = False
+    max_rejects: int = 1000
+    prune: bool = True
+    quiet: bool = False
+    train: dict = field(default_factory=dict)  # the train flags (None: the spec's or the default)
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise NetdslError(
+            "E912", "netdsl sweep needs Optuna, which is not installed", hint="pip install 'netdsl[sweep]'"
+        ) from None
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the heartbeat is experimental and "meant for Study.optimize": netdsl beats itself (_Beat)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+    return optuna
+
+
+class _Beat:
+    """Optuna's heartbeat for a trial in training (what Study.optimize runs, for ask/tell):
+    a trial whose process died stops beating, and any worker marks it failed later."""
+
+    def __init__(self, study, trial):
+        import threading
+
+        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        if not interval:
+            return
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+# ---- checking candidates -----------------------------------------------------------------
+
+
+class Screen:
+    """A spec parsed once; :meth:`check` builds and checks one candidate in milliseconds."""
+
+    def __init__(self, source: Source, params: dict, input_shape, opts: Options, name: str = "net"):
+        from .frontend.driver import parse_program
+        from .frontend.spaces import extract
+
+        self.source, self.params, self.input_shape, self.opts, self.name = source, params, input_shape, opts, name
+        try:
+            self.program = parse_program(source.text)
+            self.space = extract(self.program, source.text)
+        except NetdslError as e:
+            raise e.located(source) from None
+        if not self.space:
+            raise NetdslError(
+                "E910",
+                "the spec has no search space: nothing to sweep",
+                hint="write one where a value may vary: `dense choice(64, 128)`, `train lr=log(1e-4, 1e-2)`",
+                source=source,
+            )
+
+    def check(self, values: dict):
+        """(net, None) for a candidate that can be trained, else (None, reason)."""
+        from .frontend.driver import compile_program
+        from .net import Net
+        from .training import check_net, resolve
+
+        try:
+            graph = compile_program(
+                self.source, self.program, self.params, self.input_shape, self.space, dict(values)
+            )
+            net = Net(graph, self.source, self.name)
+            check_net(net)
+            resolve(net, {k: v for k, v in self.opts.train.items() if v is not None})
+        except NetdslError as e:
+            first = e.errors[0] if getattr(e, "errors", None) else e
+            where = f" (line {first.span.line})" if first.span else ""
+            return None, f"{first.code}: {first.message}{where}"
+        if self.opts.max_params is not None and net.total_params > self.opts.max_params:
+            return None, f"{net.total_params:,} params, over --max-params {self.opts.max_params:,}"
+        if self.opts.max_macs is not None and net.total_macs > self.opts.max_macs:
+            return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
+        return net, None
+
+
+def reason_kind(reason: str) -> str:
+    """What a reason is about, to count the common ones: a code, or a budget."""
+    if reason.startswith("E"):
+        return reason.split(":", 1)[0]
+    return reason.split(", over ", 1)[-1].split(" ", 1)[0] if ", over " in reason else reason
+
+
+def suggest(trial, space) -> dict:
+    values = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            values[d.name] = trial.suggest_categorical(d.name, list(d.options))
+        elif d.integer:
+            values[d.name] = trial.suggest_int(d.name, d.low, d.high, log=d.kind == "log")
+        else:
+            values[d.name] = trial.suggest_float(d.name, d.low, d.high, log=d.kind == "log")
+    return values
+
+
+def _sampler(optuna, seed: int, multi: bool):
+    """TPE, with a random redraw after a rejected candidate (see the module's docstring)."""
+    tpe = optuna.samplers.TPESampler(seed=seed, constant_liar=not multi)
+    rnd = optuna.samplers.RandomSampler(seed=seed + 1)
+
+    class Screened(optuna.samplers.BaseSampler):
+        redraw = False
+
+        def _now(self):
+            return rnd if self.redraw else tpe
+
+        def infer_relative_search_space(self, study, trial):
+            return self._now().infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._now().sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._now().sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial):
+            self._now().before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            tpe.after_trial(study, trial, state, values)
+
+    return Screened()
+
+
+# ---- the study -----------------------------------------------------------------------------
+
+
+def space_record(space) -> list:
+    return [[d.name, d.kind, list(d.options), d.low, d.high, d.integer] for d in space.dims]
+
+
+def open_study(optuna, opts: Options, screen: Screen, out: Path, name: str):
+    """(study, created): the study named ``name`` in the storage, created unless --resume."""
+    url = opts.storage or f"sqlite:///{out / 'study.db'}"
+    try:
+        if url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
+            kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else {}
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
+        else:
+            storage = optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
+        raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
+    directions = [OBJECTIVES[o] for o in opts.objectives]
+    created = False
+    try:
+        if opts.resume:
+            study = optuna.load_study(study_name=name, storage=storage)
+        else:
+            try:
+                study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise NetdslError(
+            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
+        ) from None
+    except Exception as e:
+        raise NetdslError("E911", f"cannot open study `{name}` in `{url}`: {_first_line(e)}") from None
+    spec = {
+        "space": space_record(screen.space),
+        "objectives": list(opts.objectives),
+        "spec_sha256": hashlib.sha256(screen.source.text.encode()).hexdigest(),
+    }
+    if created:
+        for k, v in spec.items():
+            study.set_user_attr(k, v)
+    else:
+        have = study.user_attrs
+        for k, v in spec.items():
+            if k in have and have[k] != v:
+                what = {"space": "another search space", "objectives": "other objectives"}.get(k, "another spec")
+                raise NetdslError(
+                    "E911",
+                    f"study `{name}` in `{url}` is a sweep of {what}",
+                    hint="name a new study with --study NAME (or another -o/--storage)",
+                )
+    return study, created
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def fail_lost(optuna, study) -> int:
+    """Trials left running by a killed process: this machine's by their process id, any
+    machine's by Optuna's heartbeat.  They are marked failed and do not count."""
+    lost = 0
+    host = socket.gethostname()
+    with contextlib.suppress(Exception):
+        optuna.storages.fail_stale_trials(study)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        a = t.user_attrs
+        if a.get("host") == host and isinstance(a.get("pid"), int) and not _alive(a["pid"]):
+            with contextlib.suppress(Exception):
+                optuna.trial.Trial(study, t._trial_id).set_user_attr("lost", "its process ended while it ran")
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                lost += 1
+    return lost
+
+
+def counts(optuna, study, before: int | None = None) -> int:
+    """Trained trials (finished, running or failed in training; not lost), numbered below ``before``."""
+    S = optuna.trial.TrialState
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if before is not None and t.number >= before:
+            continue
+        a = t.user_attrs
+        if a.get("netdsl") != "trained" or "lost" in a:
+            continue
+        if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
+            n += 1
+    return n
+
+
+# ---- the loop --------------------------------------------------------------------------------
+
+
+class Sweep:
+    """One process's part of a study: draw, check, train, tell; until the study has
+    ``trials`` trained trials, the time is up, or too many candidates in a row fail."""
+
+    def __init__(self, screen: Screen, opts: Options, out: Path, name: str, say):
+        self.optuna = _optuna()
+        self.screen, self.opts, self.out, self.say = screen, opts, out, say
+        self.study, created = open_study(self.optuna, opts, screen, out, name)
+        lost = fail_lost(self.optuna, self.study)
+        if lost:
+            say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
+        done = counts(self.optuna, self.study)
+        seed = int(opts.train.get("seed") or 0)
+        if not created:  # a rerun or a second worker: another stream than the first process's
+            seed = (seed * 1_000_003 + len(self.study.trials) + os.getpid()) % 2**31
+            say(f"continuing study `{name}`: {done} of {opts.trials} trained trials so far")
+        self.sampler = _sampler(self.optuna, seed, len(opts.objectives) > 1)
+        self.study.sampler = self.sampler
+        if opts.prune and len(opts.objectives) == 1 and opts.objectives[0] in PER_EPOCH:
+            self.study.pruner = self.optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        else:
+            self.study.pruner = self.optuna.pruners.NopPruner()
+        self.reasons: Counter = Counter()
+        self.examples: dict[str, str] = {}
+        self.trained = 0
+        self.stopped = ""
+
+    def run(self) -> None:
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        in_row = 0
+        while True:
+            if counts(self.optuna, self.study) >= self.opts.trials:
+                self.stopped = f"the study has {self.opts.trials} trained trials"
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                self.stopped = f"--timeout {self.opts.timeout:g} s reached"
+                return
+            if in_row >= self.opts.max_rejects:
+                self.stopped = f"{in_row} candidates in a row were pruned before training (--max-rejects)"
+                return
+            self.sampler.redraw = in_row > 0
+            trial = self.study.ask()
+            if self._one(trial):
+                in_row = 0
+            else:
+                in_row += 1
+
+    def _one(self, trial) -> bool:
+        """Check and, if it fits, train one trial; False when it was pruned before training."""
+        S = self.optuna.trial.TrialState
+        values = suggest(trial, self.screen.space)
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        net, reason = self.screen.check(values)
+        if reason is None:
+            reason = self._duplicate(trial, values)
+        if reason is None and counts(self.optuna, self.study, before=trial.number) >= self.opts.trials:
+            reason = "not trained: other processes have trained the study's --trials"
+        if reason is not None:
+            trial.set_user_attr("netdsl", "rejected")
+            trial.set_user_attr("reason", reason)
+            self.study.tell(trial, state=S.PRUNED)
+            kind = reason_kind(reason)
+            self.reasons[kind] += 1
+            self.examples.setdefault(kind, reason)
+            if not self.opts.quiet:
+                self.say(f"trial {trial.number}: pruned before training: {reason}")
+            return False
+        trial.set_user_attr("netdsl", "trained")
+        trial.set_user_attr("params", net.total_params)
+        trial.set_user_attr("macs", net.total_macs)
+        self.trained += 1
+        self._train(trial, net, values)
+        return True
+
+    def _duplicate(self, trial, values: dict) -> str | None:
+        S = self.optuna.trial.TrialState
+        for t in self.study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.PRUNED)):
+            if t.number != trial.number and t.user_attrs.get("netdsl") == "trained" and t.params == values:
+                return f"the same candidate as trial {t.number}"
+        return None
+
+    def _train(self, trial, net, values: dict) -> None:
+        from .training import train
+
+        S = self.optuna.trial.TrialState
+        opts, objective = self.opts, self.opts.objectives
+        run = self.out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(run))
+        pruned = []
+
+        def on_epoch(epoch: int, row: dict) -> bool:
+            if len(objective) > 1 or objective[0] not in PER_EPOCH or row.get(objective[0]) is None:
+                return False
+            trial.report(float(row[objective[0]]), epoch)
+            if trial.should_prune():
+                pruned.append(epoch)
+                return True
+            return False
+
+        t0 = time.perf_counter()
+        try:
+            settings = {k: v for k, v in opts.train.items() if v is not None}
+            with _Beat(self.study, trial):
+                metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
+        except NetdslError as e:
+            trial.set_user_attr("error", f"{e.code}: {e.message}")
+            self.study.tell(trial, state=S.FAIL)
+            self.say(f"trial {trial.number}: failed in training: {e.code}: {e.message}")
+            return
+        except BaseException:  # Ctrl-C, SIGTERM: the trial is lost, not failed
+            trial.set_user_attr("lost", "interrupted")
+            with contextlib.suppress(Exception):
+                self.study.tell(trial, state=S.FAIL)
+            raise
+        last = metrics["epochs"][-1] if metrics["epochs"] else {}
+        got = {**{k: last.get(k) for k in PER_EPOCH}, "test_accuracy": metrics.get("test_accuracy")}
+        got.update(params=net.total_params, macs=net.total_macs)
+        seconds = round(time.perf_counter() - t0, 3)
+        for k in (*PER_EPOCH, "test_accuracy"):
+            if got.get(k) is not None:
+                trial.set_user_attr(k, float(got[k]))
+        trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("epochs", len(metrics["epochs"]))
+        shown = ", ".join(f"{k} {_fmt(got[k])}" for k in objective)
+        if pruned and pruned[0] < metrics["settings"]["epochs"]:  # pruned at the last epoch: it finished
+            self.study.tell(trial, state=S.PRUNED)
+            self.say(f"trial {trial.number}: pruned after epoch {pruned[0]} ({shown}, {seconds:.1f} s)")
+            return
+        missing = [k for k in objective if got.get(k) is None]
+        if missing:
+            trial.set_user_attr("error", f"no {missing[0]} (validation=0?)")
+            self.study.tell(trial, state=S.FAIL)
+            self.say(f"trial {trial.number}: failed: training gave no {missing[0]} (set validation above 0)")
+            return
+        self.study.tell(trial, [float(got[k]) for k in objective])
+        self.say(f"trial {trial.number}: {shown}, {net.total_params:,} params, {seconds:.1f} s")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import socket
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -133,9 +131,7 @@ class Screen:
         from .training import check_net, resolve
 
         try:
-            graph = compile_program(
-                self.source, self.program, self.params, self.input_shape, self.space, dict(values)
-            )
+            graph = compile_program(self.source, self.program, self.params, self.input_shape, self.space, dict(values))
             net = Net(graph, self.source, self.name)
             check_net(net)
             resolve(net, {k: v for k, v in self.opts.train.items() if v is not None})

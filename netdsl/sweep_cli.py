@@ -182,7 +182,7 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
         print(f"netdsl sweep: error[E911]: cannot write the results into `{out}`: {e.strerror or e}", file=sys.stderr)
         return 1
     if interrupted:
-        print(f"\nnetdsl: interrupted; continue the study with the same command (or add --resume)", file=sys.stderr)
+        print("\nnetdsl: interrupted; continue the study with the same command (or add --resume)", file=sys.stderr)
         return 130
     trained = counts(optuna, sweep.study)
     if trained == 0 and sweep.reasons:
@@ -198,6 +198,8 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
     say(f"stopped: {sweep.stopped}" if sweep.stopped else "stopped")
     best = result.get("best")
     if best is not None:
-        say(f"best: trial {best.number} ({', '.join(f'{o} {v:.4f}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
-            f"wrote {out / 'best.net'}")
+        say(
+            f"best: trial {best.number} ({', '.join(f'{o} {v:.4f}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
+            f"wrote {out / 'best.net'}"
+        )
     return 0

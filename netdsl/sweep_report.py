@@ -53,7 +53,9 @@ def table(rs: list[dict], limit: int = 15) -> str:
     """The trained trials, best first (then a count of the others)."""
     shown = [r for r in rs if r["state"] != "pruned before training"]
     shown.sort(key=lambda r: (r["state"] != "complete", r["value"] == "", -_key(r)))
-    lines = [f"{'trial':>5}  {'state':<22} {'value':>9} {'params':>10} {'MACs':>12} {'val_acc':>8} {'seconds':>8}  candidate"]
+    lines = [
+        f"{'trial':>5}  {'state':<22} {'value':>9} {'params':>10} {'MACs':>12} {'val_acc':>8} {'seconds':>8}  candidate"
+    ]
     for r in shown[:limit]:
         cand = ", ".join(f"{k}={_short(v)}" for k, v in r["candidate"].items())
         params = f"{r['params']:,}" if isinstance(r["params"], int) else ""
@@ -177,7 +179,9 @@ def write(optuna, study, screen, out: Path, opts, say) -> dict:
         for t in front:
             lines.append(",".join(map(str, [t.number, *t.values, *(t.params.get(n, "") for n in names)])))
         write_atomic(out / "front.csv", "\n".join(lines) + "\n")
-        say(f"Pareto front: trials {', '.join(str(t.number) for t in sorted(front, key=lambda t: t.number))} (front.csv)")
+        say(
+            f"Pareto front: trials {', '.join(str(t.number) for t in sorted(front, key=lambda t: t.number))} (front.csv)"
+        )
     best = front[0]
     write_atomic(out / "best.net", best_spec(screen.source.text, screen.space, best, objectives, opts.train))
     result["best"] = best

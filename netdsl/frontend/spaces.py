@@ -432,20 +432,22 @@ def plain_text(text: str, space: Space, values: dict) -> str:
     for d in sorted(space.dims, key=lambda d: d.span, reverse=True):
         a = starts[d.span.line - 1] + d.span.column - 1
         b = starts[d.span.end_line - 1] + d.span.end_column - 1
-        after = out[b : b + 2]
-        glued = after[:1].isalnum() or after[:1] == "_"  # `choice(c, d)x3`
-        size = len(after) == 2 and after[0] == "x" and after[1].isdigit()  # `16x3` reads as a size
-        out = out[:a] + _written(d, values[d.name], glued and not size) + out[b:]
+        out = out[:a] + _written(d, values[d.name], out[b : b + 2]) + out[b:]
     return out
 
 
-def _written(d: Dim, v, glued: bool) -> str:
+def _written(d: Dim, v, after: str) -> str:
+    """``v`` as text in the place of ``d``; ``after`` is the text that follows (`x3` in
+    `choice(8, c)x3`): a number before `x3` makes a size (`8x3`), anything else glued
+    to a word goes in parentheses (`(c)x3`, `(8)x 3`)."""
+    glued = after[:1].isalnum() or after[:1] == "_"
+    size = len(after) == 2 and after[0] == "x" and after[1].isdigit()
     if d.kind == "choice":
         node = d.node_of(v)
-        if isinstance(node, s.Num) and not glued:
+        if isinstance(node, s.Num) and (size or not glued):
             return str(v)
         if isinstance(node, s.Name) and not glued:
             return v
         return f"({v})"  # an expression, a negative number, or a name glued to `x3`
     t = str(v) if isinstance(v, int) else repr(float(v))
-    return f"({t})" if v < 0 or glued else t
+    return f"({t})" if v < 0 or (glued and not (size and isinstance(v, int))) else t

@@ -1,20 +1,21 @@
 """`netdsl sweep`: search a spec's search spaces with Optuna, checking every candidate first.
 
-A candidate is drawn, written into the spec (:mod:`netdsl.frontend.spaces`) and checked
-like `netdsl check` does, with its training settings and the budgets (--max-params,
---max-macs).  One that fails is told to the study as pruned, with its reason, and costs
-no training; it does not count against --trials, which counts trained trials in the whole
-study (so several processes sharing one storage stop together, and a rerun continues).
-Rejections are bounded: after --max-rejects candidates in a row fail, the sweep stops
-(E910 when none was ever trained).  After a rejection the next candidate is drawn at
-random from the whole space (Optuna's RandomSampler): TPE's proposal cost grows with the
-trials it has seen, and a random redraw leaves the region that did not fit.
+A candidate is written into the spec (:mod:`netdsl.frontend.spaces`) and checked as
+`netdsl check` does, with its training settings and the budgets (--max-params, --max-macs).
+TPE's proposal is a trial of the study; when it fails the checks it is told as pruned, with
+its reason, and costs no training.  Then candidates are redrawn at random from the whole
+space, without the study (a storage round trip per candidate made screening slow), until one
+passes: it is enqueued as the next trial.  The redrawn ones that fail are rows of
+rejected.csv in the sweep directory.  --trials counts trained trials in the whole study (so
+several processes sharing one storage stop together, and a rerun continues); after
+--max-rejects candidates in a row fail, the sweep stops (E910 when none was ever trained).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import time
@@ -165,33 +166,23 @@ def suggest(trial, space) -> dict:
     return values
 
 
-def _sampler(optuna, seed: int, multi: bool):
-    """TPE, with a random redraw after a rejected candidate (see the module's docstring)."""
-    tpe = optuna.samplers.TPESampler(seed=seed, constant_liar=not multi)
-    rnd = optuna.samplers.RandomSampler(seed=seed + 1)
+def draw(rng, space) -> dict:
+    """A candidate drawn uniformly from the whole space (log-uniformly for `log`), without Optuna:
+    the redraws after a rejection cost no storage round trip."""
+    import math
 
-    class Screened(optuna.samplers.BaseSampler):
-        redraw = False
-
-        def _now(self):
-            return rnd if self.redraw else tpe
-
-        def infer_relative_search_space(self, study, trial):
-            return self._now().infer_relative_search_space(study, trial)
-
-        def sample_relative(self, study, trial, search_space):
-            return self._now().sample_relative(study, trial, search_space)
-
-        def sample_independent(self, study, trial, param_name, param_distribution):
-            return self._now().sample_independent(study, trial, param_name, param_distribution)
-
-        def before_trial(self, study, trial):
-            self._now().before_trial(study, trial)
-
-        def after_trial(self, study, trial, state, values):
-            tpe.after_trial(study, trial, state, values)
-
-    return Screened()
+    values = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            values[d.name] = d.options[rng.randrange(len(d.options))]
+        elif d.kind == "int":
+            values[d.name] = rng.randint(d.low, d.high)
+        elif d.kind == "float":
+            values[d.name] = rng.uniform(d.low, d.high)
+        else:
+            v = math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
+            values[d.name] = min(max(round(v), d.low), d.high) if d.integer else min(max(v, d.low), d.high)
+    return values
 
 
 # ---- the study -----------------------------------------------------------------------------
@@ -205,8 +196,10 @@ def open_study(optuna, opts: Options, screen: Screen, out: Path, name: str):
     """(study, created): the study named ``name`` in the storage, created unless --resume."""
     url = opts.storage or f"sqlite:///{out / 'study.db'}"
     try:
-        if url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
-            kw = {"connect_args": {"timeout": 120}} if url.startswith("sqlite:") else {}
+        if url == "memory":  # a study that lives in this process only (nothing written)
+            storage = optuna.storages.InMemoryStorage()
+        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
+            kw = _sqlite(url) if url.startswith("sqlite:") else {}
             storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
         else:
             storage = optuna.storages.get_storage(url)
@@ -248,6 +241,26 @@ def open_study(optuna, opts: Options, screen: Screen, out: Path, name: str):
                     hint="name a new study with --study NAME (or another -o/--storage)",
                 )
     return study, created
+
+
+def _sqlite(url: str) -> dict:
+    """SQLite in WAL mode with synchronous=NORMAL: a commit does not wait for the disk (Optuna
+    commits a dozen times a trial; with fsyncs, screening 1,000 candidates took minutes), a
+    crashed process loses nothing committed, and readers never block the writer.  Several
+    processes on one machine share the file; its lock waits up to 2 minutes."""
+    import sqlite3
+
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path.startswith(":memory:") or "?" in path:
+        return {"connect_args": {"timeout": 120}}
+
+    def connect():
+        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return {"creator": connect}
 
 
 def _first_line(e: Exception) -> str:
@@ -316,8 +329,11 @@ class Sweep:
         if not created:  # a rerun or a second worker: another stream than the first process's
             seed = (seed * 1_000_003 + len(self.study.trials) + os.getpid()) % 2**31
             say(f"continuing study `{name}`: {done} of {opts.trials} trained trials so far")
-        self.sampler = _sampler(self.optuna, seed, len(opts.objectives) > 1)
-        self.study.sampler = self.sampler
+        import random
+
+        self.study.sampler = self.optuna.samplers.TPESampler(seed=seed, constant_liar=len(opts.objectives) == 1)
+        self.rng = random.Random(seed)
+        self.log = out / "rejected.csv"
         if opts.prune and len(opts.objectives) == 1 and opts.objectives[0] in PER_EPOCH:
             self.study.pruner = self.optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
         else:
@@ -329,7 +345,7 @@ class Sweep:
 
     def run(self) -> None:
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
-        in_row = 0
+        self.in_row = 0
         while True:
             if counts(self.optuna, self.study) >= self.opts.trials:
                 self.stopped = f"the study has {self.opts.trials} trained trials"
@@ -337,15 +353,57 @@ class Sweep:
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped = f"--timeout {self.opts.timeout:g} s reached"
                 return
-            if in_row >= self.opts.max_rejects:
-                self.stopped = f"{in_row} candidates in a row were pruned before training (--max-rejects)"
+            if self.in_row >= self.opts.max_rejects:
+                self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
                 return
-            self.sampler.redraw = in_row > 0
-            trial = self.study.ask()
+            trial = self.study.ask()  # TPE's proposal, or a redrawn candidate enqueued below
             if self._one(trial):
-                in_row = 0
-            else:
-                in_row += 1
+                self.in_row = 0
+                continue
+            self.in_row += 1
+            found = self._redraw(deadline)
+            if found is not None:
+                self.study.enqueue_trial(found, user_attrs={"redrawn": True}, skip_if_exists=False)
+
+    def _redraw(self, deadline) -> dict | None:
+        """Draw at random until a candidate passes the checks (then it is the next trial) or
+        the bounds are reached; each rejected one is a row of rejected.csv."""
+        rows = []
+        try:
+            while self.in_row < self.opts.max_rejects and (deadline is None or time.monotonic() < deadline):
+                values = draw(self.rng, self.screen.space)
+                _net, reason = self.screen.check(values)
+                if reason is None:
+                    reason = self._duplicate(None, values)
+                if reason is None:
+                    return values
+                self.in_row += 1
+                self._count(reason)
+                rows.append((reason, values))
+            return None
+        finally:
+            self._write_rejected(rows)
+
+    def _count(self, reason: str) -> None:
+        kind = reason_kind(reason)
+        self.reasons[kind] += 1
+        self.examples.setdefault(kind, reason)
+
+    def _write_rejected(self, rows) -> None:
+        if not rows:
+            return
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        host, pid = socket.gethostname(), os.getpid()
+        for reason, values in rows:
+            w.writerow([host, pid, reason, json.dumps(values)])
+        with contextlib.suppress(OSError), open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
+            f.write(buf.getvalue())
+        if not self.opts.quiet:
+            self.say(f"  {len(rows)} redrawn candidate{'s' * (len(rows) != 1)} pruned before training (rejected.csv)")
 
     def _one(self, trial) -> bool:
         """Check and, if it fits, train one trial; False when it was pruned before training."""
@@ -362,9 +420,7 @@ class Sweep:
             trial.set_user_attr("netdsl", "rejected")
             trial.set_user_attr("reason", reason)
             self.study.tell(trial, state=S.PRUNED)
-            kind = reason_kind(reason)
-            self.reasons[kind] += 1
-            self.examples.setdefault(kind, reason)
+            self._count(reason)
             if not self.opts.quiet:
                 self.say(f"trial {trial.number}: pruned before training: {reason}")
             return False
@@ -377,8 +433,14 @@ class Sweep:
 
     def _duplicate(self, trial, values: dict) -> str | None:
         S = self.optuna.trial.TrialState
+        if self.screen.space.continuous():  # a float drawn twice: not worth reading every trial
+            return None
         for t in self.study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.PRUNED)):
-            if t.number != trial.number and t.user_attrs.get("netdsl") == "trained" and t.params == values:
+            if (
+                (trial is None or t.number != trial.number)
+                and t.user_attrs.get("netdsl") == "trained"
+                and t.params == values
+            ):
                 return f"the same candidate as trial {t.number}"
         return None
 

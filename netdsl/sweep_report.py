@@ -45,6 +45,26 @@ def rows(optuna, study) -> list[dict]:
     return out
 
 
+def redrawn(path: Path) -> list[dict]:
+    """The rows of rejected.csv: candidates redrawn at random and pruned before training
+    (they are no trials of the study: see netdsl.sweep)."""
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for rec in csv.reader(lines):
+        try:
+            host, pid, reason, values = rec
+            cand = json.loads(values)
+        except (ValueError, RecursionError):
+            continue  # a line cut short by a killed process
+        if isinstance(cand, dict):
+            row = dict.fromkeys(COLUMNS, "")
+            out.append({**row, "trial": "-", "state": "pruned before training", "reason": reason, "candidate": cand})
+    return out
+
+
 def _num(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ""
 
@@ -159,7 +179,7 @@ def importances(optuna, study, n_complete: int) -> dict | None:
 def write(optuna, study, screen, out: Path, opts, say) -> dict:
     """Write the results; return what the caller reports (best trial, counts)."""
     S = optuna.trial.TrialState
-    rs = rows(optuna, study)
+    rs = rows(optuna, study) + redrawn(out / "rejected.csv")
     names = [d.name for d in screen.space.dims]
     write_atomic(out / "trials.csv", csv_text(rs, names))
     complete = [t for t in study.get_trials(deepcopy=False, states=(S.COMPLETE,))]

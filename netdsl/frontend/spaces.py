@@ -395,27 +395,49 @@ def _node(v) -> bool:
     return (isinstance(v, tuple) and not isinstance(v, Span)) or (is_dataclass(v) and not isinstance(v, type))
 
 
-def _rebuild(root, repl: dict, spans):
-    """A copy of ``root`` with the nodes in ``repl`` replaced; only the nodes that contain a
-    replaced one are copied.  Iterative: an expression may be 100,000 levels deep."""
-    memo: dict[int, object] = {}
-    stack = [(root, False)]
+_PLAN: list = [
+    None,
+    None,
+    (),
+]  # the last program, its spans, its plan: `netdsl sweep` resolves one spec 1,000s of times
+
+
+def _plan(root, spans) -> tuple:
+    """The nodes that contain a space, children before parents, each with the names of its
+    fields that may change.  Iterative: an expression may be 100,000 levels deep."""
+    if _PLAN[0] is root and _PLAN[1] == spans:
+        return _PLAN[2]
+    order, seen, stack = [], set(), [(root, False)]
     while stack:
         x, ready = stack.pop()
-        if id(x) in memo:
+        if id(x) in seen:
             continue
+        if ready or isinstance(x, s.Space):
+            seen.add(id(x))
+            order.append(x)
+            continue
+        stack.append((x, True))
+        stack.extend((c, False) for c in _kids(x) if id(c) not in seen and _covers(c, spans))
+    plan = tuple(
+        (x, None if isinstance(x, tuple | s.Space) else tuple(f.name for f in fields(x) if _node(getattr(x, f.name))))
+        for x in order
+    )
+    _PLAN[:] = [root, spans, plan]
+    return plan
+
+
+def _rebuild(root, repl: dict, spans):
+    """A copy of ``root`` with the nodes in ``repl`` replaced; only the nodes that contain a
+    replaced one are copied."""
+    memo: dict[int, object] = {}
+    for x, names in _plan(root, spans):
         if id(x) in repl:
             memo[id(x)] = repl[id(x)]
-            continue
-        if not ready:
-            stack.append((x, True))
-            stack.extend((c, False) for c in _kids(x) if id(c) not in memo and _covers(c, spans))
-            continue
-        if isinstance(x, tuple):
-            memo[id(x)] = tuple(memo.get(id(c), c) for c in x)
-            continue
-        changed = {f.name: memo[id(v)] for f in fields(x) if id(v := getattr(x, f.name)) in memo and _node(v)}
-        memo[id(x)] = replace(x, **changed) if changed else x
+        elif names is None:
+            memo[id(x)] = tuple(memo.get(id(c), c) for c in x) if isinstance(x, tuple) else x
+        else:
+            changed = {n: memo[id(v)] for n in names if id(v := getattr(x, n)) in memo}
+            memo[id(x)] = replace(x, **changed) if changed else x
     return memo[id(root)]
 
 

@@ -353,6 +353,9 @@ class Sweep:
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped = f"--timeout {self.opts.timeout:g} s reached"
                 return
+            if self._exhausted():
+                self.stopped = f"all {self.screen.space.discrete():,} candidates of the space are trained"
+                return
             if self.in_row >= self.opts.max_rejects:
                 self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
                 return
@@ -364,6 +367,18 @@ class Sweep:
             found = self._redraw(deadline)
             if found is not None:
                 self.study.enqueue_trial(found, user_attrs={"redrawn": True}, skip_if_exists=False)
+
+    def _exhausted(self) -> bool:
+        """A space without continuous dimensions whose every candidate has been trained."""
+        space = self.screen.space
+        if space.continuous() or space.discrete() > 10_000:
+            return False
+        seen = {
+            tuple(sorted(t.params.items()))
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("netdsl") == "trained" and "lost" not in t.user_attrs
+        }
+        return len(seen) >= space.discrete()
 
     def _redraw(self, deadline) -> dict | None:
         """Draw at random until a candidate passes the checks (then it is the next trial) or
@@ -468,7 +483,11 @@ class Sweep:
             with _Beat(self.study, trial):
                 metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
         except NetdslError as e:
-            trial.set_user_attr("error", f"{e.code}: {e.message}")
+            if e.code != "E604":  # no data, no framework, a bad flag: every trial would fail so
+                trial.set_user_attr("lost", f"{e.code}: {e.message}")
+                self.study.tell(trial, state=S.FAIL)
+                raise
+            trial.set_user_attr("error", f"{e.code}: {e.message}")  # this candidate diverged: it counts
             self.study.tell(trial, state=S.FAIL)
             self.say(f"trial {trial.number}: failed in training: {e.code}: {e.message}")
             return

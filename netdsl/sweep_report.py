@@ -73,6 +73,8 @@ def table(rs: list[dict], limit: int = 15) -> str:
     """The trained trials, best first (then a count of the others)."""
     shown = [r for r in rs if r["state"] != "pruned before training"]
     shown.sort(key=lambda r: (r["state"] != "complete", r["value"] == "", -_key(r)))
+    if not shown:
+        return "no trained trials yet" + (f" ({len(rs)} candidates pruned before training)" if rs else "")
     lines = [
         f"{'trial':>5}  {'state':<22} {'value':>9} {'params':>10} {'MACs':>12} {'val_acc':>8} {'seconds':>8}  candidate"
     ]

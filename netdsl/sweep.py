@@ -364,6 +364,8 @@ class Sweep:
                 self.in_row = 0
                 continue
             self.in_row += 1
+            if counts(self.optuna, self.study) >= self.opts.trials:  # others finished the study meanwhile
+                continue
             found = self._redraw(deadline)
             if found is not None:
                 self.study.enqueue_trial(found, user_attrs={"redrawn": True}, skip_if_exists=False)

@@ -105,14 +105,16 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
     assert metrics["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"], abs=1e-6)
 
 
-def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
+def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []
     monkeypatch.setattr(training, "_fit", lambda *a, **k: calls.append(1))
-    argv = ["sweep", spec, "--data", data, "-o", tmp_path / "sw", "--max-params", "100", "--max-rejects", "25", "-q"]
+    argv = ["sweep", spec, "--data", data, "-o", tmp_path / "sw", budget, "100", "--max-rejects", "25", "-q"]
     assert main(list(map(str, argv))) == 1
     err = capsys.readouterr().err
     assert "error[E910]: every candidate was pruned before training (25 drawn)" in err
-    assert "over --max-params 100" in err and calls == []
+    assert f"over {budget} 100" in err and calls == []
+    assert len((tmp_path / "sw" / "rejected.csv").read_text().splitlines()) == 24  # and one trial of the study
 
 
 def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path, capsys):
@@ -211,3 +213,14 @@ def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
     done = [t for t in trained(study) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2  # the lost trial did not count against --trials
     assert "lost" in (out / "trials.csv").read_text()
+
+
+def test_a_fresh_sweep_is_reproducible_from_its_seed(spec, data, tmp_path, capsys):
+    def drawn(out, seed):
+        argv = ["sweep", spec, "--data", data, "-o", out, "--max-params", "100", "--max-rejects", "12", "--seed", seed]
+        assert main(list(map(str, argv))) == 1
+        lines = (out / "rejected.csv").read_text().splitlines()
+        return [load(out).trials[0].params] + [line.split(",", 2)[2] for line in lines]
+
+    a, b, c = drawn(tmp_path / "a", 3), drawn(tmp_path / "b", 3), drawn(tmp_path / "c", 4)
+    assert a == b and len(a) == 12 and a != c

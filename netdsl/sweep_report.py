@@ -171,9 +171,16 @@ def pareto_png(points, path: Path, metric: str) -> bool:
 def importances(optuna, study, n_complete: int) -> dict | None:
     if n_complete < 4:
         return None
+    import warnings
+
+    target = None
+    if len(study.directions) > 1:  # the first objective's; PED-ANOVA ranks low targets as good
+        sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+        target = lambda t: sign * t.values[0]  # noqa: E731
     try:
-        target = None if len(study.directions) == 1 else (lambda t: t.values[0])
-        return dict(optuna.importance.get_param_importances(study, target=target))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(optuna.importance.get_param_importances(study, target=target))
     except Exception:  # too few distinct values, one dimension: Optuna declines
         return None
 

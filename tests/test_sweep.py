@@ -181,6 +181,8 @@ def test_two_processes_share_one_sqlite_study(spec, data, tmp_path):
     done = trained(study)
     assert len(done) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in done)
     assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both drew candidates
+    imp = json.loads((out / "importances.json").read_text())  # four trials finished: Optuna's importances
+    assert "lr" in imp and set(imp) <= {"conv@1.1", "conv@1.2", "lr"}
 
 
 @pytest.mark.slow

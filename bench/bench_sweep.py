@@ -1,7 +1,7 @@
 """Benchmark: screening candidates of a resnet-sized search space (issue 16).
 
 Target: sampling and checking 1,000 candidates takes <= 5 s (about what training one trial
-of LeNet-5 for one epoch costs here).  The run is `netdsl sweep`'s own loop (netdsl.sweep.Sweep)
+of LeNet-5 for one epoch costs here).  The run is `netdsl sweep`'s own loop (netdsl.sweeping.Sweep)
 with --max-params 1, so every candidate is drawn, written into the spec, checked and told to
 the study as pruned, and none is trained; it stops at --max-rejects 1000.  Measured with the
 study in memory (the screening itself) and in the default SQLite file.
@@ -47,7 +47,7 @@ train adam lr=log(1e-4, 1e-2) epochs=5 batch=choice(32, 64, 128) validation=0.1
 
 def screen(n: int, storage: str | None) -> tuple[float, int]:
     from netdsl.errors import Source
-    from netdsl.sweep import Options, Screen, Sweep
+    from netdsl.sweeping import Options, Screen, Sweep
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = Options(trials=1, max_params=1, max_rejects=n, storage=storage, quiet=True)

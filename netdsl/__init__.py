@@ -16,12 +16,16 @@ def __getattr__(name: str):
         from .training import train
 
         return train
+    if name == "sweep":  # netdsl.sweep(...): Optuna is imported only then
+        from .sweeping import sweep
+
+        return sweep
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train"})  # train is there, only imported late
+    return sorted({*globals(), "train", "sweep"})  # train and sweep are there, only imported late
 
 
-__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "train"]
+__all__ = ["Layer", "Net", "NetdslError", "load", "parse", "sweep", "train"]
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from .errors import NetdslError, Source
 def add_parser(sub, common) -> None:
     from . import settings
     from .cli import _backend, _setting
-    from .sweep import MAX_TRIALS
+    from .sweeping import MAX_TRIALS
 
     p = sub.add_parser(
         "sweep",
@@ -90,7 +90,7 @@ def _seconds(text: str) -> float:
 
 def _objectives(text: str) -> tuple[str, ...]:
     from .errors import did_you_mean
-    from .sweep import OBJECTIVES
+    from .sweeping import OBJECTIVES
 
     names = tuple(x.strip().lower() for x in text.split(","))
     for n in names:
@@ -107,7 +107,7 @@ def _objectives(text: str) -> tuple[str, ...]:
 def cli(args, params: dict) -> int:
     from . import settings
     from .net import read_spec
-    from .sweep import Options, Screen, Sweep
+    from .sweeping import Options, Screen, Sweep
 
     quiet = args.quiet
 
@@ -173,7 +173,7 @@ def _make_dir(out: Path) -> None:
 
 def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int:
     from . import sweep_report
-    from .sweep import counts
+    from .sweeping import counts
 
     optuna = sweep.optuna
     try:

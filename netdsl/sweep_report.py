@@ -47,7 +47,7 @@ def rows(optuna, study) -> list[dict]:
 
 def redrawn(path: Path) -> list[dict]:
     """The rows of rejected.csv: candidates redrawn at random and pruned before training
-    (they are no trials of the study: see netdsl.sweep)."""
+    (they are no trials of the study: see netdsl.sweeping)."""
     out = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()

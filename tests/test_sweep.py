@@ -226,3 +226,16 @@ def test_a_fresh_sweep_is_reproducible_from_its_seed(spec, data, tmp_path, capsy
 
     a, b, c = drawn(tmp_path / "a", 3), drawn(tmp_path / "b", 3), drawn(tmp_path / "c", 4)
     assert a == b and len(a) == 12 and a != c
+
+
+def test_netdsl_sweep_from_python(spec, data, tmp_path):
+    import netdsl
+
+    study = netdsl.sweep(spec, trials=1, out=tmp_path / "py", data=str(data), max_params=2000, prune=False)
+    done = trained(study)
+    assert len(done) == 1 and done[0].user_attrs["params"] <= 2000 and (tmp_path / "py" / "best.net").exists()
+    with pytest.raises(netdsl.NetdslError, match="E910"):
+        netdsl.sweep(spec, out=tmp_path / "none", max_params=10, max_rejects=5)
+    from netdsl import cli  # the command imports the module netdsl.sweeping: netdsl.sweep stays the function
+
+    assert cli and callable(netdsl.sweep)

@@ -14,7 +14,6 @@ several processes sharing one storage stop together, and a rerun continues); aft
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -24,17 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NetdslError, Source
+from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, open_study  # noqa: F401 - re-exported
 
-# objective -> (direction, where its value comes from)
-OBJECTIVES = {
-    "val_accuracy": "maximize",
-    "val_loss": "minimize",
-    "accuracy": "maximize",
-    "loss": "minimize",
-    "test_accuracy": "maximize",
-    "params": "minimize",
-    "macs": "minimize",
-}
 PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
 MAX_TRIALS = 100_000
 
@@ -70,35 +60,6 @@ def _optuna():
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
     return optuna
-
-
-class _Beat:
-    """Optuna's heartbeat for a trial in training (what Study.optimize runs, for ask/tell):
-    a trial whose process died stops beating, and any worker marks it failed later."""
-
-    def __init__(self, study, trial):
-        import threading
-
-        self.storage, self.trial_id = study._storage, trial._trial_id
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
-        if not interval:
-            return
-        while not self.stop.is_set():
-            with contextlib.suppress(Exception):
-                self.storage.record_heartbeat(self.trial_id)
-            self.stop.wait(interval)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=5)
 
 
 # ---- checking candidates -----------------------------------------------------------------
@@ -183,131 +144,6 @@ def draw(rng, space) -> dict:
             v = math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
             values[d.name] = min(max(round(v), d.low), d.high) if d.integer else min(max(v, d.low), d.high)
     return values
-
-
-# ---- the study -----------------------------------------------------------------------------
-
-
-def space_record(space) -> list:
-    return [[d.name, d.kind, list(d.options), d.low, d.high, d.integer] for d in space.dims]
-
-
-def open_study(optuna, opts: Options, screen: Screen, out: Path, name: str):
-    """(study, created): the study named ``name`` in the storage, created unless --resume."""
-    url = opts.storage or f"sqlite:///{out / 'study.db'}"
-    try:
-        if url == "memory":  # a study that lives in this process only (nothing written)
-            storage = optuna.storages.InMemoryStorage()
-        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
-            kw = _sqlite(url) if url.startswith("sqlite:") else {}
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
-        else:
-            storage = optuna.storages.get_storage(url)
-    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
-        raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
-    directions = [OBJECTIVES[o] for o in opts.objectives]
-    created = False
-    try:
-        if opts.resume:
-            study = optuna.load_study(study_name=name, storage=storage)
-        else:
-            try:
-                study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-                created = True
-            except optuna.exceptions.DuplicatedStudyError:
-                study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise NetdslError(
-            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
-        ) from None
-    except Exception as e:
-        raise NetdslError("E911", f"cannot open study `{name}` in `{url}`: {_first_line(e)}") from None
-    spec = {
-        "space": space_record(screen.space),
-        "objectives": list(opts.objectives),
-        "spec_sha256": hashlib.sha256(screen.source.text.encode()).hexdigest(),
-    }
-    if created:
-        for k, v in spec.items():
-            study.set_user_attr(k, v)
-    else:
-        have = study.user_attrs
-        for k, v in spec.items():
-            if k in have and have[k] != v:
-                what = {"space": "another search space", "objectives": "other objectives"}.get(k, "another spec")
-                raise NetdslError(
-                    "E911",
-                    f"study `{name}` in `{url}` is a sweep of {what}",
-                    hint="name a new study with --study NAME (or another -o/--storage)",
-                )
-    return study, created
-
-
-def _sqlite(url: str) -> dict:
-    """SQLite in WAL mode with synchronous=NORMAL: a commit does not wait for the disk (Optuna
-    commits a dozen times a trial; with fsyncs, screening 1,000 candidates took minutes), a
-    crashed process loses nothing committed, and readers never block the writer.  Several
-    processes on one machine share the file; its lock waits up to 2 minutes."""
-    import sqlite3
-
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if not path or path.startswith(":memory:") or "?" in path:
-        return {"connect_args": {"timeout": 120}}
-
-    def connect():
-        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        return con
-
-    return {"creator": connect}
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return (text[0] if text else type(e).__name__)[:300]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def fail_lost(optuna, study) -> int:
-    """Trials left running by a killed process: this machine's by their process id, any
-    machine's by Optuna's heartbeat.  They are marked failed and do not count."""
-    lost = 0
-    host = socket.gethostname()
-    with contextlib.suppress(Exception):
-        optuna.storages.fail_stale_trials(study)
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        a = t.user_attrs
-        if a.get("host") == host and isinstance(a.get("pid"), int) and not _alive(a["pid"]):
-            with contextlib.suppress(Exception):
-                optuna.trial.Trial(study, t._trial_id).set_user_attr("lost", "its process ended while it ran")
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-                lost += 1
-    return lost
-
-
-def counts(optuna, study, before: int | None = None) -> int:
-    """Trained trials (finished, running or failed in training; not lost), numbered below ``before``."""
-    S = optuna.trial.TrialState
-    n = 0
-    for t in study.get_trials(deepcopy=False):
-        if before is not None and t.number >= before:
-            continue
-        a = t.user_attrs
-        if a.get("netdsl") != "trained" or "lost" in a:
-            continue
-        if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
-            n += 1
-    return n
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -526,3 +362,55 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def sweep(
+    spec,
+    *,
+    trials: int = 20,
+    out=None,
+    objective: str = "val_accuracy",
+    verbose: bool = False,
+    max_rejects: int = 1000,
+    **settings,
+):
+    """Search ``spec``'s search spaces from Python, as `netdsl sweep` does; returns the Optuna study.
+
+    ``spec`` is a path or a :class:`~netdsl.net.Net`'s source; ``out`` the sweep directory
+    (default ``sweeps/<stem>``); ``objective`` one name or two joined by a comma.  Of
+    ``settings``, ``timeout``, ``max_params``, ``max_macs``, ``storage``, ``study``,
+    ``resume`` and ``prune`` are the sweep's, the rest training settings (``epochs=2``,
+    ``data="dir"``, ``seed=0``).  Errors raise :class:`NetdslError` (E910 when every
+    candidate was pruned before training).
+    """
+    from .net import read_spec
+
+    source = spec.source if hasattr(spec, "source") else read_spec(spec)
+    stem = Path(source.filename).stem if not source.filename.startswith("<") else "net"
+    own = {k: settings.pop(k) for k in ("timeout", "max_params", "max_macs", "storage", "study", "resume", "prune")
+           if k in settings}  # fmt: skip
+    opts = Options(
+        trials=trials,
+        objectives=tuple(o.strip() for o in objective.split(",")),
+        out=None if out is None else str(out),
+        max_rejects=max_rejects,
+        quiet=not verbose,
+        train=settings,
+        **own,
+    )
+    bad = [o for o in opts.objectives if o not in OBJECTIVES]
+    if bad:
+        raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
+    directory = Path(out) if out is not None else Path("sweeps") / stem
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trials").mkdir(exist_ok=True)
+    screen = Screen(source, {}, None, opts, stem)
+    run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    run.run()
+    from . import sweep_report
+
+    sweep_report.write(run.optuna, run.study, screen, directory, opts, print if verbose else (lambda _t: None))
+    if counts(run.optuna, run.study) == 0 and run.reasons:
+        kind, n = run.reasons.most_common(1)[0]
+        raise NetdslError("E910", f"every candidate was pruned before training: {n} x {run.examples[kind]}")
+    return run.study

@@ -107,6 +107,7 @@ def _objectives(text: str) -> tuple[str, ...]:
 def cli(args, params: dict) -> int:
     from . import settings
     from .net import read_spec
+    from .sweep_study import make_dir
     from .sweeping import Options, Screen, Sweep
 
     quiet = args.quiet
@@ -138,7 +139,7 @@ def cli(args, params: dict) -> int:
         )
         screen = Screen(source, params, args.input, opts, stem)
         out = Path(args.out or Path("sweeps") / stem)
-        _make_dir(out)
+        make_dir(out)
         name = args.study or stem
         if not quiet:
             say(f"{source.filename}: {screen.space.describe()}")
@@ -161,14 +162,6 @@ def cli(args, params: dict) -> int:
         print(str(e.located(Source("", "netdsl sweep")) if e.source is None else e), file=sys.stderr)
         return 1
     return _finish(sweep, screen, out, opts, say, interrupted, args)
-
-
-def _make_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "trials").mkdir(exist_ok=True)
-    except OSError as e:
-        raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None
 
 
 def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int:

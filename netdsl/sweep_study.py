@@ -177,3 +177,28 @@ def counts(optuna, study, before: int | None = None) -> int:
         if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
             n += 1
     return n
+
+
+MARKER = "netdsl-sweep.json"
+
+
+def make_dir(out: Path) -> None:
+    """The sweep directory: new, empty, or one netdsl marked as a sweep's (its files are
+    rewritten: trials.csv, best.net...); a directory of other files is refused (E911)."""
+    import json
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise NetdslError("E911", f"the sweep directory `{out}` is a file")
+        if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+            raise NetdslError(
+                "E911",
+                f"`{out}` holds files that netdsl sweep did not write",
+                hint="name a new or empty directory with -o DIR",
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trials").mkdir(exist_ok=True)
+        if not (out / MARKER).is_file():
+            (out / MARKER).write_text(json.dumps({"netdsl": "sweep"}) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None

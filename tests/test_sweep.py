@@ -124,6 +124,10 @@ def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path,
     assert "E910" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert main(["sweep", str(spec), "--resume", "-o", str(tmp_path / "r"), "--data", str(data)]) == 1
     assert "error[E911]: there is no study `s`" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "best.net").write_text("mine")
+    assert main(["sweep", str(spec), "-o", str(tmp_path / "mine")]) == 1
+    assert "did not write" in capsys.readouterr().err and (tmp_path / "mine" / "best.net").read_text() == "mine"
     argv = ["sweep", str(spec), "--storage", "nosuchdb://x", "-o", str(tmp_path / "r")]
     assert main(argv) == 1 and "E911" in capsys.readouterr().err
     # a study of another space is refused, not mixed

@@ -24,6 +24,10 @@ def __getattr__(name: str):
         from . import importers
 
         return getattr(importers, name)
+    if name == "sweep":  # netdsl.sweep(...): Optuna is imported only then
+        from .sweeping import sweep
+
+        return sweep
     raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
 
 
@@ -35,8 +39,8 @@ def load_ipython_extension(ipython) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train", "register_op", "from_torch", "from_keras"})  # there, only imported late
+    return sorted({*globals(), "train", "sweep", "register_op", "from_torch", "from_keras"})  # there, only imported late
 
 
-__all__ = ["Layer", "Net", "NetdslError", "from_keras", "from_torch", "load", "parse", "register_op", "train"]
+__all__ = ["Layer", "Net", "NetdslError", "from_keras", "from_torch", "load", "parse", "register_op", "sweep", "train"]
 __version__ = "0.1.0"

@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .lsp import add_parser as _lsp_parser
 
     _lsp_parser(sub)
+    from .sweep_cli import add_parser as _sweep_parser
+
+    _sweep_parser(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -466,6 +469,10 @@ def _run(args, status: list) -> int:
         from .training import cli
 
         return cli(args, params)
+    if args.command == "sweep":
+        from .sweep_cli import cli as sweep
+
+        return sweep(args, params)
     if args.command == "plot":
         return _plot(args, params)
     if args.command == "fmt":
@@ -489,6 +496,10 @@ def _run(args, status: list) -> int:
                     f"{source.filename}: ok \u2014 {n} layer{'s' * (n != 1)}, {net.total_params:,} params, "
                     f"output {_fmt(net.output_shape)}\n"
                 )
+                if net.space:  # search spaces: what the space is, and which candidate was checked
+                    from .frontend.spaces import note
+
+                    emit(f"  {note(net)}\n")
         return status[0]
     try:
         source = read_spec(args.file)
@@ -508,8 +519,15 @@ def _run(args, status: list) -> int:
     if args.json:
         import json
 
-        emit(json.dumps(net.to_json(), indent=2) + "\n")
+        data = net.to_json()
+        if net.space:
+            data["candidate"] = net.candidate  # which candidate of the spec's search space
+        emit(json.dumps(data, indent=2) + "\n")
     else:
+        if net.space:  # a spec with search spaces: say which candidate the table shows
+            from .frontend.spaces import note
+
+            emit(f"# {note(net)}\n")
         emit(net.summary() + "\n")
     return 0
 
@@ -600,6 +618,10 @@ def _plot(args, params) -> int:
                 print(f"wrote {out}" + (" (drawn up to the error)" if error else ""), file=sys.stderr)
             else:
                 status = 1
+    if error is None and drawn.space:  # a spec with search spaces: which candidate is drawn
+        from .frontend.spaces import note
+
+        print(f"netdsl: {note(drawn)}", file=sys.stderr)
     if error is not None:
         if args.traceback:
             raise error

@@ -144,6 +144,29 @@ CODES: dict[str, Code] = {
         "`netdsl fmt` cannot write the formatted file back (a read-only directory, not a regular file, a full disk); the file is left as it was"
     ),
     "E803": Code("`netdsl lsp` without its packages: install the extra `netdsl[lsp]` (pygls, lsprotocol)"),
+    # search spaces and `netdsl sweep` (docs/language.md#search-spaces)
+    "E901": Code("a search space where the value cannot vary: the input shape", "input int(8, 28); flatten; dense 10"),
+    "E902": Code(
+        "a malformed search space: an empty or too long `choice()`, an option listed twice, `int`/`float`/`log` without two bounds",
+        "dense choice()",
+    ),
+    "E903": Code("search-space bounds the wrong way round", "dense int(64, 16)"),
+    "E904": Code("`log` with a bound at or below 0", "dense 8; dropout log(0, 0.5)"),
+    "E905": Code(
+        "search-space bounds that are not numbers written out (names, words), not whole for `int`, or too large",
+        "dense int(1.5, 4)",
+    ),
+    "E906": Code("a search space inside another", "dense choice(int(1, 4), 8)"),
+    "E910": Code(
+        "nothing to sweep: a spec without a search space, or every candidate drawn was pruned before training (the message gives the commonest reasons)"
+    ),
+    "E911": Code(
+        "the sweep's study cannot be used: a storage URL that cannot be opened, no study to `--resume`, a study of another spec, space or objectives, a sweep directory that cannot be made or written, or that holds files netdsl sweep did not write"
+    ),
+    "E912": Code("`netdsl sweep` needs Optuna, which is not installed (`pip install 'netdsl[sweep]'`)"),
+    "E914": Code(
+        "a candidate that does not fit the spec's search space: a dimension it lacks, or a value outside one (a study of another space)"
+    ),
 }
 
 

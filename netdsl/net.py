@@ -96,6 +96,16 @@ class Net:
         return sum(n["macs"] for n in self.graph.nodes.values())
 
     @property
+    def space(self):
+        """The spec's search space (:class:`netdsl.frontend.spaces.Space`; false when it has none)."""
+        return self.graph.graph.get("space")
+
+    @property
+    def candidate(self) -> dict:
+        """The value of each search space in this net ({} for a plain spec)."""
+        return dict(self.graph.graph.get("candidate") or {})
+
+    @property
     def train_config(self) -> dict:
         """Settings from the spec's ``train`` and ``data`` lines (only those written)."""
         return dict(self.graph.graph.get("train", {}))
@@ -257,9 +267,15 @@ def parse_input_shape(value) -> tuple[int, ...] | None:
 
 
 def compile_source(
-    source: Source, params: dict[str, Any] | None = None, input_shape=None, name: str = "net", program=None
+    source: Source,
+    params: dict[str, Any] | None = None,
+    input_shape=None,
+    name: str = "net",
+    candidate=None,
+    program=None,
 ) -> Net:
     """Text → checked :class:`Net`, or a :class:`NetdslError` listing every error found.
+    ``candidate`` picks values for the spec's search spaces (default: the default candidate);
     ``program``: the syntax tree of ``source``, when the caller has parsed it (`netdsl fmt`)."""
     from .frontend.driver import compile_graph
 
@@ -272,7 +288,7 @@ def compile_source(
             shape = parse_input_shape(input_shape)
         except ValueError as e:
             raise NetdslError("E103", str(e)) from None
-        graph = compile_graph(source, params, shape, program)
+        graph = compile_graph(source, params, shape, candidate, program=program)
     except NetdslError as e:
         raise e.located(source) from None
     return Net(graph, source, name)

@@ -316,7 +316,7 @@ def _trainer(backend: str):
     return mod
 
 
-def train(net, backend: str | None = None, *, model=None, verbose: bool = False, **settings) -> dict:
+def train(net, backend: str | None = None, *, model=None, verbose: bool = False, on_epoch=None, **settings) -> dict:
     """Train ``net`` (a :class:`~netdsl.net.Net` or a path to a spec) and return its metrics.
 
     ``backend`` is ``"torch"`` (the default) or ``"keras"``.  ``settings`` are
@@ -325,6 +325,8 @@ def train(net, backend: str | None = None, *, model=None, verbose: bool = False,
     run directory (nothing is written without it), and ``resume=True`` continues it.
     ``model``, if given, is trained in place (else a new one is built from ``seed``).
     ``verbose=True`` prints what ``netdsl train`` prints; by default nothing is printed.
+    ``on_epoch(epoch, row)``, if given, runs after each epoch with its metrics row; a true
+    result stops training there (``netdsl sweep`` prunes a poor trial so).
     The result is what ``metrics.json`` holds.  Bad settings raise :class:`NetdslError`
     before training; so do a damaged run directory and a loss that becomes NaN (E604).
     """
@@ -334,18 +336,18 @@ def train(net, backend: str | None = None, *, model=None, verbose: bool = False,
         net = load(net)
     if settings.get("quiet") is None:
         settings["quiet"] = not verbose
-    return _fit(net, {"backend": backend, **settings}, model)
+    return _fit(net, {"backend": backend, **settings}, model, on_epoch)
 
 
-def _fit(net, given: dict, model=None) -> dict:
+def _fit(net, given: dict, model=None, on_epoch=None) -> dict:
     run = RunDir(given.get("out"))
     try:
-        return _fit_in(run, net, given, model)
+        return _fit_in(run, net, given, model, on_epoch)
     finally:
         run.release()
 
 
-def _fit_in(run: RunDir, net, given: dict, model) -> dict:
+def _fit_in(run: RunDir, net, given: dict, model, on_epoch=None) -> dict:
     from . import __version__, data
 
     manifest = None
@@ -483,6 +485,9 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
         run.write_metrics(metrics)
         if watch.stopped:
             bar.say(f"early stopping: {watch.monitor} has not improved for {s.patience} epochs")
+        if on_epoch is not None and on_epoch(epoch, row):  # the caller's stop (netdsl sweep's pruner)
+            metrics["stopped_by_caller"] = epoch
+            break
 
     if s.patience and trainer.kept:  # Keras's EarlyStopping(restore_best_weights=True)
         from . import backends

@@ -2253,3 +2253,35 @@ def mutation_batches(per_program: int = 8, max_edits: int = 4, max_layers: int =
             _mutation(st.just(pr.text), st.just(pr.params), max_edits), min_size=per_program, max_size=per_program
         )
     )
+
+
+# ---- search spaces (netdsl sweep) -------------------------------------------------------------
+
+_SPACEABLE = re.compile(r"(?<![\w.\-/x])([0-9]+)(?![\w.x/])")  # a lone whole number, not part of a size or name
+
+
+@st.composite
+def search_spaces(draw, max_layers: int = 8):
+    """A valid program with some of its whole numbers made search spaces whose default is
+    the number itself (`choice(3, 7)`, `int(3, 5)`, `log(3, 40)`): the default candidate
+    must then be exactly the drawn program.  Returns (program, text with spaces, count)."""
+    prog = draw(programs(max_layers=max_layers))
+    lines = prog.text.split("\n")
+    count = 0
+    for i, line in enumerate(lines):
+        head = line.lstrip().lower()
+        if head.startswith(("input", "data", "#")) or not line.strip():
+            continue
+        code, hash_, comment = line.partition("#")
+        matches = list(_SPACEABLE.finditer(code))
+        for m in reversed(matches):
+            if not draw(st.booleans()):
+                continue
+            n = int(m.group(1))
+            kind = draw(st.sampled_from(("choice", "int", "log") if n > 0 else ("choice", "int")))
+            other = n + draw(st.integers(1, 5))
+            text = {"choice": f"choice({n}, {other})", "int": f"int({n}, {other})", "log": f"log({n}, {other})"}[kind]
+            code = code[: m.start()] + text + code[m.end() :]
+            count += 1
+        lines[i] = code + hash_ + comment
+    return prog, "\n".join(lines), count

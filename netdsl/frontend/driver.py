@@ -20,16 +20,32 @@ def parse_program(text: str):
     return to_syntax(parse_tree(text), text)
 
 
-def compile_graph(source: Source, params: dict[str, Any], input_shape: tuple | None, program=None):
+def compile_graph(
+    source: Source, params: dict[str, Any], input_shape: tuple | None, candidate: dict | None = None, program=None
+):
     """A checked graph for ``source``, or a :class:`NetdslError` listing the errors found
-    (at most ``MAX_ERRORS``), located in ``source``.  ``program``: its syntax tree, when the
-    caller has parsed it already (the language server and the formatter need the tree too)."""
-    from ..infer import infer
-    from .expander import Expander
+    (at most ``MAX_ERRORS``), located in ``source``.  A spec with search spaces is checked
+    as ``candidate`` (its default candidate when None); the graph records both.
+    ``program``: its syntax tree, when the caller has parsed it already (the language
+    server and the formatter need the tree too)."""
+    from .spaces import check_values, extract
 
     if program is None:
         program = parse_program(source.text)
+    space = extract(program, source.text)
+    return compile_program(source, program, params, input_shape, space, check_values(space, candidate))
+
+
+def compile_program(source: Source, program, params: dict[str, Any], input_shape, space, values: dict):
+    """:func:`compile_graph` from a parsed program and its space (``netdsl sweep`` parses once)."""
+    from ..infer import infer
+    from .expander import Expander
+    from .spaces import resolve
+
+    if space:
+        program = resolve(program, space, values)
     exp = Expander(source, params, input_shape)
+    exp.graph.graph["space"], exp.graph.graph["candidate"] = space, values
     stopped = False
     try:
         exp.run(program)

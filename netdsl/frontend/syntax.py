@@ -99,7 +99,18 @@ class BinOp:
     size: int = 3
 
 
-Expr = Num | Name | Neg | BinOp
+@node
+class Space:
+    """A search space for `netdsl sweep`: `choice(16, 32)`, `int(1, 4)`, `float(0.1, 0.5)`,
+    `log(1e-4, 1e-2)`.  :mod:`netdsl.frontend.spaces` names it and replaces it by one
+    candidate's value before the expander runs, so nothing past that sees it."""
+
+    kind: str  # choice | int | float | log
+    args: tuple[Expr, ...]
+    span: Span
+
+
+Expr = Num | Name | Neg | BinOp | Space
 
 
 @node
@@ -126,7 +137,7 @@ class Keyword:
     span: Span
 
 
-Arg = Size | Num | Name | Neg | BinOp | Keyword  # a Num/Name/expr alone is a one-number size or a word
+Arg = Size | Num | Name | Neg | BinOp | Space | Keyword  # a Num/Name/expr alone is a one-number size or a word
 
 
 # ---- statements -------------------------------------------------------------------------
@@ -283,6 +294,7 @@ class Program:
 
     stmts: tuple[Stmt, ...]
     comments: tuple[Comment, ...]  # every comment, in source order (the formatter needs them)
+    spaces: tuple[Space, ...] = ()  # every search space, in source order (none: a plain spec)
 
 
 FREE_ARGS = 8  # a statement's first arguments are free; past them each one is work

@@ -77,6 +77,13 @@ def _is(x, kind: str) -> bool:
     return isinstance(x, Token) and x.type == kind
 
 
+def _space(self, span, children):
+    """`choice(16, 32)`: the kind token carries its `(`."""
+    node = s.Space(str(children[0])[:-1], tuple(self._expr(c) for c in children[1:-1]), span)
+    self.spaces.append(node)
+    return node
+
+
 class _ToSyntax:
     """One method per grammar rule, called with the rule's span (None for an empty body)
     and its children already converted."""
@@ -84,11 +91,12 @@ class _ToSyntax:
     def __init__(self, text: str):
         self.text = text
         self.outer: dict[int, Span] = {}  # id(expr) -> span with its parentheses
+        self.spaces: list[s.Space] = []  # search spaces, in the order they end in the text
 
     # -- program and statements -----------------------------------------------------
 
     def start(self, span, children):
-        return s.Program(tuple(children), comments(self.text))
+        return s.Program(tuple(children), comments(self.text), tuple(sorted(self.spaces, key=lambda x: x.span)))
 
     def body(self, span, children):
         return s.Body(tuple(children), span)
@@ -193,7 +201,7 @@ class _ToSyntax:
         """One part of a size as an expression, or None when ``c`` cannot be one."""
         if _is(c, "NUMBER") or (_is(c, "NAME") and c.lower() not in WORDS and c != "x"):
             return self._expr(c)
-        if isinstance(c, s.Num | s.Name | s.Neg | s.BinOp):
+        if isinstance(c, s.Num | s.Name | s.Neg | s.BinOp | s.Space):
             return c
         return None
 
@@ -326,6 +334,9 @@ class _ToSyntax:
         return rule
 
     add_op, sub_op, mul_op, div_op, floordiv_op = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("//")
+
+
+_ToSyntax.space = _space  # search spaces (netdsl sweep): the rule kept out of the class, which is at its size limit
 
 
 class _Stride:

@@ -80,7 +80,7 @@ def analyze(text: str, params: dict | None = None) -> Analysis:
         if params:  # the client's parameters are for every document: bind only those this one uses
             used = set(s.names(a.program.stmts))
             params = {k: v for k, v in params.items() if k in used}
-        a.graph = compile_graph(source, _check_params(params or {}), None, a.program)
+        a.graph = compile_graph(source, _check_params(params or {}), None, program=a.program)
         a.ok = True
     except NetdslError as e:
         a.errors = e.located(source).errors

@@ -1,0 +1,204 @@
+"""The study of `netdsl sweep`: its storage (SQLite in WAL mode by default, any Optuna URL),
+created or joined (and refused when it holds a sweep of another spec, space or objectives),
+trials lost by dead processes, the heartbeat of a trial in training, and the count of trained
+trials that --trials bounds."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+from pathlib import Path
+
+from .errors import NetdslError
+
+# objective -> the direction it is optimised in
+OBJECTIVES = {
+    "val_accuracy": "maximize",
+    "val_loss": "minimize",
+    "accuracy": "maximize",
+    "loss": "minimize",
+    "test_accuracy": "maximize",
+    "params": "minimize",
+    "macs": "minimize",
+}
+
+
+class _Beat:
+    """Optuna's heartbeat for a trial in training (what Study.optimize runs, for ask/tell):
+    a trial whose process died stops beating, and any worker marks it failed later."""
+
+    def __init__(self, study, trial):
+        import threading
+
+        self.storage, self.trial_id = study._storage, trial._trial_id
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        if not interval:
+            return
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+            self.stop.wait(interval)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+# ---- the study -----------------------------------------------------------------------------
+
+
+def space_record(space) -> list:
+    return [[d.name, d.kind, list(d.options), d.low, d.high, d.integer] for d in space.dims]
+
+
+def open_study(optuna, opts, screen, out: Path, name: str):
+    """(study, created): the study named ``name`` in the storage, created unless --resume."""
+    url = opts.storage or f"sqlite:///{out / 'study.db'}"
+    try:
+        if url == "memory":  # a study that lives in this process only (nothing written)
+            storage = optuna.storages.InMemoryStorage()
+        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
+            kw = _sqlite(url) if url.startswith("sqlite:") else {}
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
+        else:
+            storage = optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
+        raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
+    directions = [OBJECTIVES[o] for o in opts.objectives]
+    created = False
+    try:
+        if opts.resume:
+            study = optuna.load_study(study_name=name, storage=storage)
+        else:
+            try:
+                study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise NetdslError(
+            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
+        ) from None
+    except Exception as e:
+        raise NetdslError("E911", f"cannot open study `{name}` in `{url}`: {_first_line(e)}") from None
+    spec = {
+        "space": space_record(screen.space),
+        "objectives": list(opts.objectives),
+        "spec_sha256": hashlib.sha256(screen.source.text.encode()).hexdigest(),
+    }
+    if created:
+        for k, v in spec.items():
+            study.set_user_attr(k, v)
+    else:
+        have = study.user_attrs
+        for k, v in spec.items():
+            if k in have and have[k] != v:
+                what = {"space": "another search space", "objectives": "other objectives"}.get(k, "another spec")
+                raise NetdslError(
+                    "E911",
+                    f"study `{name}` in `{url}` is a sweep of {what}",
+                    hint="name a new study with --study NAME (or another -o/--storage)",
+                )
+    return study, created
+
+
+def _sqlite(url: str) -> dict:
+    """SQLite in WAL mode with synchronous=NORMAL: a commit does not wait for the disk (Optuna
+    commits a dozen times a trial; with fsyncs, screening 1,000 candidates took minutes), a
+    crashed process loses nothing committed, and readers never block the writer.  Several
+    processes on one machine share the file; its lock waits up to 2 minutes."""
+    import sqlite3
+
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path.startswith(":memory:") or "?" in path:
+        return {"connect_args": {"timeout": 120}}
+
+    def connect():
+        con = sqlite3.connect(path, timeout=120, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
+
+    return {"creator": connect}
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def fail_lost(optuna, study) -> int:
+    """Trials left running by a killed process: this machine's by their process id, any
+    machine's by Optuna's heartbeat.  They are marked failed and do not count."""
+    lost = 0
+    host = socket.gethostname()
+    with contextlib.suppress(Exception):
+        optuna.storages.fail_stale_trials(study)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        a = t.user_attrs
+        if a.get("host") == host and isinstance(a.get("pid"), int) and not _alive(a["pid"]):
+            with contextlib.suppress(Exception):
+                optuna.trial.Trial(study, t._trial_id).set_user_attr("lost", "its process ended while it ran")
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                lost += 1
+    return lost
+
+
+def counts(optuna, study, before: int | None = None) -> int:
+    """Trained trials (finished, running or failed in training; not lost), numbered below ``before``."""
+    S = optuna.trial.TrialState
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if before is not None and t.number >= before:
+            continue
+        a = t.user_attrs
+        if a.get("netdsl") != "trained" or "lost" in a:
+            continue
+        if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
+            n += 1
+    return n
+
+
+MARKER = "netdsl-sweep.json"
+
+
+def make_dir(out: Path) -> None:
+    """The sweep directory: new, empty, or one netdsl marked as a sweep's (its files are
+    rewritten: trials.csv, best.net...); a directory of other files is refused (E911)."""
+    import json
+
+    try:
+        if out.exists() and not out.is_dir():
+            raise NetdslError("E911", f"the sweep directory `{out}` is a file")
+        if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+            raise NetdslError(
+                "E911",
+                f"`{out}` holds files that netdsl sweep did not write",
+                hint="name a new or empty directory with -o DIR",
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trials").mkdir(exist_ok=True)
+        if not (out / MARKER).is_file():
+            (out / MARKER).write_text(json.dumps({"netdsl": "sweep"}) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None

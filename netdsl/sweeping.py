@@ -1,0 +1,415 @@
+"""`netdsl sweep`: search a spec's search spaces with Optuna, checking every candidate first.
+
+A candidate is written into the spec (:mod:`netdsl.frontend.spaces`) and checked as
+`netdsl check` does, with its training settings and the budgets (--max-params, --max-macs).
+TPE's proposal is a trial of the study; when it fails the checks it is told as pruned, with
+its reason, and costs no training.  Then candidates are redrawn at random from the whole
+space, without the study (a storage round trip per candidate made screening slow), until one
+passes: it is enqueued as the next trial.  The redrawn ones that fail are rows of
+rejected.csv in the sweep directory.  --trials counts trained trials in the whole study (so
+several processes sharing one storage stop together, and a rerun continues); after
+--max-rejects candidates in a row fail, the sweep stops (E910 when none was ever trained).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NetdslError, Source
+from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study  # noqa: F401 - re-exported
+
+PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
+MAX_TRIALS = 100_000
+
+
+@dataclass
+class Options:
+    trials: int = 20
+    timeout: float | None = None
+    max_params: int | None = None
+    max_macs: int | None = None
+    objectives: tuple[str, ...] = ("val_accuracy",)
+    storage: str | None = None
+    study: str | None = None
+    out: str | None = None
+    resume: bool = False
+    max_rejects: int = 1000
+    prune: bool = True
+    quiet: bool = False
+    train: dict = field(default_factory=dict)  # the train flags (None: the spec's or the default)
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise NetdslError(
+            "E912", "netdsl sweep needs Optuna, which is not installed", hint="pip install 'netdsl[sweep]'"
+        ) from None
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the heartbeat is experimental and "meant for Study.optimize": netdsl beats itself (_Beat)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+    return optuna
+
+
+# ---- checking candidates -----------------------------------------------------------------
+
+
+class Screen:
+    """A spec parsed once; :meth:`check` builds and checks one candidate in milliseconds."""
+
+    def __init__(self, source: Source, params: dict, input_shape, opts: Options, name: str = "net"):
+        from .frontend.driver import parse_program
+        from .frontend.spaces import extract
+
+        self.source, self.params, self.input_shape, self.opts, self.name = source, params, input_shape, opts, name
+        try:
+            self.program = parse_program(source.text)
+            self.space = extract(self.program, source.text)
+        except NetdslError as e:
+            raise e.located(source) from None
+        if not self.space:
+            raise NetdslError(
+                "E910",
+                "the spec has no search space: nothing to sweep",
+                hint="write one where a value may vary: `dense choice(64, 128)`, `train lr=log(1e-4, 1e-2)`",
+                source=source,
+            )
+
+    def check(self, values: dict):
+        """(net, None) for a candidate that can be trained, else (None, reason)."""
+        from .frontend.driver import compile_program
+        from .net import Net
+        from .training import check_net, resolve
+
+        try:
+            graph = compile_program(self.source, self.program, self.params, self.input_shape, self.space, dict(values))
+            net = Net(graph, self.source, self.name)
+            check_net(net)
+            resolve(net, {k: v for k, v in self.opts.train.items() if v is not None})
+        except NetdslError as e:
+            first = e.errors[0] if getattr(e, "errors", None) else e
+            where = f" (line {first.span.line})" if first.span else ""
+            return None, f"{first.code}: {first.message}{where}"
+        if self.opts.max_params is not None and net.total_params > self.opts.max_params:
+            return None, f"{net.total_params:,} params, over --max-params {self.opts.max_params:,}"
+        if self.opts.max_macs is not None and net.total_macs > self.opts.max_macs:
+            return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
+        return net, None
+
+
+def reason_kind(reason: str) -> str:
+    """What a reason is about, to count the common ones: a code, or a budget."""
+    if reason.startswith("E"):
+        return reason.split(":", 1)[0]
+    return reason.split(", over ", 1)[-1].split(" ", 1)[0] if ", over " in reason else reason
+
+
+def suggest(trial, space) -> dict:
+    values = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            values[d.name] = trial.suggest_categorical(d.name, list(d.options))
+        elif d.integer:
+            values[d.name] = trial.suggest_int(d.name, d.low, d.high, log=d.kind == "log")
+        else:
+            values[d.name] = trial.suggest_float(d.name, d.low, d.high, log=d.kind == "log")
+    return values
+
+
+def draw(rng, space) -> dict:
+    """A candidate drawn uniformly from the whole space (log-uniformly for `log`), without Optuna:
+    the redraws after a rejection cost no storage round trip."""
+    import math
+
+    values = {}
+    for d in space.dims:
+        if d.kind == "choice":
+            values[d.name] = d.options[rng.randrange(len(d.options))]
+        elif d.kind == "int":
+            values[d.name] = rng.randint(d.low, d.high)
+        elif d.kind == "float":
+            values[d.name] = rng.uniform(d.low, d.high)
+        else:
+            v = math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
+            values[d.name] = min(max(round(v), d.low), d.high) if d.integer else min(max(v, d.low), d.high)
+    return values
+
+
+# ---- the loop --------------------------------------------------------------------------------
+
+
+class Sweep:
+    """One process's part of a study: draw, check, train, tell; until the study has
+    ``trials`` trained trials, the time is up, or too many candidates in a row fail."""
+
+    def __init__(self, screen: Screen, opts: Options, out: Path, name: str, say):
+        self.optuna = _optuna()
+        self.screen, self.opts, self.out, self.say = screen, opts, out, say
+        self.study, created = open_study(self.optuna, opts, screen, out, name)
+        lost = fail_lost(self.optuna, self.study)
+        if lost:
+            say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
+        done = counts(self.optuna, self.study)
+        seed = int(opts.train.get("seed") or 0)
+        if not created:  # a rerun or a second worker: another stream than the first process's
+            seed = (seed * 1_000_003 + len(self.study.trials) + os.getpid()) % 2**31
+            say(f"continuing study `{name}`: {done} of {opts.trials} trained trials so far")
+        import random
+
+        self.study.sampler = self.optuna.samplers.TPESampler(seed=seed, constant_liar=len(opts.objectives) == 1)
+        self.rng = random.Random(seed)
+        self.log = out / "rejected.csv"
+        if opts.prune and len(opts.objectives) == 1 and opts.objectives[0] in PER_EPOCH:
+            self.study.pruner = self.optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        else:
+            self.study.pruner = self.optuna.pruners.NopPruner()
+        self.reasons: Counter = Counter()
+        self.examples: dict[str, str] = {}
+        self.trained = 0
+        self.stopped = ""
+
+    def run(self) -> None:
+        deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
+        self.in_row = 0
+        while True:
+            if counts(self.optuna, self.study) >= self.opts.trials:
+                self.stopped = f"the study has {self.opts.trials} trained trials"
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                self.stopped = f"--timeout {self.opts.timeout:g} s reached"
+                return
+            if self._exhausted():
+                self.stopped = f"all {self.screen.space.discrete():,} candidates of the space are trained"
+                return
+            if self.in_row >= self.opts.max_rejects:
+                self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
+                return
+            trial = self.study.ask()  # TPE's proposal, or a redrawn candidate enqueued below
+            if self._one(trial):
+                self.in_row = 0
+                continue
+            self.in_row += 1
+            if counts(self.optuna, self.study) >= self.opts.trials:  # others finished the study meanwhile
+                continue
+            found = self._redraw(deadline)
+            if found is not None:
+                self.study.enqueue_trial(found, user_attrs={"redrawn": True}, skip_if_exists=False)
+
+    def _exhausted(self) -> bool:
+        """A space without continuous dimensions whose every candidate has been trained."""
+        space = self.screen.space
+        if space.continuous() or space.discrete() > 10_000:
+            return False
+        seen = {
+            tuple(sorted(t.params.items()))
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("netdsl") == "trained" and "lost" not in t.user_attrs
+        }
+        return len(seen) >= space.discrete()
+
+    def _redraw(self, deadline) -> dict | None:
+        """Draw at random until a candidate passes the checks (then it is the next trial) or
+        the bounds are reached; each rejected one is a row of rejected.csv."""
+        rows = []
+        try:
+            while self.in_row < self.opts.max_rejects and (deadline is None or time.monotonic() < deadline):
+                values = draw(self.rng, self.screen.space)
+                _net, reason = self.screen.check(values)
+                if reason is None:
+                    reason = self._duplicate(None, values)
+                if reason is None:
+                    return values
+                self.in_row += 1
+                self._count(reason)
+                rows.append((reason, values))
+            return None
+        finally:
+            self._write_rejected(rows)
+
+    def _count(self, reason: str) -> None:
+        kind = reason_kind(reason)
+        self.reasons[kind] += 1
+        self.examples.setdefault(kind, reason)
+
+    def _write_rejected(self, rows) -> None:
+        if not rows:
+            return
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        host, pid = socket.gethostname(), os.getpid()
+        for reason, values in rows:
+            w.writerow([host, pid, reason, json.dumps(values)])
+        with contextlib.suppress(OSError), open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
+            f.write(buf.getvalue())
+        if not self.opts.quiet:
+            self.say(f"  {len(rows)} redrawn candidate{'s' * (len(rows) != 1)} pruned before training (rejected.csv)")
+
+    def _one(self, trial) -> bool:
+        """Check and, if it fits, train one trial; False when it was pruned before training."""
+        S = self.optuna.trial.TrialState
+        values = suggest(trial, self.screen.space)
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        net, reason = self.screen.check(values)
+        if reason is None:
+            reason = self._duplicate(trial, values)
+        if reason is None and counts(self.optuna, self.study, before=trial.number) >= self.opts.trials:
+            reason = "not trained: other processes have trained the study's --trials"
+        if reason is not None:
+            trial.set_user_attr("netdsl", "rejected")
+            trial.set_user_attr("reason", reason)
+            self.study.tell(trial, state=S.PRUNED)
+            self._count(reason)
+            if not self.opts.quiet:
+                self.say(f"trial {trial.number}: pruned before training: {reason}")
+            return False
+        trial.set_user_attr("netdsl", "trained")
+        trial.set_user_attr("params", net.total_params)
+        trial.set_user_attr("macs", net.total_macs)
+        self.trained += 1
+        self._train(trial, net, values)
+        return True
+
+    def _duplicate(self, trial, values: dict) -> str | None:
+        S = self.optuna.trial.TrialState
+        if self.screen.space.continuous():  # a float drawn twice: not worth reading every trial
+            return None
+        for t in self.study.get_trials(deepcopy=False, states=(S.COMPLETE, S.RUNNING, S.PRUNED)):
+            if (
+                (trial is None or t.number != trial.number)
+                and t.user_attrs.get("netdsl") == "trained"
+                and t.params == values
+            ):
+                return f"the same candidate as trial {t.number}"
+        return None
+
+    def _train(self, trial, net, values: dict) -> None:
+        from .training import train
+
+        S = self.optuna.trial.TrialState
+        opts, objective = self.opts, self.opts.objectives
+        run = self.out / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(run))
+        pruned = []
+
+        def on_epoch(epoch: int, row: dict) -> bool:
+            if len(objective) > 1 or objective[0] not in PER_EPOCH or row.get(objective[0]) is None:
+                return False
+            trial.report(float(row[objective[0]]), epoch)
+            if trial.should_prune():
+                pruned.append(epoch)
+                return True
+            return False
+
+        t0 = time.perf_counter()
+        try:
+            settings = {k: v for k, v in opts.train.items() if v is not None}
+            with _Beat(self.study, trial):
+                metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
+        except NetdslError as e:
+            if e.code != "E604":  # no data, no framework, a bad flag: every trial would fail so
+                trial.set_user_attr("lost", f"{e.code}: {e.message}")
+                self.study.tell(trial, state=S.FAIL)
+                raise
+            trial.set_user_attr("error", f"{e.code}: {e.message}")  # this candidate diverged: it counts
+            self.study.tell(trial, state=S.FAIL)
+            self.say(f"trial {trial.number}: failed in training: {e.code}: {e.message}")
+            return
+        except BaseException:  # Ctrl-C, SIGTERM: the trial is lost, not failed
+            trial.set_user_attr("lost", "interrupted")
+            with contextlib.suppress(Exception):
+                self.study.tell(trial, state=S.FAIL)
+            raise
+        last = metrics["epochs"][-1] if metrics["epochs"] else {}
+        got = {**{k: last.get(k) for k in PER_EPOCH}, "test_accuracy": metrics.get("test_accuracy")}
+        got.update(params=net.total_params, macs=net.total_macs)
+        seconds = round(time.perf_counter() - t0, 3)
+        for k in (*PER_EPOCH, "test_accuracy"):
+            if got.get(k) is not None:
+                trial.set_user_attr(k, float(got[k]))
+        trial.set_user_attr("seconds", seconds)
+        trial.set_user_attr("epochs", len(metrics["epochs"]))
+        shown = ", ".join(f"{k} {_fmt(got[k])}" for k in objective)
+        if pruned and pruned[0] < metrics["settings"]["epochs"]:  # pruned at the last epoch: it finished
+            self.study.tell(trial, state=S.PRUNED)
+            self.say(f"trial {trial.number}: pruned after epoch {pruned[0]} ({shown}, {seconds:.1f} s)")
+            return
+        missing = [k for k in objective if got.get(k) is None]
+        if missing:
+            trial.set_user_attr("error", f"no {missing[0]} (validation=0?)")
+            self.study.tell(trial, state=S.FAIL)
+            self.say(f"trial {trial.number}: failed: training gave no {missing[0]} (set validation above 0)")
+            return
+        self.study.tell(trial, [float(got[k]) for k in objective])
+        self.say(f"trial {trial.number}: {shown}, {net.total_params:,} params, {seconds:.1f} s")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def sweep(
+    spec,
+    *,
+    trials: int = 20,
+    out=None,
+    objective: str = "val_accuracy",
+    verbose: bool = False,
+    max_rejects: int = 1000,
+    **settings,
+):
+    """Search ``spec``'s search spaces from Python, as `netdsl sweep` does; returns the Optuna study.
+
+    ``spec`` is a path or a :class:`~netdsl.net.Net`'s source; ``out`` the sweep directory
+    (default ``sweeps/<stem>``); ``objective`` one name or two joined by a comma.  Of
+    ``settings``, ``timeout``, ``max_params``, ``max_macs``, ``storage``, ``study``,
+    ``resume`` and ``prune`` are the sweep's, the rest training settings (``epochs=2``,
+    ``data="dir"``, ``seed=0``).  Errors raise :class:`NetdslError` (E910 when every
+    candidate was pruned before training).
+    """
+    from .net import read_spec
+
+    source = spec.source if hasattr(spec, "source") else read_spec(spec)
+    stem = Path(source.filename).stem if not source.filename.startswith("<") else "net"
+    own = {k: settings.pop(k) for k in ("timeout", "max_params", "max_macs", "storage", "study", "resume", "prune")
+           if k in settings}  # fmt: skip
+    opts = Options(
+        trials=trials,
+        objectives=tuple(o.strip() for o in objective.split(",")),
+        out=None if out is None else str(out),
+        max_rejects=max_rejects,
+        quiet=not verbose,
+        train=settings,
+        **own,
+    )
+    bad = [o for o in opts.objectives if o not in OBJECTIVES]
+    if bad:
+        raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
+    directory = Path(out) if out is not None else Path("sweeps") / stem
+    screen = Screen(source, {}, None, opts, stem)
+    make_dir(directory)
+    run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    run.run()
+    from . import sweep_report
+
+    sweep_report.write(run.optuna, run.study, screen, directory, opts, print if verbose else (lambda _t: None))
+    if counts(run.optuna, run.study) == 0 and run.reasons:
+        kind, n = run.reasons.most_common(1)[0]
+        raise NetdslError("E910", f"every candidate was pruned before training: {n} x {run.examples[kind]}")
+    return run.study

@@ -1,0 +1,245 @@
+"""netdsl sweep on Optuna: candidates checked before training (pruned with their reason, no
+training: the trainer's calls are counted), budgets, every candidate pruned (E910), studies
+that cannot be used (E911), best.net retrained to its recorded score, two real processes
+sharing one SQLite study, and a SIGKILL then a rerun that continues the study.
+
+Training is tiny: a few hundred generated images, one or two epochs of four steps."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("torch")
+
+from conftest import ROOT  # noqa: E402
+from data_server import write_idx  # noqa: E402
+
+from netdsl import training  # noqa: E402
+from netdsl.cli import main  # noqa: E402
+
+# kernel 40 does not fit a 28x28 image (E203); 6 filters cost 2,230 params, 4 filters 1,490
+SPEC = """\
+conv choice(4, 6)x choice(3, 40) relu
+maxpool 4
+flatten
+dense 10 softmax
+train adam lr=log(1e-3, 3e-2) epochs=1 batch=50
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    write_idx(d, 200, 60, gz=False)
+    return d
+
+
+@pytest.fixture
+def spec(tmp_path):
+    p = tmp_path / "s.net"
+    p.write_text(SPEC)
+    return p
+
+
+def load(out, name="s"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def trained(study):
+    return [t for t in study.trials if t.user_attrs.get("netdsl") == "trained"]
+
+
+def rejected(study):
+    return [t for t in study.trials if t.user_attrs.get("netdsl") == "rejected"]
+
+
+def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
+    spec, data, tmp_path, monkeypatch, capsys
+):
+    calls = []
+    real = training._fit
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: calls.append(a[1].get("out")) or real(*a, **k))
+    out = tmp_path / "sw"
+    argv = ["sweep", spec, "--data", data, "--trials", "3", "-o", out, "--max-params", "2000", "--no-prune"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    study = load(out)
+    done, refused = trained(study), rejected(study)
+    assert len(done) == 3 == len(calls)  # one training per trained trial, none for a refused one
+    assert sorted(map(str, calls)) == sorted(t.user_attrs["run"] for t in done)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["params"] <= 2000 for t in done)
+    assert refused and all(t.state == optuna.trial.TrialState.PRUNED for t in refused)
+    reasons = {t.user_attrs["reason"].split(":")[0] if "E" in t.user_attrs["reason"][:1] else "budget" for t in refused}
+    assert reasons <= {"E203", "budget"}
+    for t in refused:
+        assert not (out / "trials" / f"{t.number:04d}").exists()
+        assert t.params["conv@1.2"] == 40 or t.params["conv@1.1"] == 6
+        assert ("E203" in t.user_attrs["reason"]) == (t.params["conv@1.2"] == 40)
+    assert "pruned before training: E203" in stdout or "over --max-params 2,000" in stdout
+    csv = (out / "trials.csv").read_text()
+    redrawn = (out / "rejected.csv").read_text().splitlines() if (out / "rejected.csv").exists() else []
+    assert csv.count("pruned before training") == len(refused) + len(redrawn)
+    assert (out / "pareto.png").stat().st_size > 1000
+
+    # best.net: a plain spec whose header says how to retrain it, to the same score
+    best = study.best_trial
+    text = (out / "best.net").read_text()
+    assert f"trial {best.number}, val_accuracy {best.value:.6g}" in text
+    assert "choice(" not in text and "log(" not in text
+    retrain = next(line for line in text.splitlines() if line.startswith("# retrain: "))
+    cmd = shlex.split(retrain.removeprefix("# retrain: netdsl ").split(" (")[0])
+    assert cmd[:2] == ["train", "best.net"]
+    cmd[1] = str(out / "best.net")
+    assert main([*cmd, "--out", str(tmp_path / "retrain"), "-q"]) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
+    assert metrics["epochs"][-1]["val_accuracy"] == pytest.approx(best.value, abs=1e-6)
+    assert metrics["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
+def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
+    calls = []
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: calls.append(1))
+    argv = ["sweep", spec, "--data", data, "-o", tmp_path / "sw", budget, "100", "--max-rejects", "25", "-q"]
+    assert main(list(map(str, argv))) == 1
+    err = capsys.readouterr().err
+    assert "error[E910]: every candidate was pruned before training (25 drawn)" in err
+    assert f"over {budget} 100" in err and calls == []
+    assert len((tmp_path / "sw" / "rejected.csv").read_text().splitlines()) == 24  # and one trial of the study
+
+
+def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path, capsys):
+    plain = tmp_path / "plain.net"
+    plain.write_text("flatten\ndense 10 softmax\n")
+    assert main(["sweep", str(plain), "-o", str(tmp_path / "p")]) == 1
+    assert "E910" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert main(["sweep", str(spec), "--resume", "-o", str(tmp_path / "r"), "--data", str(data)]) == 1
+    assert "error[E911]: there is no study `s`" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "best.net").write_text("mine")
+    assert main(["sweep", str(spec), "-o", str(tmp_path / "mine")]) == 1
+    assert "did not write" in capsys.readouterr().err and (tmp_path / "mine" / "best.net").read_text() == "mine"
+    argv = ["sweep", str(spec), "--storage", "nosuchdb://x", "-o", str(tmp_path / "r")]
+    assert main(argv) == 1 and "E911" in capsys.readouterr().err
+    # a study of another space is refused, not mixed
+    out = tmp_path / "two"
+    argv = ["sweep", str(spec), "--data", str(data), "--trials", "1", "-o", str(out), "-q"]
+    assert main(argv) == 0
+    spec.write_text(SPEC.replace("choice(4, 6)", "choice(4, 8)"))
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "error[E911]: study `s` in" in (err := capsys.readouterr().err) and "another search space" in err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--trials", "0"], ["--objective", "val_acc"], ["--objective", "params,params"], ["--max-params", "x"]],
+)
+def test_bad_flags_are_usage_errors(spec, flags, capsys):
+    assert main(["sweep", str(spec), *flags]) == 2
+
+
+def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
+    out = tmp_path / "mo"
+    argv = ["sweep", spec, "--data", data, "--trials", "3", "-o", out, "--objective", "val_accuracy,params"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert "Pareto front: trials" in stdout
+    front = (out / "front.csv").read_text().splitlines()
+    assert front[0].startswith("trial,val_accuracy,params") and len(front) >= 2
+    assert (out / "best.net").exists() and len(load(out).directions) == 2
+
+
+# ---- real processes ----------------------------------------------------------------------------
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDSL_")}
+    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none"}
+
+
+def _sweep(spec, data, out, *more) -> list[str]:
+    return [sys.executable, "-m", "netdsl", "sweep", str(spec), "--data", str(data), "-o", str(out), *more]
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(spec, data, tmp_path):
+    out = tmp_path / "shared"
+    cmd = _sweep(spec, data, out, "--trials", "4", "--no-prune")
+    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    time.sleep(1.0)  # the second joins the study the first created (or creates it: either order works)
+    procs.append(subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (o, e) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, o + e
+    study = load(out)
+    done = trained(study)
+    assert len(done) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in done)
+    assert len({t.user_attrs["pid"] for t in study.trials}) == 2  # both drew candidates
+    imp = json.loads((out / "importances.json").read_text())  # four trials finished: Optuna's importances
+    assert "lr" in imp and set(imp) <= {"conv@1.1", "conv@1.2", "lr"}
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
+    out = tmp_path / "killed"
+    cmd = _sweep(spec, data, out, "--trials", "2", "--no-prune", "--epochs", "4")  # killed as trial 0 starts
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out / "trials").glob("*/metrics.json")):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no trial started in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    running = [t for t in load(out).trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(running) == 1  # the trial in flight, left behind
+    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)  # the same command
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "marked 1 trial failed: their process ended while they trained" in again.stdout
+    assert "continuing study `s`: 0 of 2 trained trials so far" in again.stdout
+    study = load(out)
+    lost = [t for t in study.trials if "lost" in t.user_attrs]
+    assert len(lost) == 1 and lost[0].state == optuna.trial.TrialState.FAIL
+    done = [t for t in trained(study) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 2  # the lost trial did not count against --trials
+    assert "lost" in (out / "trials.csv").read_text()
+
+
+def test_a_fresh_sweep_is_reproducible_from_its_seed(spec, data, tmp_path, capsys):
+    def drawn(out, seed):
+        argv = ["sweep", spec, "--data", data, "-o", out, "--max-params", "100", "--max-rejects", "12", "--seed", seed]
+        assert main(list(map(str, argv))) == 1
+        lines = (out / "rejected.csv").read_text().splitlines()
+        return [load(out).trials[0].params] + [line.split(",", 2)[2] for line in lines]
+
+    a, b, c = drawn(tmp_path / "a", 3), drawn(tmp_path / "b", 3), drawn(tmp_path / "c", 4)
+    assert a == b and len(a) == 12 and a != c
+
+
+def test_netdsl_sweep_from_python(spec, data, tmp_path):
+    import netdsl
+
+    study = netdsl.sweep(spec, trials=1, out=tmp_path / "py", data=str(data), max_params=2000, prune=False)
+    done = trained(study)
+    assert len(done) == 1 and done[0].user_attrs["params"] <= 2000 and (tmp_path / "py" / "best.net").exists()
+    with pytest.raises(netdsl.NetdslError, match="E910"):
+        netdsl.sweep(spec, out=tmp_path / "none", max_params=10, max_rejects=5)
+    from netdsl import cli  # the command imports the module netdsl.sweeping: netdsl.sweep stays the function
+
+    assert cli and callable(netdsl.sweep)

@@ -39,7 +39,9 @@ def load_ipython_extension(ipython) -> None:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "train", "sweep", "register_op", "from_torch", "from_keras"})  # there, only imported late
+    return sorted(
+        {*globals(), "train", "sweep", "register_op", "from_torch", "from_keras"}
+    )  # there, only imported late
 
 
 __all__ = ["Layer", "Net", "NetdslError", "from_keras", "from_torch", "load", "parse", "register_op", "sweep", "train"]

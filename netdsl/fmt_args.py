@@ -134,6 +134,8 @@ class ArgPrinter:
                 if _prec(b) <= p:
                     right = f"({right})"
                 return f"{left}{op}{right}" if compact else f"{left} {op} {right}"
+            case s.Space(kind=kind, args=args):  # a search space: `choice(16, 32)`, `log(1e-4, 1e-2)`
+                return f"{kind}({', '.join(self.expr(a, compact) for a in args)})"
         return self.snippet(e.span)  # a deep expression, or a node added later: as written
 
 

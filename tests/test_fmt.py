@@ -115,6 +115,11 @@ LAYOUT = [
     ("", ""),
     ("# only a comment", "# only a comment\n"),
     ("concat {\n  relu # a\n  # b\n| relu\n}", "concat {\n  relu  # a\n  # b\n| relu\n}\n"),
+    # search spaces (netdsl sweep) are expressions: printed like calls, their bounds like any number
+    (
+        "let w = choice( 8,16 )\nconv w x 3\ndropout float( 0.1 ,0.5)\ntrain lr=log(1e-4,1e-2)",
+        "let w = choice(8, 16)\nconv w x 3\ndropout float(0.1, 0.5)\ntrain lr=log(1e-4, 1e-2)\n",
+    ),
 ]
 
 
@@ -124,6 +129,16 @@ def test_layout(text, want):
     if want is not None:
         assert out == want
     assert format_text(out, check=False) == out
+
+
+def test_search_spaces_keep_their_space():
+    text = "input 8x8x1\nlet w = choice(4,8)\nrepeat int( 1,3 ) { conv w x 3 same }\nflatten\ndense choice(10 , 20)"
+    before, after = netdsl.parse(text), netdsl.parse(format_text(text))
+    # the same dimensions with the same values, in order; an unnamed one is named by its line
+    # (`dense@5`), which moving it to another line changes: `let` names survive any layout
+    assert list(after.space.default().values()) == list(before.space.default().values())
+    assert "w" in after.space.default()
+    assert after.total_params == before.total_params
 
 
 def test_deep_expression_is_kept_as_written():

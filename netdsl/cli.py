@@ -255,6 +255,9 @@ def _train_parser(sub, common) -> None:
         "--resume", action="store_true", help="continue the run in --out (default: the newest) from its checkpoint"
     )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    from .scale import add_arguments
+
+    add_arguments(t)  # --nproc, --threads, --compile, --precision, --channels-last, --distribute
 
 
 def _setting(key: str):

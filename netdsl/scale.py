@@ -258,13 +258,18 @@ def _death(exitcode) -> str:
 
 def _relay(stream, failed: dict) -> None:
     """Pass the workers' stderr through; keep torchrun's report, noting the first failed rank."""
+    root = False  # in the report's "Root Cause (first observed failure)" section
     for line in stream:
         m, e = _FAILED.match(line), _EXIT.match(line)
+        if line.startswith("Root Cause"):
+            root = True
+            failed.pop("rank", None)
+            failed.pop("exitcode", None)
         if m and "rank" not in failed:
             failed["rank"] = int(m.group(1))
         elif e and "exitcode" not in failed:
             failed["exitcode"] = int(e.group(1))
-        if _NOISE.match(line):
+        if _NOISE.match(line) or (root and line.strip() == "") or line.rstrip().endswith(" FAILED"):
             continue
         if "error[" in line:
             failed["said"] = True

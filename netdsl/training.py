@@ -708,11 +708,13 @@ def cli(args, params: dict) -> int:
     except RuntimeError as e:  # torch.distributed's DistBackendError: another rank is gone
         if world.size == 1 or args.traceback:
             raise
-        print(
-            f"netdsl train: error[E634]: [rank {world.rank}] lost the other ranks "
-            f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__})",
-            file=sys.stderr,
-        )
+        why = re.sub(r"^\[[^\]]*\] ", "", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        why = why.split(". ")[0][:160]
+        if os.environ.get("NETDSL_LAUNCHED"):  # `netdsl train --nproc` names the rank that died
+            print(f"netdsl train: [rank {world.rank}] lost the other ranks ({why})", file=sys.stderr)
+        else:
+            print(f"netdsl train: error[E634]: [rank {world.rank}] lost the other ranks ({why})", file=sys.stderr)
+            print("  hint: the last complete checkpoint resumes: add --resume", file=sys.stderr)
         return 1
     finally:
         if world.size > 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import warnings
 
 import torch
 
@@ -114,6 +115,8 @@ def prepare(model, s, world: World, device: str):
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [torch.device(device).index] if device.startswith("cuda") else None
+        # a conv with one input channel gets gradients of another (equally dense) stride order
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         fwd = DistributedDataParallel(fwd, device_ids=ids, gradient_as_bucket_view=True)
     if s.compile:
         fwd = torch.compile(fwd)

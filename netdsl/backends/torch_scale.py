@@ -119,7 +119,11 @@ def prepare(model, s, world: World, device: str):
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         fwd = DistributedDataParallel(fwd, device_ids=ids, gradient_as_bucket_view=True)
     if s.compile:
-        fwd = torch.compile(fwd)
+        with warnings.catch_warnings():  # (inductor's imports use torch.jit APIs torch itself deprecates)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import torch._inductor.compile_fx  # noqa: F401
+
+            fwd = torch.compile(fwd)
     return Stepper(model, fwd)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib
 import os
 import warnings
 
@@ -121,7 +122,7 @@ def prepare(model, s, world: World, device: str):
     if s.compile:
         with warnings.catch_warnings():  # (inductor's imports use torch.jit APIs torch itself deprecates)
             warnings.simplefilter("ignore", DeprecationWarning)
-            import torch._inductor.compile_fx  # noqa: F401
+            importlib.import_module("torch._inductor.compile_fx")
 
             fwd = torch.compile(fwd)
     return Stepper(model, fwd)

@@ -194,7 +194,7 @@ _FAILED = re.compile(r"^\s*rank\s*:\s*(\d+)")
 _EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
 
 
-def launch(args, out: str, nproc: int) -> int:
+def launch(args, out: str, nproc: int, threads: int | None = None) -> int:
     """Run ``args`` (``netdsl train``) in ``nproc`` processes under torchrun; its exit code.
 
     torchrun runs in its own session, so a Ctrl-C reaches it once, from here: it stops every
@@ -210,8 +210,8 @@ def launch(args, out: str, nproc: int) -> int:
         *worker_command(args, out),
     ]
     env = {**os.environ, "NETDSL_LAUNCHED": "1", "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
-    if "OMP_NUM_THREADS" not in env and args.threads is None:
-        env["NETDSL_SHARE_CORES"] = str(nproc)  # the idle cores are shared between the ranks
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)  # each rank's share of the idle cores
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
     failed: dict = {}
     reader = threading.Thread(target=_relay, args=(proc.stderr, failed), daemon=True)

@@ -452,7 +452,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World) -> dict:
         metrics["epochs"] = manifest["epochs"]
     else:
         run.start(net)
-    steps = math.ceil(len(x_train) / s.batch)
+    steps = trainer.steps  # (per rank under torchrun)
     watch = recipe.Watch(s, (manifest or {}).get("recipe"))
     bar = Progress(s.epochs, steps, s.quiet)
     bar.say(
@@ -593,8 +593,7 @@ def spare_busy_cores(backend: str = "torch", threads: int | None = None) -> int 
     torch's intra-op threads spin while they wait: on a 2-core machine with one core busy,
     2 threads made an epoch of LeNet-5 on the sample take 8-21 s instead of 0.5-0.75 s with
     1 thread.  On idle CPUs nothing changes; OMP_NUM_THREADS, when set, wins, and ``threads``
-    (--threads) wins over both.  Ranks started by ``--nproc N`` share the idle cores
-    (NETDSL_SHARE_CORES=N).  TensorFlow (keras) gets the same count for its intra-op pool.
+    (--threads) wins over both.  TensorFlow (keras) gets the same count for its intra-op pool.
     Returns the thread count set, or None when it was left alone.
     """
     explicit = threads is not None
@@ -604,10 +603,8 @@ def spare_busy_cores(backend: str = "torch", threads: int | None = None) -> int 
         busy = _cpu_busy()
         if busy is None:
             return None
-        share = os.environ.get("NETDSL_SHARE_CORES", "1")
-        share = int(share) if share.isdigit() and int(share) > 0 else 1
         free = len(os.sched_getaffinity(0)) - busy
-        threads = max(1, math.floor((free + 0.5) / share))
+        threads = max(1, math.floor(free + 0.5))
     if backend == "keras":
         # isort: off
         from .backends import keras as _  # noqa: F401  (sets KERAS_BACKEND, quietens TensorFlow first)
@@ -740,7 +737,12 @@ def _launch(args, out: str) -> int:
     except ImportError:
         print("netdsl train: error[E402]: --nproc needs torch (pip install 'netdsl[torch]')", file=sys.stderr)
         return 1
-    code = scale.launch(args, out, args.nproc)
+    threads = None  # the ranks share the idle cores (torchrun itself would give each rank 1 thread)
+    if args.threads is None and "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        busy = _cpu_busy()
+        free = len(os.sched_getaffinity(0)) - (busy or 0)
+        threads = max(1, math.floor((free + 0.5) / args.nproc))
+    code = scale.launch(args, out, args.nproc, threads)
     if code == 130:
         import shlex
 

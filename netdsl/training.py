@@ -680,7 +680,10 @@ def cli(args, params: dict) -> int:
             raise
         if e.source is None:
             e.located(Source("", "netdsl train"))
-        print(str(e) if world.size == 1 else f"[rank {world.rank}] {e}", file=sys.stderr)
+        if world.size == 1 or (world.main and os.environ.get("NETDSL_LAUNCHED")):
+            print(str(e), file=sys.stderr)
+        elif not os.environ.get("NETDSL_LAUNCHED"):  # (--nproc: one machine, one error: rank 0 says it)
+            print(f"[rank {world.rank}] {e}", file=sys.stderr)
         return 1
     except scale.RankStopped:  # rank 0 reported why
         return 1

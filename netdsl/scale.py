@@ -26,6 +26,7 @@ import threading
 from .errors import NetdslError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+RANK_LOST = "E634"  # a rank died or lost the others (printed by the launcher and the ranks)
 MAX_PROCS = 256  # processes on one machine: more is a typo, not a machine
 MAX_THREADS = 1024
 
@@ -240,7 +241,7 @@ def launch(args, out: str, nproc: int, threads: int | None = None) -> int:
         why = f"rank {failed['rank']} of {nproc} {_death(failed.get('exitcode'))}; torchrun stopped the other ranks"
     else:
         why = f"the distributed job failed (torchrun exit {code})"
-    print(f"netdsl train: error[E634]: {why}", file=sys.stderr)
+    print(f"netdsl train: error[{RANK_LOST}]: {why}", file=sys.stderr)
     print(f"  hint: the last complete checkpoint resumes: add --resume (--out {out})", file=sys.stderr)
     return 1
 

@@ -713,7 +713,10 @@ def cli(args, params: dict) -> int:
         if os.environ.get("NETDSL_LAUNCHED"):  # `netdsl train --nproc` names the rank that died
             print(f"netdsl train: [rank {world.rank}] lost the other ranks ({why})", file=sys.stderr)
         else:
-            print(f"netdsl train: error[E634]: [rank {world.rank}] lost the other ranks ({why})", file=sys.stderr)
+            print(
+                f"netdsl train: error[{scale.RANK_LOST}]: [rank {world.rank}] lost the other ranks ({why})",
+                file=sys.stderr,
+            )
             print("  hint: the last complete checkpoint resumes: add --resume", file=sys.stderr)
         return 1
     finally:

@@ -141,6 +141,20 @@ def test_nproc_needs_torch_and_a_spec_file(tmp_path, tiny, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2 is set but MASTER_ADDR and MASTER_PORT are not"),
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK=5 is outside WORLD_SIZE=2"),
+    ],
+)
+def test_a_torchrun_environment_that_is_not_one_is_refused(tmp_path, tiny, data_dir, env, message):
+    cmd = [sys.executable, "-m", "netdsl", "train", str(tiny), "--data", str(data_dir), "--out", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "E633" in proc.stderr and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+
+
 def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, channels_last=True, threads=1, out=tmp_path / "r")
     assert m["settings"]["channels_last"] is True and m["settings"]["precision"] == "fp32"

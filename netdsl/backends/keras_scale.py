@@ -24,6 +24,16 @@ import tensorflow as tf
 from ..errors import NetdslError
 
 
+def threads(n: int | None) -> None:
+    """TensorFlow's intra- and inter-op pools at ``n`` threads; once TensorFlow's runtime has
+    started it keeps its pools (metrics.json's ``threads`` says which it used)."""
+    if not n:
+        return
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+
+
 def strategy(s):
     """The tf.distribute strategy ``s`` asks for, or None."""
     if not s.distribute:

@@ -130,6 +130,7 @@ class Trainer:
 
     def __init__(self, net, s, device: str, x_train, y_train, model=None):
         self.s, self.device = s, device
+        keras_scale.threads(s.threads)
         self.strategy = keras_scale.strategy(s)  # --distribute: everything below in its scope
         keras.utils.set_random_seed(s.seed)  # the initial weights
         with self._scope(), keras_scale.policy(s, device):

@@ -47,6 +47,13 @@ def join(device: str | None) -> tuple[World, str | None]:
     elif device is None:
         device = "cpu"
     if not dist.is_initialized():
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+        if missing:  # WORLD_SIZE and RANK alone: not a torchrun launch (torch would raise ValueError)
+            raise NetdslError(
+                "E633",
+                f"WORLD_SIZE={world.size} is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not",
+                hint="start the ranks with torchrun (or --nproc N), or unset WORLD_SIZE and RANK",
+            )
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
     return world, device
 

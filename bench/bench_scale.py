@@ -6,7 +6,8 @@
   commands, as a user runs them; repeated ``--reps`` times, interleaved, medians.
 (speed) ``--compile``, ``--precision bf16``, ``--channels-last`` against the plain path on the
   resnet example, in the torch trainer (one fresh process per variant): steady-state images/s
-  (median of the epochs after the first) and the compile time (first epoch minus a steady one).
+  (median of the ``--reps`` epochs after the first) and the compile time (first epoch minus a
+  steady one).
 (busy) ``netdsl train examples/lenet5.net --epochs 3`` on the offline sample, on the idle machine
   and with one core kept busy by a spinning process: the median epoch time (epochs 2 and 3),
   torch and keras.  Target: busy <= 2x idle.  ``--threads 2`` (torch's own choice, the old
@@ -15,7 +16,8 @@
 Without network, the Fashion-MNIST-sized data is synthetic (60,000 28x28 images in IDX files:
 a step's cost does not depend on the pixels); ``--data DIR`` uses real files instead.
 
-Usage: python bench/bench_scale.py [--part scaling|speed|busy|all] [--reps N] [--data DIR]
+Usage: python bench/bench_scale.py [--part scaling|speed|busy|all] [--reps N] [--data DIR] [--threads N]
+       [--lenet-images N] [--resnet-images N] [--speed-images N]
 """
 
 from __future__ import annotations
@@ -66,10 +68,10 @@ def train(spec: Path, data: str | None, *flags: str, extra_env: dict | None = No
         return json.loads(Path(f"{tmp}/run/metrics.json").read_text())
 
 
-def scaling(reps: int, data_dir: str | None) -> None:
+def scaling(reps: int, data_dir: str | None, lenet_images: int, resnet_images: int) -> None:
     print("(scaling) --nproc 2 (1 thread each) vs 1 process, 1 thread; same global batch; images/s of the last epoch")
     with tempfile.TemporaryDirectory() as tmp:
-        for spec, images, batch in ((LENET, 60000, 128), (RESNET, 3000, 64)):
+        for spec, images, batch in ((LENET, lenet_images, 128), (RESNET, resnet_images, 64)):
             data = data_dir or str(fashion_sized(Path(tmp) / spec.stem, images))
             common = ["--epochs", "2", "--validation", "0"]
             one, two = [], []
@@ -111,8 +113,8 @@ print(json.dumps({{"times": times, "threads": torch.get_num_threads()}}))
 """
 
 
-def speed(reps: int, threads: int | None) -> None:
-    n, batch, epochs = 1024, 64, 3 + reps
+def speed(reps: int, threads: int | None, n: int) -> None:
+    batch, epochs = 64, 1 + reps
     print(f"(speed) resnet example, torch trainer, {n} images per epoch, batch {batch}, {epochs} epochs per variant")
     code = SPEED_CHILD.format(root=str(ROOT), spec=str(RESNET), n=n, batch=batch, epochs=epochs)
     variants = {
@@ -178,11 +180,14 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, help="speed: OMP_NUM_THREADS for each variant")
     ap.add_argument("--data", help="scaling: a directory with Fashion-MNIST's IDX files")
+    ap.add_argument("--lenet-images", type=int, default=60000, help="scaling: LeNet-5's training images")
+    ap.add_argument("--resnet-images", type=int, default=3000, help="scaling: the resnet's training images")
+    ap.add_argument("--speed-images", type=int, default=1024, help="speed: images per epoch")
     a = ap.parse_args()
     if a.part in ("scaling", "all"):
-        scaling(a.reps, a.data)
+        scaling(a.reps, a.data, a.lenet_images, a.resnet_images)
     if a.part in ("speed", "all"):
-        speed(a.reps, a.threads)
+        speed(a.reps, a.threads, a.speed_images)
     if a.part in ("busy", "all"):
         busy(a.reps)
 

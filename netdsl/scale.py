@@ -213,7 +213,15 @@ def launch(args, out: str, nproc: int, threads: int | None = None) -> int:
     env = {**os.environ, "NETDSL_LAUNCHED": "1", "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)  # each rank's share of the idle cores
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
     failed: dict = {}
     reader = threading.Thread(target=_relay, args=(proc.stderr, failed), daemon=True)
     reader.start()
@@ -244,6 +252,17 @@ def launch(args, out: str, nproc: int, threads: int | None = None) -> int:
     print(f"netdsl train: error[{RANK_LOST}]: {why}", file=sys.stderr)
     print(f"  hint: the last complete checkpoint resumes: add --resume (--out {out})", file=sys.stderr)
     return 1
+
+
+def _die_with_parent() -> None:
+    """In torchrun's process: SIGTERM when `netdsl train` itself is killed (torchrun then stops
+    the ranks), so a killed launcher leaves no job training on behind it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _death(exitcode) -> str:

@@ -16,6 +16,7 @@ Nothing here imports a framework (``netdsl train --help`` and the checker stay l
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -182,6 +183,40 @@ def worker_command(args, out: str) -> list[str]:
     if getattr(args, "traceback", False):
         cmd.append("--traceback")
     return cmd
+
+
+def launch_cli(args, out: str) -> int:
+    """``netdsl train --nproc N``: the same command in N torchrun ranks; the exit code."""
+    backend = str(args.backend or "torch").lower()
+    if backend not in ("torch", "pytorch"):
+        print("netdsl train: error[E632]: --nproc is the torch backend's (torchrun)", file=sys.stderr)
+        print("  hint: keras trains on several devices with --distribute", file=sys.stderr)
+        return 1
+    if args.file == "-":
+        print("netdsl train: error[E632]: --nproc needs the spec in a file (each rank reads it)", file=sys.stderr)
+        return 1
+    try:
+        import torch.distributed  # noqa: F401
+    except ImportError:
+        print("netdsl train: error[E402]: --nproc needs torch (pip install 'netdsl[torch]')", file=sys.stderr)
+        return 1
+    threads = None  # the ranks share the idle cores (torchrun itself would give each rank 1 thread)
+    if args.threads is None and "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        from .training import _cpu_busy
+
+        busy = _cpu_busy()
+        free = len(os.sched_getaffinity(0)) - (busy or 0)
+        threads = max(1, math.floor((free + 0.5) / args.nproc))
+    code = launch(args, out, args.nproc, threads)
+    if code == 130:
+        import shlex
+
+        again = ["netdsl", "train", args.file, "--out", str(out), "--nproc", str(args.nproc)]
+        from .rundir import RunDir
+
+        again += ["--resume"] * RunDir(out).is_ours()
+        print(f"\nnetdsl: interrupted; continue with: {' '.join(map(shlex.quote, again))}", file=sys.stderr)
+    return code
 
 
 # torchrun's own lines (its logger and the ChildFailedError report): kept from the user, who gets

@@ -659,7 +659,7 @@ def cli(args, params: dict) -> int:
         else:
             out = default_out(source.filename, args.backend or "torch")
     if args.nproc is not None and world.size == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
-        return _launch(args, out)
+        return scale.launch_cli(args, out)
     given = {
         "backend": args.backend,
         **{k: getattr(args, k) for k in _SPEED},
@@ -726,33 +726,3 @@ def cli(args, params: dict) -> int:
 
                 torch_scale.leave()
     return 0
-
-
-def _launch(args, out: str) -> int:
-    """``netdsl train --nproc N``: the same command in N torchrun ranks; the exit code."""
-    backend = str(args.backend or "torch").lower()
-    if backend not in ("torch", "pytorch"):
-        print("netdsl train: error[E632]: --nproc is the torch backend's (torchrun)", file=sys.stderr)
-        print("  hint: keras trains on several devices with --distribute", file=sys.stderr)
-        return 1
-    if args.file == "-":
-        print("netdsl train: error[E632]: --nproc needs the spec in a file (each rank reads it)", file=sys.stderr)
-        return 1
-    try:
-        import torch.distributed  # noqa: F401
-    except ImportError:
-        print("netdsl train: error[E402]: --nproc needs torch (pip install 'netdsl[torch]')", file=sys.stderr)
-        return 1
-    threads = None  # the ranks share the idle cores (torchrun itself would give each rank 1 thread)
-    if args.threads is None and "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
-        busy = _cpu_busy()
-        free = len(os.sched_getaffinity(0)) - (busy or 0)
-        threads = max(1, math.floor((free + 0.5) / args.nproc))
-    code = scale.launch(args, out, args.nproc, threads)
-    if code == 130:
-        import shlex
-
-        again = ["netdsl", "train", args.file, "--out", str(out), "--nproc", str(args.nproc)]
-        again += ["--resume"] * RunDir(out).is_ours()
-        print(f"\nnetdsl: interrupted; continue with: {' '.join(map(shlex.quote, again))}", file=sys.stderr)
-    return code

@@ -278,7 +278,9 @@ def _train_parser(sub, common) -> None:
         help="with --init-from: load node OLD's tensors into NEW",
     )
     t.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    t.add_argument("--weights", metavar="W.safetensors", help="start from these weights (e.g. from netdsl import)")
+    from .scale import add_arguments
+
+    add_arguments(t)  # --nproc, --threads, --compile, --precision, --channels-last, --distribute
 
 
 def _import_parser(sub) -> None:  # netdsl import: netdsl/importers/command.py

@@ -119,6 +119,18 @@ CODES: dict[str, Code] = {
     "E605": Code(
         "a file of the run directory could not be written (a full disk, a file-size limit); the message names it, and the last complete checkpoint is kept"
     ),
+    # scaling (netdsl.scale): E63x
+    "E630": Code("a bad speed setting from `netdsl.train()`: precision, threads, compile, channels_last, distribute"),
+    "E631": Code(
+        "a precision the device cannot train in (fp16 needs CUDA; bf16 needs a CPU or GPU torch supports it on)"
+    ),
+    "E632": Code(
+        "a speed or scaling option the backend does not have (`--nproc` and `--channels-last` are torch's, `--distribute` keras's), or `--nproc` with the spec on standard input"
+    ),
+    "E633": Code("torchrun's environment is unusable (RANK outside WORLD_SIZE, a LOCAL_RANK with no GPU)"),
+    "E634": Code(
+        "a distributed run stopped: a rank died or lost the others; the last complete checkpoint resumes with `--resume`"
+    ),
     "E403": Code(
         "a requested device that is not a device name, that the framework cannot train on (`meta`), or that this machine lacks (`cuda` or keras's `gpu` without a GPU, `cuda:3` with one)"
     ),

@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import recipe
+from . import recipe, scale
 from . import settings as table
 from .errors import NetdslError, Source, did_you_mean
 from .files import write_atomic as _write
@@ -91,11 +91,18 @@ class Settings:
     quiet: bool = False
     init_from: str | None = None  # weights (a file or a run directory) to start from, name-matched
     init_map: list | None = None  # "old=new" renamings of init_from's nodes
+    # speed (netdsl.scale): they change how fast, not what is trained, so a resumed run may change them
+    threads: int | None = None  # torch/TensorFlow CPU threads; None: the idle cores (netdsl train) or the framework's
+    compile: bool = False  # torch.compile / Keras jit_compile=True
+    precision: str = "fp32"  # fp32, bf16 (autocast), fp16 (autocast + GradScaler, CUDA only)
+    channels_last: bool = False  # torch: NHWC memory format for conv nets
+    distribute: bool = False  # keras: tf.distribute.MirroredStrategy (MultiWorkerMirroredStrategy with TF_CONFIG)
 
 
 _SETTINGS = tuple(f.name for f in dataclasses.fields(Settings))
 # settings that describe the experiment: a resumed run must keep them
-_KEPT = tuple(k for k in _SETTINGS if k not in ("epochs", "device", "data", "out", "resume", "quiet"))
+_SPEED = ("threads", "compile", "precision", "channels_last", "distribute")
+_KEPT = tuple(k for k in _SETTINGS if k not in ("epochs", "device", "data", "out", "resume", "quiet", *_SPEED))
 _CHECKED = tuple(k for k in _SETTINGS if k in table.KEYS)  # the keys of netdsl.settings' table
 
 
@@ -158,6 +165,7 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
             setattr(s, key, value)
     if s.lr is not None and s.min_lr is not None and s.min_lr >= s.lr:  # the defaults, crossed
         raise _bad(f"min_lr must be below lr ({s.lr:g}), got {s.min_lr:g}")
+    scale.check(s)  # the speed options (E63x)
     return s
 
 
@@ -340,19 +348,23 @@ def train(net, backend: str | None = None, *, model=None, verbose: bool = False,
 
 
 def _fit(net, given: dict, model=None, on_epoch=None) -> dict:
-    run = RunDir(given.get("out"))
+    world = scale.World.current()  # under torchrun: only rank 0 reads and writes the run directory
+    if world.size > 1:
+        given = {**given, "quiet": given.get("quiet") or not world.main}
+    run = RunDir(given.get("out") if world.main else None)
     try:
-        return _fit_in(run, net, given, model, on_epoch)
+        return _fit_in(run, net, given, model, world, on_epoch)
     finally:
         run.release()
 
 
-def _fit_in(run: RunDir, net, given: dict, model, on_epoch=None) -> dict:
-    from . import __version__, data
-
+def _open(run: RunDir, net, given: dict) -> tuple[dict | None, Settings, dict | None]:
+    """(the checkpoint's manifest or None, the settings, the metrics of a run already complete or None)."""
     manifest = None
     restart = None  # the settings of a run stopped before its first checkpoint
     restarting = False  # --resume of a run that has no checkpoint yet: it starts over
+    if given.get("resume") and given.get("init_from"):
+        raise NetdslError("E601", "--init-from starts a new run from those weights; --resume continues a run's own")
     if given.get("resume"):
         if not run:
             raise NetdslError("E603", "resume needs the run directory (--out DIR)")
@@ -366,27 +378,42 @@ def _fit_in(run: RunDir, net, given: dict, model, on_epoch=None) -> dict:
             restart, restarting = run.started_settings(net), True
     s = resolve(net, given, manifest["settings"] if manifest else restart)
     check_net(net)
-    from .transfer import Start
-
-    start = Start.of(net, s.init_from, s.init_map) if not manifest else None  # read and checked before the data
+    done = None
     if manifest:
         if not run.same_spec(net):
             raise NetdslError("E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net")
         if manifest["epoch"] > s.epochs:
             raise _bad(f"the checkpoint is at epoch {manifest['epoch']}, past epochs={s.epochs}")
         done = run.finished() if manifest["epoch"] == s.epochs else None
-        if done is not None:  # nothing to train, test or write
-            if not s.quiet:
-                acc = done.get("test_accuracy")
-                acc = f", test accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
-                print(
-                    f"{run.path} is complete: {s.epochs} of {s.epochs} epochs{acc}; nothing to do "
-                    f"(--epochs {s.epochs + 1} or more trains it further)",
-                    flush=True,
-                )
-            return done
     elif not restarting:
         run.check_fresh(net)
+    return manifest, s, done
+
+
+def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=None) -> dict:
+    from . import __version__, data
+
+    if world.size == 1:
+        manifest, s, done = _open(run, net, given)
+    else:  # rank 0 opens the run directory; every rank goes on with its answer (or its error)
+        from .backends import torch_scale
+
+        torch_scale.join(given.get("device"))
+        manifest, s, done = torch_scale.on_main(lambda: _open(run, net, given), world)
+        s.quiet = given["quiet"]  # (rank 0's settings, this rank's voice)
+    from .transfer import Start
+
+    start = Start.of(net, s.init_from, s.init_map) if not manifest else None  # read and checked before the data
+    if done is not None:  # nothing to train, test or write
+        if not s.quiet:
+            acc = done.get("test_accuracy")
+            acc = f", test accuracy {acc:.4f}" if isinstance(acc, (int, float)) else ""
+            print(
+                f"{run.path} is complete: {s.epochs} of {s.epochs} epochs{acc}; nothing to do "
+                f"(--epochs {s.epochs + 1} or more trains it further)",
+                flush=True,
+            )
+        return done
     mod = _trainer(s.backend)
     device = mod.device(s.device)  # E403 for a device this machine lacks
     ds = data.load(s.dataset, s.data, scale=s.scale, quiet=s.quiet)
@@ -427,12 +454,16 @@ def _fit_in(run: RunDir, net, given: dict, model, on_epoch=None) -> dict:
     }
     for key in ("out", "resume", "quiet"):
         metrics["settings"].pop(key)
+    metrics.update(getattr(trainer, "scaled", {}))  # threads, and the ranks under torchrun
     if manifest:
-        run.load_checkpoint(net, trainer, manifest)
+        if run:
+            run.load_checkpoint(net, trainer, manifest)
+        if world.size > 1:
+            trainer.sync_from_main()
         metrics["epochs"] = manifest["epochs"]
     else:
         run.start(net)
-    steps = math.ceil(len(x_train) / s.batch)
+    steps = trainer.steps  # (per rank under torchrun)
     watch = recipe.Watch(s, (manifest or {}).get("recipe"))
     bar = Progress(s.epochs, steps, s.quiet)
     bar.say(
@@ -572,41 +603,45 @@ def _cpu_busy(seconds: float = 0.1) -> float | None:
     return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
 
 
-def spare_busy_cores() -> int | None:
-    """Give torch only the CPUs that are idle now (the command line's torch runs).
+def spare_busy_cores(backend: str = "torch", threads: int | None = None) -> int | None:
+    """Give the framework only the CPUs that are idle now (the command line's runs).
 
     torch's intra-op threads spin while they wait: on a 2-core machine with one core busy,
     2 threads made an epoch of LeNet-5 on the sample take 8-21 s instead of 0.5-0.75 s with
-    1 thread.  On idle CPUs nothing changes; OMP_NUM_THREADS, when set, wins.  Returns the
-    thread count set, or None when it was left alone.
+    1 thread.  On idle CPUs nothing changes; OMP_NUM_THREADS, when set, wins, and ``threads``
+    (--threads) wins over both.  TensorFlow (keras) gets the same count for its intra-op pool.
+    Returns the thread count set, or None when it was left alone.
     """
-    if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "sched_getaffinity"):
-        return None
-    busy = _cpu_busy()
-    if busy is None:
-        return None
+    explicit = threads is not None
+    if not explicit:
+        if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "sched_getaffinity"):
+            return None
+        busy = _cpu_busy()
+        if busy is None:
+            return None
+        free = len(os.sched_getaffinity(0)) - busy
+        threads = max(1, math.floor(free + 0.5))
+    if backend == "keras":
+        # isort: off
+        from .backends import keras as _  # noqa: F401  (sets KERAS_BACKEND, quietens TensorFlow first)
+        import tensorflow as tf
+        # isort: on
+
+        if not explicit and threads >= len(os.sched_getaffinity(0)):
+            return None  # every core idle: TensorFlow's own choice
+        try:  # only before TensorFlow's runtime starts (nothing has run yet here)
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            return None
+        return threads
     import torch
 
-    free = len(os.sched_getaffinity(0)) - busy
-    threads = max(1, min(torch.get_num_threads(), math.floor(free + 0.5)))
+    threads = threads if explicit else min(torch.get_num_threads(), threads)
     if threads == torch.get_num_threads():
         return None
     torch.set_num_threads(threads)
     return threads
-
-
-def _start_from(net, args):
-    """``--weights W``: the model built and loaded from W (checked whole first), else None."""
-    if not getattr(args, "weights", None):
-        return None
-    if args.resume:
-        raise NetdslError("E601", "--weights starts a run from those weights; --resume continues a run's own")
-    from . import backends
-
-    mod = backends.get(args.backend or "torch")
-    model = mod.build(net, device=mod.device(args.device))
-    net.load_weights(model, args.weights)
-    return model
 
 
 def cli(args, params: dict) -> int:
@@ -622,18 +657,28 @@ def cli(args, params: dict) -> int:
             raise
         print(str(e), file=sys.stderr)
         return 1
+    try:
+        world = scale.World.current()  # under torchrun: RANK, WORLD_SIZE
+    except NetdslError as e:
+        print(str(e.located(Source("", "netdsl train"))), file=sys.stderr)
+        return 1
     out = args.out
     if out is None:
         if args.resume:
             out = latest_run(source.filename, args.backend)
+            if out is None and not world.main:
+                out = "runs"  # (only rank 0 reads the run directory)
             if out is None:
                 print(f"netdsl train: error[E603]: no run of `{stem}` to resume under runs/", file=sys.stderr)
                 print("  hint: name the run directory with --out DIR", file=sys.stderr)
                 return 1
         else:
             out = default_out(source.filename, args.backend or "torch")
+    if args.nproc is not None and world.size == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return scale.launch_cli(args, out)
     given = {
         "backend": args.backend,
+        **{k: getattr(args, k) for k in _SPEED},
         **{k.name: getattr(args, k.name) for k in table.flags()},
         "data": args.data,
         "scale": False if args.raw_pixels else None,
@@ -644,18 +689,25 @@ def cli(args, params: dict) -> int:
         "init_map": list(args.map) or None,
     }
     try:
-        if str(args.backend or "torch").lower() in ("torch", "pytorch"):
-            with contextlib.suppress(ImportError):  # (no torch: E402 follows from _fit)
-                spare_busy_cores()
-        _fit(net, given, _start_from(net, args))
+        backend = "torch" if str(args.backend or "torch").lower() in ("torch", "pytorch") else "keras"
+        with contextlib.suppress(ImportError):  # (no framework: E402 follows from _fit)
+            spare_busy_cores(backend, args.threads)
+        _fit(net, given)
     except NetdslError as e:
         if args.traceback:
             raise
         if e.source is None:
             e.located(Source("", "netdsl train"))
-        print(str(e), file=sys.stderr)
+        if world.size == 1 or (world.main and os.environ.get("NETDSL_LAUNCHED")):
+            print(str(e), file=sys.stderr)
+        elif not os.environ.get("NETDSL_LAUNCHED"):  # (--nproc: one machine, one error: rank 0 says it)
+            print(f"[rank {world.rank}] {e}", file=sys.stderr)
+        return 1
+    except scale.RankStopped:  # rank 0 reported why
         return 1
     except KeyboardInterrupt:
+        if world.size > 1 and (not world.main or os.environ.get("NETDSL_LAUNCHED")):
+            return 130  # rank 0 (or `netdsl train --nproc`, which launched the ranks) gives the advice
         import shlex
 
         # --resume works only once the directory is marked as a run; before that, start it again
@@ -671,4 +723,24 @@ def cli(args, params: dict) -> int:
         advice = "continue with" if resumable else "nothing was written yet; start it again with"
         print(f"\nnetdsl: interrupted; {advice}: {hint}", file=sys.stderr)
         return 130
+    except RuntimeError as e:  # torch.distributed's DistBackendError: another rank is gone
+        if world.size == 1 or args.traceback:
+            raise
+        why = re.sub(r"^\[[^\]]*\] ", "", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        why = why.split(". ")[0][:160]
+        if os.environ.get("NETDSL_LAUNCHED"):  # `netdsl train --nproc` names the rank that died
+            print(f"netdsl train: [rank {world.rank}] lost the other ranks ({why})", file=sys.stderr)
+        else:
+            print(
+                f"netdsl train: error[{scale.RANK_LOST}]: [rank {world.rank}] lost the other ranks ({why})",
+                file=sys.stderr,
+            )
+            print("  hint: the last complete checkpoint resumes: add --resume", file=sys.stderr)
+        return 1
+    finally:
+        if world.size > 1:
+            with contextlib.suppress(ImportError):
+                from .backends import torch_scale
+
+                torch_scale.leave()
     return 0

@@ -406,7 +406,7 @@ def test_keras_refusals(keras):
 
 @pytest.mark.slow
 def test_train_starts_from_imported_weights(tmp_path, monkeypatch):
-    """`netdsl train --weights` starts from the imported weights: with a learning rate of 1e-12 it ends
+    """`netdsl train --init-from` starts from the imported weights: with a learning rate of 1e-12 it ends
     where it started, where a run without them ends at its seed's initial weights."""
     from safetensors.numpy import load_file
 
@@ -415,10 +415,10 @@ def test_train_starts_from_imported_weights(tmp_path, monkeypatch):
     assert main(["import", f"{MODELS}:LeNet5", "--input", "28x28x1", "-o", "lenet.net"]) == 0
     start = load_file("lenet.safetensors")
     flags = ["--epochs", "1", "--optimizer", "sgd", "--lr", "1e-12", "--validation", "0", "-q"]
-    assert main(["train", "lenet.net", *flags, "--weights", "lenet.safetensors", "-o", "a"]) == 0
+    assert main(["train", "lenet.net", *flags, "--init-from", "lenet.safetensors", "-o", "a"]) == 0
     assert main(["train", "lenet.net", *flags, "-o", "b"]) == 0
     a, b = load_file("a/weights.safetensors"), load_file("b/weights.safetensors")
     assert all(np.allclose(a[k], start[k], atol=1e-6) for k in start)
     assert not np.allclose(b["conv_1.kernel"], start["conv_1.kernel"], atol=1e-3)
-    assert main(["train", "lenet.net", "--weights", "nope.safetensors", "-o", "c"]) == 1
-    assert main(["train", "lenet.net", "--weights", "lenet.safetensors", "--resume", "-o", "a"]) == 1
+    assert main(["train", "lenet.net", "--init-from", "nope.safetensors", "-o", "c"]) == 1
+    assert main(["train", "lenet.net", "--init-from", "lenet.safetensors", "--resume", "-o", "a"]) == 1

@@ -266,6 +266,12 @@ def test_torch_run_directory(capsys, tmp_path, tiny, data_dir):
         "data": str(data_dir),
         "scale": True,
         "device": None,
+        # speed (issue 9): the plain path
+        "threads": None,
+        "compile": False,
+        "precision": "fp32",
+        "channels_last": False,
+        "distribute": False,
     }
     assert m["data"]["train"] == 900 and m["data"]["validation"] == 100 and m["data"]["test"] == 300
     assert [r["epoch"] for r in m["epochs"]] == [1, 2, 3]

@@ -27,6 +27,7 @@ import tensorflow as tf
 # isort: on
 
 from .. import recipe  # noqa: E402
+from . import keras_scale  # noqa: E402
 
 device = backend.device
 EVAL_BATCH = 1024
@@ -129,22 +130,35 @@ class Trainer:
 
     def __init__(self, net, s, device: str, x_train, y_train, model=None):
         self.s, self.device = s, device
+        keras_scale.threads(s.threads)
+        self.strategy = keras_scale.strategy(s)  # --distribute: everything below in its scope
         keras.utils.set_random_seed(s.seed)  # the initial weights
-        self.model = model if model is not None else backend.build(net, device=device)
-        self.steps = -(-len(y_train) // s.batch)
-        self.schedule = Schedule(s, self.steps)
+        with self._scope(), keras_scale.policy(s, device):
+            self.model = model if model is not None else backend.build(net, device=None if self.strategy else device)
+            self.steps = -(-len(y_train) // s.batch)
+            self.schedule = Schedule(s, self.steps)
+            opt = optimizer(s.optimizer, self.schedule, s.momentum, s.nesterov, s.weight_decay, s.clip_norm)
         self.lr_scale = 1.0  # the plateau schedule's, set by the loop before each epoch
         self.kept: dict = {}  # tensors saved with the optimizer state: the best weights of early stopping
-        opt = optimizer(s.optimizer, self.schedule, s.momentum, s.nesterov, s.weight_decay, s.clip_norm)
+        self.scaled = keras_scale.described(s, self.strategy)
         classes = int(net.output_shape[-1])
-        with self._on_device(), backend._calm():
+        with self._scope(), self._on_device(), backend._calm():
             self.model.compile(
-                optimizer=opt, loss=loss(recipe.output_kind(net.graph), s.label_smoothing, classes), metrics=[s.metrics]
+                optimizer=opt,
+                loss=loss(recipe.output_kind(net.graph), s.label_smoothing, classes),
+                metrics=[s.metrics],
+                # --compile: XLA required; else Keras's default ("auto": XLA when every layer supports it)
+                jit_compile=True if s.compile else "auto",
             )
         self.x = np.ascontiguousarray(x_train, dtype=np.float32)
         self.y = np.asarray(y_train, dtype=np.int64)
 
+    def _scope(self):
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
     def _on_device(self):
+        if self.strategy is not None:  # the strategy places the replicas
+            return contextlib.nullcontext()
         return tf.device(self.device) if self.device else contextlib.nullcontext()
 
     def train_epoch(self, seed: int, bar, epoch: int = 1) -> tuple[float, float]:

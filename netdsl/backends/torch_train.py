@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .. import recipe
 from .. import settings as table
 from . import torch as backend
+from . import torch_scale
 from .torch import EPSILON
 
 device = backend.device
@@ -203,7 +204,7 @@ def scores(
     return F.cross_entropy(z, y, label_smoothing=smoothing), out
 
 
-def update(opt, params: list, lr: float, s) -> None:
+def update(opt, params: list, lr: float, s, step=None) -> None:
     """One step as Keras's optimizers take it: at rate ``lr``, clip the gradients' global norm,
     decay the weights (decoupled; AdamW's is its own), then apply the optimizer's formula."""
     for group in opt.param_groups:
@@ -213,7 +214,7 @@ def update(opt, params: list, lr: float, s) -> None:
     if s.weight_decay:
         with torch.no_grad():
             torch._foreach_mul_(params, 1 - lr * s.weight_decay)
-    opt.step()
+    opt.step() if step is None else step(opt)  # (fp16: the GradScaler's step, skipped on inf)
 
 
 def clip_norm_(grads: list, clip: float) -> None:
@@ -233,12 +234,18 @@ class Trainer:
     """One model, its optimizer and the training set on ``device``."""
 
     def __init__(self, net, s, device: str, x_train, y_train, model=None):
+        if s.threads:
+            torch.set_num_threads(s.threads)
+        self.world, device = torch_scale.join(device)  # torchrun's ranks (rank 0 of 1 without it)
         self.s, self.device = s, device
+        self.autocast = torch_scale.precision_context(s, device)  # E631 before any work
         torch.manual_seed(s.seed)  # the initial weights
         self.model = model if model is not None else backend.build(net, device=device)
         self.opt = optimizer(s.optimizer, self.model.parameters(), s.lr, s.momentum or 0.0, bool(s.nesterov))
         self.kind, self.params = recipe.output_kind(net.graph), [p for p in self.model.parameters() if p.requires_grad]
-        self.steps = -(-len(y_train) // s.batch)
+        self.fwd = torch_scale.prepare(self.model, s, self.world, device)  # the model itself on the plain path
+        self.scaler = torch.amp.GradScaler("cuda") if s.precision == "fp16" else None
+        self.steps = -(-(len(y_train) // self.world.size) // s.batch)
         self.lr_scale = 1.0  # the plateau schedule's, set by the loop before each epoch
         self.kept: dict = {}  # tensors saved with the optimizer state: the best weights of early stopping
         self.x = _nchw(x_train, device)
@@ -252,32 +259,70 @@ class Trainer:
         loss is kept (detached, on the device) and the argmax written into a slice of
         ``preds``; both are summed when the epoch ends (or when the live bar redraws).
         """
-        model, opt, b, n = self.model, self.opt, self.s.batch, len(self.y)
-        torch.manual_seed(seed)  # dropout
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        opt, b, world = self.opt, self.s.batch, self.world
+        torch.manual_seed(seed + world.rank)  # dropout (each rank its own masks)
+        order = torch.randperm(len(self.y), generator=torch.Generator().manual_seed(seed))
+        order = torch_scale.shard(order, world).to(self.device)  # all of it on one process
+        n = len(order)
         # into buffers kept between epochs: a fresh 100 MB tensor costs its page faults each time
-        x = torch.index_select(self.x, 0, order, out=self._x)
-        y = torch.index_select(self.y, 0, order, out=self._y)
-        preds = self._preds
+        x = torch.index_select(self.x, 0, order, out=self._x[:n])
+        y = torch.index_select(self.y, 0, order, out=self._y[:n])
+        if self.s.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        preds = self._preds[:n]
         losses: list[torch.Tensor] = []
-        s, kind, params, first = self.s, self.kind, self.params, (epoch - 1) * self.steps
-        model.train()
+        s, kind, params, first, fwd = self.s, self.kind, self.params, (epoch - 1) * self.steps, self.fwd
+        self.model.train()
         for i in range(0, n, b):
             xb, yb = x[i : i + b], y[i : i + b]
-            loss, out = scores(model, xb, yb, kind, s.label_smoothing)
+            with self.autocast():
+                loss, out = scores(fwd, xb, yb, kind, s.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            update(opt, params, recipe.lr_at(s, first + i // b, self.steps, self.lr_scale), s)
-            losses.append(loss.detach())
+            if self.scaler is None:
+                loss.backward()
+                update(opt, params, recipe.lr_at(s, first + i // b, self.steps, self.lr_scale), s)
+            else:  # fp16: scaled loss, unscaled gradients before clipping, the step skipped on inf
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(opt)
+                lr = recipe.lr_at(s, first + i // b, self.steps, self.lr_scale)
+                update(opt, params, lr, s, step=self.scaler.step)
+                self.scaler.update()
+            losses.append(loss.detach().float())
             torch.argmax(out.detach(), 1, out=preds[i : i + b])
-            if bar.due():
+            if bar.due() and world.size == 1:  # (a rank alone must not leave the others' steps)
                 seen = min(i + b, n)
                 mean = _mean_loss(losses, b, seen)
                 if not np.isfinite(mean):  # diverged: the caller reports the first bad step
                     break
                 bar.update(len(losses), mean, (preds[:seen] == y[:seen]).sum().item() / seen)
         self._losses = losses
-        return _mean_loss(losses, b, min(n, b * len(losses))), (preds == y).sum().item() / n
+        seen = min(n, b * len(losses))
+        total, hits, count = torch_scale.all_sum(
+            [_mean_loss(losses, b, seen) * seen, float((preds[:seen] == y[:seen]).sum()), float(seen)],
+            world,
+            self.device,
+        )
+        return total / count, hits / count  # over every rank's images
+
+    @property
+    def scaled(self) -> dict:
+        """What metrics.json records of the threads and the ranks."""
+        out: dict = {"threads": torch.get_num_threads()}
+        if self.world.size > 1:
+            import torch.distributed as dist
+
+            out["distributed"] = {
+                "launcher": "torchrun",
+                "backend": dist.get_backend(),
+                "world_size": self.world.size,
+                "batch_per_rank": self.s.batch,
+                "global_batch": self.s.batch * self.world.size,
+            }
+        return out
+
+    def sync_from_main(self) -> None:
+        """Rank 0's loaded checkpoint on every rank (weights, optimizer state, kept tensors)."""
+        torch_scale.sync_state(self, self.world)
 
     def first_nonfinite_step(self) -> int | None:
         """The first step of the last epoch whose loss was NaN or infinite (1-based), or None."""
@@ -285,21 +330,34 @@ class Trainer:
         return int(bad.nonzero()[0, 0]) + 1 if bool(bad.any()) else None
 
     def evaluate(self, x, y) -> tuple[float, float]:
-        """(mean loss, accuracy) in inference mode over channels-last numpy images."""
-        model = self.model
+        """(mean loss, accuracy) in inference mode over channels-last numpy images.
+
+        Under torchrun each rank scores every N-th chunk and the sums are all-reduced (the
+        buffers, batchnorm's running statistics, are rank 0's first, as DDP's are at each step).
+        """
+        model, world = self.model, self.world
+        torch_scale.sync_buffers(model, world)
         was = model.training
         model.eval()
-        losses, hits = [], []
+        total, hits = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+        losses, right = [], []
+        fmt = torch.channels_last if self.s.channels_last else torch.contiguous_format
         with torch.no_grad():
-            for i in range(0, len(y), EVAL_BATCH):
-                xb = _nchw(x[i : i + EVAL_BATCH], self.device)
+            for k, i in enumerate(range(0, len(y), EVAL_BATCH)):
+                if k % world.size != world.rank:
+                    continue
+                xb = _nchw(x[i : i + EVAL_BATCH], self.device).contiguous(memory_format=fmt)
                 yb = _tensor(y[i : i + EVAL_BATCH], np.int64).to(self.device)
-                loss, out = scores(model, xb, yb, self.kind, self.s.label_smoothing)  # as Keras reports it
-                losses.append(loss * len(yb))
-                hits.append((out.argmax(1) == yb).sum())
+                with self.autocast():
+                    loss, out = scores(model, xb, yb, self.kind, self.s.label_smoothing)  # as Keras reports it
+                losses.append(loss.float() * len(yb))
+                right.append((out.argmax(1) == yb).sum())
         model.train(was)
-        total = torch.stack(losses).cpu().double().sum()  # on the CPU: MPS has no float64
-        return float(total) / len(y), int(torch.stack(hits).sum()) / len(y)
+        if losses:
+            total = torch.stack(losses).cpu().double().sum()  # on the CPU: MPS has no float64
+            hits = torch.stack(right).sum().cpu()
+        total, count = torch_scale.all_sum([float(total), float(hits)], world, self.device)
+        return total / len(y), int(count) / len(y)
 
     # -- checkpoints: tensors to safetensors, the rest to JSON ------------------------------
 

@@ -250,7 +250,7 @@ def test_unsupported_options_name_the_layer():
         (["import", f"{MODELS}:MnistNet", "--input", "3", "-o", "-"], "add --no-weights"),
         (["import", f"{MODELS}:1x", "--input", "3"], "must be a Python name"),
         (["import", f"{MODELS}:MnistNet", "--input", "3", "-o", "/dev/full"], "-o OUT must end in .net"),
-        (["import", f"{MODELS}:MnistNet", "--input", "28x28"], "an input shape is HxWxC or N"),
+        (["import", f"{MODELS}:MnistNet", "--input", "28x28x1x1"], "an input shape is HxWxC"),
     ],
 )
 def test_cli_usage_errors(capsys, argv, message):

@@ -266,6 +266,8 @@ def test_torch_run_directory(capsys, tmp_path, tiny, data_dir):
         "data": str(data_dir),
         "scale": True,
         "device": None,
+        "init_from": None,
+        "init_map": None,
         # speed (issue 9): the plain path
         "threads": None,
         "compile": False,

@@ -35,6 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from ..errors import NetdslError  # noqa: E402
+from .keras_program import HELPERS as _HELPERS  # noqa: E402
 from .keras_program import OPS, KerasOp, _calls, _model_name, generate  # noqa: E402
 
 # ---- quiet start-up ------------------------------------------------------------------
@@ -121,6 +122,13 @@ import keras  # noqa: E402
 
 __all__ = ["OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
 
+# layer classes of netdsl's own (keras_program.HELPERS): the very text generated files carry
+_namespace: dict[str, Any] = {"keras": keras, "__name__": __name__}
+for _src in _HELPERS.values():
+    exec(compile(_src, "<netdsl.backends.keras helpers>", "exec"), _namespace)  # fixed text, not user input
+_HELPER_CLASSES = {name: _namespace[name] for name in _HELPERS}
+RandomCropPad = _HELPER_CLASSES["RandomCropPad"]
+
 # ---- device ---------------------------------------------------------------------------
 
 _DEVICE_WORDS = re.compile(r"(cpu|gpu|cuda)(?::(\d+))?\Z", re.I)
@@ -171,7 +179,8 @@ def build(net, device: str | None = None):
             "input": keras.Input(shape=tuple(graph.nodes["input"]["args"]["shape"]), name="input")
         }
         for c in _calls(net):
-            layer = getattr(keras.layers, c.cls)(*c.pos, name=c.name, **c.kw)
+            cls = _HELPER_CLASSES[c.cls] if c.cls in _HELPER_CLASSES else getattr(keras.layers, c.cls)
+            layer = cls(*c.pos, name=c.name, **c.kw)
             ins = [tensors[i] for i in c.inputs]
             tensors[c.name] = layer(ins if c.merge else ins[0])
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))

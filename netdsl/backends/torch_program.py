@@ -252,6 +252,13 @@ OPS: dict[str, TorchOp] = {
     "leakyrelu": TorchOp(lambda a, ins, out: Layer(("LeakyReLU", (a["alpha"],), {}), (("module",),))),
 }
 
+# ---- preprocessing and augmentation layers (netdsl/backends/torch_preprocess.py) ------------
+from . import torch_preprocess as _pre  # noqa: E402  (it imports Layer and TorchOp from here)
+
+_HELPERS.update(_pre.HELPERS)
+HELPER_CLASSES += _pre.CLASSES
+OPS.update(_pre.OPS)
+
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the torch backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
 

@@ -248,7 +248,12 @@ def _train_parser(sub, common) -> None:
         names = dict.fromkeys(settings.DATASETS.values()) if k.name == "dataset" else k.choices  # not the aliases
         metavar = {"int": "N", "real": "X"}.get(k.kind) or ("{" + ",".join(names) + "}" if names else "NAME")
         t.add_argument(flag, type=_setting(k.name), metavar=metavar, help=settings.flag_help(k))
-    t.add_argument("--data", metavar="DIR", help="a directory holding the data set's files (or set NETDSL_DATA)")
+    t.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the data set's files (or set NETDSL_DATA), an image folder (PATH/train/<class>/*.png) or an .npz",
+    )
+    t.add_argument("--resize", action="store_true", help="image folders: resize images to the net's input")
     t.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (default: scaled to [0, 1])")
     t.add_argument("-o", "--out", metavar="DIR", help="the run directory (default: runs/<stem>-<backend>-<time>)")
     t.add_argument(

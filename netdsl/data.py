@@ -108,6 +108,7 @@ class Dataset(NamedTuple):
     name: str
     source: str
     sample: bool = False
+    class_names: tuple | None = None  # None: the digits 0..9 (MNIST); else one name per label
 
 
 def _bad(path: Path | str, what: str) -> NetdslError:

@@ -83,7 +83,8 @@ class Settings:
     lr_patience: int | None = None  # plateau
     warmup: int = 0  # epochs
     dataset: str = "mnist"
-    data: str | None = None  # a directory holding the data set's files
+    data: str | None = None  # a directory holding the data set's files, an image folder or an .npz
+    resize: bool = False  # image folders: scale images to the net's input (else a size mismatch is E613)
     scale: bool = True  # pixels in [0, 1]; False keeps 0..255 as the tutorial did
     device: str | None = None  # None: the best found
     out: str | None = None  # the run directory; None writes nothing
@@ -164,25 +165,10 @@ def _norm(v):
 
 
 def check_net(net) -> None:
-    """The net must take 28x28x1 images and give 10 class scores (E602, at the spec's line)."""
-    g = net.graph
-    if tuple(net.input_shape[1:]) != IMAGE:
-        shape = "x".join(map(str, net.input_shape[1:]))
-        raise NetdslError(
-            "E602",
-            f"the net takes {shape} inputs; MNIST and Fashion-MNIST images are 28x28x1",
-            g.nodes["input"].get("span"),
-            hint="give it `input 28x28x1` (the default when the spec has no `input`), and no other --input",
-        ).located(net.source)
-    if tuple(net.output_shape[1:]) != (CLASSES,):
-        out = g.graph["output"]
-        shape = "x".join(map(str, net.output_shape[1:]))
-        raise NetdslError(
-            "E602",
-            f"the net's output `{out}` is {shape}; the data set has {CLASSES} classes",
-            g.nodes[out].get("span"),
-            hint="end with `dense 10 softmax`",
-        ).located(net.source)
+    """The net must take 28x28x1 images and give 10 class scores, as MNIST (E602, at the spec's line)."""
+    from .datasets import check
+
+    check(net, IMAGE, CLASSES, "MNIST")
 
 
 def _curves(metrics: dict, path: Path) -> None:
@@ -238,7 +224,9 @@ def _figure(metrics: dict):
 
 def _data_title(d: dict) -> str:
     """The data actually used: "MNIST sample (5,000 digits)", "Fashion-MNIST (70,000 images)"."""
-    name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(d.get("name"), str(d.get("name")))
+    name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(
+        d.get("name"), str(d.get("name"))
+    )
     total = sum(d.get(k) or 0 for k in ("train", "validation", "test"))
     return f"{name} sample ({total:,} digits)" if d.get("sample") else f"{name} ({total:,} images)"
 
@@ -332,19 +320,22 @@ def train(net, backend: str | None = None, *, model=None, verbose: bool = False,
         net = load(net)
     if settings.get("quiet") is None:
         settings["quiet"] = not verbose
-    return _fit(net, {"backend": backend, **settings}, model)
+    arrays = None
+    if settings.get("data") is not None and not isinstance(settings["data"], (str, os.PathLike)):
+        arrays = settings.pop("data")  # numpy arrays: (x_train, y_train, x_test, y_test) or a dict
+    return _fit(net, {"backend": backend, **settings}, model, arrays)
 
 
-def _fit(net, given: dict, model=None) -> dict:
+def _fit(net, given: dict, model=None, arrays=None) -> dict:
     run = RunDir(given.get("out"))
     try:
-        return _fit_in(run, net, given, model)
+        return _fit_in(run, net, given, model, arrays)
     finally:
         run.release()
 
 
-def _fit_in(run: RunDir, net, given: dict, model) -> dict:
-    from . import __version__, data
+def _fit_in(run: RunDir, net, given: dict, model, arrays=None) -> dict:
+    from . import __version__, datasets
 
     manifest = None
     restart = None  # the settings of a run stopped before its first checkpoint
@@ -361,7 +352,7 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
                 )
             restart, restarting = run.started_settings(net), True
     s = resolve(net, given, manifest["settings"] if manifest else restart)
-    check_net(net)
+    datasets.precheck(net, s, arrays)  # a standard data set's shape and classes, before any download
     if manifest:
         if not run.same_spec(net):
             raise NetdslError("E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net")
@@ -382,7 +373,7 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
         run.check_fresh(net)
     mod = _trainer(s.backend)
     device = mod.device(s.device)  # E403 for a device this machine lacks
-    ds = data.load(s.dataset, s.data, scale=s.scale, quiet=s.quiet)
+    ds = datasets.load(net, s, arrays)
     split = math.ceil(len(ds.x_train) * (1 - s.validation))  # Keras's validation_split
     x_train, y_train, x_val, y_val = ds.x_train[:split], ds.y_train[:split], ds.x_train[split:], ds.y_train[split:]
     if len(x_train) == 0:
@@ -412,6 +403,7 @@ def _fit_in(run: RunDir, net, given: dict, model) -> dict:
             "train": len(x_train),
             "validation": len(x_val),
             "test": len(ds.x_test),
+            **datasets.describe(ds, s),
         },
         "epochs": [],
         "complete": False,
@@ -608,6 +600,7 @@ def cli(args, params: dict) -> int:
         "backend": args.backend,
         **{k.name: getattr(args, k.name) for k in table.flags()},
         "data": args.data,
+        "resize": True if getattr(args, "resize", False) else None,
         "scale": False if args.raw_pixels else None,
         "out": out,
         "resume": args.resume,

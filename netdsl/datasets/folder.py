@@ -1,0 +1,232 @@
+"""Image folders: ``PATH/train/<class>/*.png|jpg`` (and ``PATH/test/<class>/...``), read with Pillow.
+
+Classes are the sub-folders of ``train/``, in sorted order (as Keras's
+``image_dataset_from_directory`` and torchvision's ``ImageFolder`` order them); images are
+converted to the net's input: grayscale (``L``) for 1 channel, RGB for 3, and resized only when
+asked (``resize=True``): otherwise the first image of another size is an E613 naming it.  With no
+``test/``, every fifth image of each class (by a fixed hash of its path) is held out for testing.
+
+Training images come in rounds of one image per class, shuffled within the round by a fixed
+hash of the path, so any contiguous slice (the trainer's last-10% validation split) is
+balanced.  A decoded folder is cached as ``.npz`` under the netdsl cache, keyed by its file
+list, sizes and mtimes and the conversion: a second start reads the cache only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..data import MAX_ITEMS, Dataset, cache_dir
+from ..errors import NetdslError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+CACHE_VERSION = 1
+TEST_EVERY = 5  # with no test/: one image in five of each class tests
+
+
+def _bad(code: str, what: str, hint: str | None = None) -> NetdslError:
+    return NetdslError(code, what, hint=hint)
+
+
+def is_folder(path: Path) -> bool:
+    """Is ``path`` an image folder (``train/<class>/`` or ``<class>/`` directly)?"""
+    root = path / "train" if (path / "train").is_dir() else path
+    try:
+        return any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir())
+    except OSError:
+        return False
+
+
+def _images(directory: Path) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as e:
+        raise _bad("E611", f"`{directory}`: cannot be read ({e.strerror or e})") from None
+    return [
+        Path(e.path)
+        for e in entries
+        if not e.name.startswith(".") and e.name.lower().endswith(EXTENSIONS) and e.is_file()
+    ]
+
+
+def _classes(root: Path) -> list[str]:
+    try:
+        names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as e:
+        raise _bad("E611", f"`{root}`: cannot be read ({e.strerror or e})") from None
+    return names
+
+
+def scan(path: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]], bool]:
+    """(class names, train files with labels, test files with labels, whether test was split off)."""
+    path = Path(path)
+    train_root = path / "train" if (path / "train").is_dir() else path
+    test_root = path / "test" if train_root != path and (path / "test").is_dir() else None
+    names = _classes(train_root)
+    layout = "PATH/train/<class>/*.png (and PATH/test/<class>/...)"
+    if len(names) < 2:
+        got = f"one class folder (`{names[0]}`)" if names else "no class folders"
+        raise _bad("E611", f"`{train_root}` holds {got}; a classifier needs at least two", f"lay it out as {layout}")
+    train: list[tuple[Path, int]] = []
+    for label, name in enumerate(names):
+        files = _images(train_root / name)
+        if not files:
+            raise _bad(
+                "E611",
+                f"`{train_root / name}`: an empty class folder (no .png/.jpg images)",
+                "add images or remove the folder",
+            )
+        train += [(f, label) for f in files]
+    test: list[tuple[Path, int]] = []
+    split = test_root is None
+    if test_root is not None:
+        extra = sorted(set(_classes(test_root)) - set(names))
+        if extra:
+            raise _bad(
+                "E611",
+                f"`{test_root / extra[0]}`: a test class that train/ does not have",
+                f"train/ has {', '.join(names)}",
+            )
+        for label, name in enumerate(names):
+            if (test_root / name).is_dir():
+                test += [(f, label) for f in _images(test_root / name)]
+        if not test:
+            raise _bad("E611", f"`{test_root}` holds no images")
+    else:
+        keep, test = [], []
+        for item in train:
+            (test if _key(item[0], b"split") % TEST_EVERY == 0 else keep).append(item)
+        train = keep
+        if not test:
+            raise _bad("E611", f"`{train_root}`: too few images to hold any out for testing", "add a test/ folder")
+    if len(train) + len(test) > MAX_ITEMS:
+        raise _bad("E611", f"`{path}` holds {len(train) + len(test):,} images; netdsl reads at most {MAX_ITEMS:,}")
+    return names, _rounds(train), test, split
+
+
+def _key(path: Path, tag: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(tag + os.fsencode(path.name), digest_size=8).digest(), "big")
+
+
+def _rounds(items: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+    """Round r holds the r-th image of every class (by a fixed hash), shuffled within the round."""
+    by_class: dict[int, list] = {}
+    for item in sorted(items, key=lambda it: (_key(it[0], b"order"), str(it[0]))):
+        by_class.setdefault(item[1], []).append(item)
+    ranked = [
+        (rank, _key(p, b"round"), str(p), (p, label))
+        for label, group in by_class.items()
+        for rank, (p, _) in enumerate(group)
+    ]
+    return [r[3] for r in sorted(ranked)]
+
+
+def decode(files: list[tuple[Path, int]], shape: tuple, resize: bool) -> np.ndarray:
+    """uint8 (N, H, W, C) images of ``files`` in the net's ``shape`` (E612 unreadable, E613 size)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    h, w, c = shape
+    mode = {1: "L", 3: "RGB"}[c]
+    out = np.empty((len(files), h, w, c), np.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                if im.size != (w, h) and not resize:
+                    raise _bad(
+                        "E613",
+                        f"`{path}`: a {im.size[0]}x{im.size[1]} image (width x height); the net takes {w}x{h}",
+                        "resize the images, or pass --resize (resize=True) to scale them to the net's input",
+                    )
+                im = im.convert(mode)
+                if im.size != (w, h):
+                    im = im.resize((w, h), Image.Resampling.BILINEAR)
+                a = np.asarray(im)
+        except NetdslError:
+            raise
+        except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+            raise _bad("E612", f"`{path}`: not a readable image ({e})", "replace or delete the file") from None
+        out[i] = a.reshape(h, w, c)
+    return out
+
+
+def _fingerprint(path: Path, files: list, shape: tuple, resize: bool) -> str:
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), list(shape), resize]).encode())
+    for f, label in files:
+        st = f.stat()
+        digest.update(f"{f}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:32]
+
+
+def load_folder(
+    path: Path | str, shape: tuple, *, resize: bool = False, scale: bool = True, cache: bool = True
+) -> Dataset:
+    """The image folder at ``path`` as a Dataset in the net's input ``shape`` (H, W, C)."""
+    import numpy as np
+
+    path = Path(path)
+    if len(shape) != 3 or shape[2] not in (1, 3):
+        raise NetdslError(
+            "E602",
+            f"the net takes {'x'.join(map(str, shape))} inputs; images are HxWx1 (grayscale) or HxWx3 (RGB)",
+        )
+    names, train, test, split = scan(path)
+    source = str(path) + (f" (no test/: 1 image in {TEST_EVERY} of each class held out for testing)" if split else "")
+    key = _fingerprint(path, train + test, shape, resize)
+    where = cache_dir("folders") / f"{key}.npz"
+    arrays = _read_cache(where) if cache else None
+    if arrays is None:
+        arrays = {
+            "x_train": decode(train, shape, resize),
+            "y_train": np.array([lab for _, lab in train], np.int64),
+            "x_test": decode(test, shape, resize),
+            "y_test": np.array([lab for _, lab in test], np.int64),
+        }
+        if cache:
+            _write_cache(where, arrays)
+
+    def x(a):
+        a = a.astype(np.float32)
+        return np.divide(a, np.float32(255), out=a) if scale else a
+
+    return Dataset(
+        x(arrays["x_train"]),
+        arrays["y_train"],
+        x(arrays["x_test"]),
+        arrays["y_test"],
+        "folder",
+        source,
+        class_names=tuple(names),
+    )
+
+
+def _read_cache(where: Path) -> dict | None:
+    import numpy as np
+
+    try:
+        with open(where, "rb") as fh, np.load(fh, allow_pickle=False) as f:
+            return {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except Exception:  # absent, or damaged: decode again (and rewrite it)
+        return None
+
+
+def _write_cache(where: Path, arrays: dict) -> None:
+    import numpy as np
+
+    from ..files import write_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(where, buf.getvalue())
+    except (OSError, NetdslError):  # a read-only or full cache: the run goes on without it
+        pass

@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("code", nargs="?", metavar="CODE")
     x.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     _train_parser(sub, common)
+    from .evaluate import add_parsers  # evaluate, predict
+
+    add_parsers(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -415,6 +418,10 @@ def _run(args, status: list) -> int:
         from .training import cli
 
         return cli(args, params)
+    if args.command in ("evaluate", "predict"):
+        from .evaluate import cli as evaluate_cli
+
+        return evaluate_cli(args, params)
     if args.command == "plot":
         return _plot(args, params)
     if args.command == "check":

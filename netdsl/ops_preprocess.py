@@ -209,7 +209,7 @@ ALIASES = {
 
 USAGE = {
     "rescale": "rescale SCALE [offset=O], e.g. `rescale 1/255`",
-    "normalize": "normalize mean=M std=S (one value, or one per channel: mean=(0.49, 0.48, 0.45))",
+    "normalize": "normalize mean=M std=S (one value, or one per channel: mean=0.49x0.48x0.45)",
     "randomcrop": "randomcrop HxW [padding=P], e.g. `randomcrop 32x32 padding=4`",
     "randomtranslation": "randomtranslation H[xW] [fill=reflect], e.g. `randomtranslation 0.1`",
     "randomrotation": "randomrotation F [fill=reflect], e.g. `randomrotation 0.05` (F x 360 degrees)",

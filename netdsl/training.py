@@ -285,6 +285,15 @@ class Progress:
 # ---- the loop ------------------------------------------------------------------------------
 
 
+def _per_class(s: Settings, model, ds) -> dict:
+    """The test set's per-class accuracy and confusion matrix (rows: true class), for metrics.json."""
+    from . import backends
+    from .evaluate import scores
+
+    result = scores(backends.get(s.backend).predict(model, ds.x_test), ds.y_test, len(ds.class_names))
+    return {k: result[k] for k in ("per_class_accuracy", "confusion")}
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's randomness (shuffle order, dropout): the same on a resume."""
     return (seed * 1_000_003 + epoch + 1) % 2**31
@@ -476,6 +485,7 @@ def _fit_in(run: RunDir, net, given: dict, model, arrays=None) -> dict:
         metrics.update(best_epoch=watch.best_epoch, stopped_early=watch.stopped)
 
     test_loss, test_acc = trainer.evaluate(ds.x_test, ds.y_test)
+    metrics.update(_per_class(s, trainer.model, ds))
     train_time = sum(r["train_seconds"] for r in metrics["epochs"])
     metrics.update(
         test_loss=test_loss,

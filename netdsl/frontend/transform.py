@@ -171,6 +171,8 @@ class _ToSyntax:
             return c
         if _is(c, "SIZE"):
             return self._literal(c)
+        if _is(c, "VALUES"):  # `mean=0.49x0.48x0.45`: numbers, one per channel
+            return s.Size(tuple(s.Num(float(d), _tok(c)) for d in str(c).split("x")), None, _tok(c), literal=True)
         return self._expr(c)
 
     def _expr(self, c):

@@ -99,6 +99,19 @@ def _size_one(name: str, second: str | None = None):
     return size
 
 
+def _normalize_finish(a: dict) -> dict:
+    """One value (a 1-tuple is one) or one per channel; a single value beside per-channel ones is
+    repeated, so mean and std have one shape (Keras requires it)."""
+    for key in ("mean", "std"):
+        if isinstance(a[key], tuple) and len(a[key]) == 1:
+            a[key] = a[key][0]
+    m, s = a["mean"], a["std"]
+    if isinstance(m, tuple) != isinstance(s, tuple):
+        n = len(m) if isinstance(m, tuple) else len(s)
+        a["mean"], a["std"] = (m if isinstance(m, tuple) else (m,) * n), (s if isinstance(s, tuple) else (s,) * n)
+    return a
+
+
 def _flip_finish(a: dict) -> dict:
     if a["mode"] == "horizontal_and_vertical":
         a["mode"] = "both"
@@ -144,6 +157,7 @@ OPS: dict[str, Op] = {
             None,
             _normalize_shape,
             describe=lambda a: f"mean={_fmt(a['mean'])} std={_fmt(a['std'])}",
+            finish=_normalize_finish,
         ),
         Op(
             "randomflip",
@@ -157,7 +171,7 @@ OPS: dict[str, Op] = {
         ),
         Op(
             "randomcrop",
-            "RandomCrop",
+            "RandomCropPad",  # netdsl's own Keras layer (Keras's RandomCrop neither pads nor keeps inference exact)
             FAMILY,
             {"size": (pair(), REQUIRED), "padding": (integer(0), 0)},
             lambda d, stride: {"size": d[0] if len(d) == 1 else d},

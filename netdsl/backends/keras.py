@@ -35,7 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from ..errors import NetdslError  # noqa: E402
-from .keras_program import HELPERS as _HELPERS  # noqa: E402
+from .keras_program import HELPERS  # noqa: E402
 from .keras_program import OPS, KerasOp, _calls, _model_name, generate  # noqa: E402
 
 # ---- quiet start-up ------------------------------------------------------------------
@@ -120,13 +120,13 @@ with _quiet_native_stderr():
 
 import keras  # noqa: E402
 
-__all__ = ["OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
+__all__ = ["HELPERS", "OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
 
 # layer classes of netdsl's own (keras_program.HELPERS): the very text generated files carry
 _namespace: dict[str, Any] = {"keras": keras, "__name__": __name__}
-for _src in _HELPERS.values():
+for _src in HELPERS.values():
     exec(compile(_src, "<netdsl.backends.keras helpers>", "exec"), _namespace)  # fixed text, not user input
-_HELPER_CLASSES = {name: _namespace[name] for name in _HELPERS}
+_HELPER_CLASSES = {name: _namespace[name] for name in HELPERS}
 RandomCropPad = _HELPER_CLASSES["RandomCropPad"]
 
 # ---- device ---------------------------------------------------------------------------

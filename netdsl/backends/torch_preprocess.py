@@ -45,7 +45,8 @@ class Normalize(nn.Module):
 ''',
     "RandomFlip": '''\
 class RandomFlip(nn.Module):
-    """Keras's RandomFlip: in training each image is flipped with probability 1/2 (per axis)."""
+    """Keras's RandomFlip: in training each image is flipped with probability 1/2; "both" flips
+    both axes together on one draw (a half turn), as Keras 3 does."""
 
     def __init__(self, mode: str = "both") -> None:
         super().__init__()
@@ -54,11 +55,9 @@ class RandomFlip(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        for axis, modes in ((3, ("horizontal", "both")), (2, ("vertical", "both"))):
-            if self.mode in modes:
-                flip = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < 0.5
-                x = torch.where(flip, x.flip(axis), x)
-        return x
+        axes = {"horizontal": (3,), "vertical": (2,), "both": (2, 3)}[self.mode]
+        flip = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < 0.5  # one draw per image
+        return torch.where(flip, x.flip(axes), x)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"

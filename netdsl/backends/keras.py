@@ -35,8 +35,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from ..errors import NetdslError  # noqa: E402
-from .keras_program import HELPERS  # noqa: E402
-from .keras_program import OPS, KerasOp, _calls, _model_name, generate  # noqa: E402
+from .keras_program import (  # noqa: E402
+    HELPERS,  # noqa: E402
+    OPS,
+    KerasOp,
+    _calls,
+    _model_name,
+    generate,
+)
 
 # ---- quiet start-up ------------------------------------------------------------------
 # TensorFlow's C++ side logs through absl before absl is initialised, which ignores

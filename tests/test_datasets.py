@@ -77,7 +77,8 @@ def test_png_folder_pixels_order_split_and_cache(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     folder.load_folder(tmp_path / "d", (8, 8, 3), scale=False)
-    assert len(list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz"))) == 2
+    assert len(list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz"))) == 1  # replaced, not piled up
+    assert list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz")) != caches
 
 
 def test_jpeg_folder_grayscale_and_resize(tmp_path):
@@ -298,3 +299,15 @@ def test_cifar_download_is_verified_and_extracts_only_its_files(tmp_path, monkey
         ds = cifar.load("cifar10", mirror=mirror.url, quiet=True)
     assert len(ds.x_train) == 20 and not list(tmp_path.rglob("evil.txt"))
     assert not list((tmp_path / "cache" / "netdsl" / "cifar10").glob("*.tar.gz"))  # the archive is not kept
+
+
+def test_threaded_decode_names_the_first_bad_file_in_order(tmp_path):
+    written = write_folder(tmp_path / "d", n=300, size=(4, 4))  # 600 files: decoded by threads
+    _, train, _, _ = folder.scan(tmp_path / "d")
+    order = [p for p, _ in train]  # the decoding order (rounds of one image per class)
+    assert len(order) > 400 and {p for p, _, _ in written} >= set(order)
+    for bad in (order[450], order[100]):
+        bad.write_bytes(b"garbage")
+    for _ in range(3):
+        err = code_of(folder.load_folder, tmp_path / "d", (4, 4, 3), cache=False)
+        assert err.code == "E612" and f"`{order[100]}`" in err.message

@@ -113,6 +113,7 @@ CODES: dict[str, Code] = {
         "`netdsl evaluate`/`predict` got neither a complete run directory nor a spec with its weights, or could not write its output"
     ),
     "E617": Code("a CIFAR file that is missing, truncated or foreign (the message names the file)"),
+    "E618": Code("reading images (an image folder, `netdsl predict`) needs Pillow, which is not installed"),
     "E601": Code(
         "a bad training setting from a flag or `netdsl.train()`: the same rules as the `train` line's ([`train`](#train))"
     ),

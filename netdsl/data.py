@@ -499,7 +499,9 @@ def load(
         if path.is_file() and path.suffix == ".npz":
             return load_npz(path, name, scale=scale)
         if not path.is_dir():
-            raise NetdslError("E502", f"`{path}`: not a directory of IDX files or an .npz file", hint=HOW_TO)
+            raise NetdslError(
+                "E502", f"`{path}`: not a directory of IDX files, an image folder or an .npz file", hint=HOW_TO
+            )
         found = _in_dir(path, name, scale)
         if found is None:
             return load_idx(path, name, scale=scale)  # raises E502 naming the missing files

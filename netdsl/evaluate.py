@@ -151,12 +151,20 @@ def evaluate_cli(args, params: dict) -> int:
 def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
     """One PNG/JPEG (``-``: standard input) as uint8 (H, W, C) in the net's ``shape`` (E615)."""
     import numpy as np
+
+    from .datasets.folder import pillow
+
+    pillow()
     from PIL import Image, UnidentifiedImageError
 
     h, w, c = shape
     name = "standard input" if path == "-" else f"`{path}`"
     try:
+        if path == "-" and sys.stdin is None:
+            raise NetdslError("E615", "standard input is closed: pipe one PNG or JPEG image into it")
         raw = sys.stdin.buffer.read(64 << 20) if path == "-" else None
+        if raw == b"":
+            raise NetdslError("E615", "standard input is empty: pipe one PNG or JPEG image into it")
         with Image.open(io.BytesIO(raw) if raw is not None else path) as im:
             if im.size != (w, h) and not resize:
                 raise NetdslError(

@@ -304,10 +304,23 @@ def test_cifar_download_is_verified_and_extracts_only_its_files(tmp_path, monkey
 def test_threaded_decode_names_the_first_bad_file_in_order(tmp_path):
     written = write_folder(tmp_path / "d", n=300, size=(4, 4))  # 600 files: decoded by threads
     _, train, _, _ = folder.scan(tmp_path / "d")
-    order = [p for p, _ in train]  # the decoding order (rounds of one image per class)
+    order = [Path(p) for p, _ in train]  # the decoding order (rounds of one image per class)
     assert len(order) > 400 and {p for p, _, _ in written} >= set(order)
     for bad in (order[450], order[100]):
         bad.write_bytes(b"garbage")
     for _ in range(3):
         err = code_of(folder.load_folder, tmp_path / "d", (4, 4, 3), cache=False)
         assert err.code == "E612" and f"`{order[100]}`" in err.message
+
+
+def test_without_pillow_an_install_hint(tmp_path):
+    write_folder(tmp_path / "d", n=2)
+    code = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "from netdsl.datasets import folder\n"
+        "from netdsl import NetdslError\n"
+        "try:\n    folder.load_folder(sys.argv[1], (8, 8, 3))\n"
+        "except NetdslError as e:\n    print(e.code, e.hint)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "E618 pip install 'netdsl[images]'", out.stdout + out.stderr

@@ -64,6 +64,14 @@ def load(net, s, arrays=None) -> Dataset:
     elif k == "folder":
         from .folder import load_folder
 
+        shape = tuple(net.input_shape[1:])
+        if len(shape) != 3 or shape[2] not in (1, 3):
+            raise NetdslError(
+                "E602",
+                f"the net takes {'x'.join(map(str, shape))} inputs; images are HxWx1 (grayscale) or HxWx3 (RGB)",
+                net.graph.nodes["input"].get("span"),
+                hint="give it `input HxWx1` or `input HxWx3`",
+            ).located(net.source)
         ds = load_folder(_user_path(s), tuple(net.input_shape[1:]), resize=bool(s.resize), scale=s.scale)
     elif k in ("cifar10", "cifar100"):
         from .cifar import load as load_cifar

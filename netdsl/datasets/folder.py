@@ -36,6 +36,17 @@ def _bad(code: str, what: str, hint: str | None = None) -> NetdslError:
     return NetdslError(code, what, hint=hint)
 
 
+def pillow():
+    """PIL.Image, or E618 with the install hint."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise NetdslError(
+            "E618", "reading images needs Pillow, which is not installed", hint="pip install 'netdsl[images]'"
+        ) from None
+    return Image
+
+
 def is_folder(path: Path) -> bool:
     """Is ``path`` an image folder (``train/<class>/`` or ``<class>/`` directly)?"""
     root = path / "train" if (path / "train").is_dir() else path
@@ -45,15 +56,13 @@ def is_folder(path: Path) -> bool:
         return False
 
 
-def _images(directory: Path) -> list[Path]:
+def _images(directory: Path) -> list[str]:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError as e:
         raise _bad("E611", f"`{directory}`: cannot be read ({e.strerror or e})") from None
-    return [
-        Path(e.path)
-        for e in entries
-        if not e.name.startswith(".") and e.name.lower().endswith(EXTENSIONS) and e.is_file()
+    return [  # plain strings: a folder of 10,000 images is listed on every start
+        e.path for e in entries if not e.name.startswith(".") and e.name.lower().endswith(EXTENSIONS) and e.is_file()
     ]
 
 
@@ -65,9 +74,13 @@ def _classes(root: Path) -> list[str]:
     return names
 
 
-def scan(path: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]], bool]:
+def scan(path: Path) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]], bool]:
     """(class names, train files with labels, test files with labels, whether test was split off)."""
-    path = Path(path)
+    return _order(*listing(Path(path)))
+
+
+def listing(path: Path) -> tuple[list[str], list[tuple[str, int]], list[tuple[str, int]] | None, Path]:
+    """(class names, train files, test files or None without test/, the train root), checked (E611)."""
     train_root = path / "train" if (path / "train").is_dir() else path
     test_root = path / "test" if train_root != path and (path / "test").is_dir() else None
     names = _classes(train_root)
@@ -75,7 +88,7 @@ def scan(path: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
     if len(names) < 2:
         got = f"one class folder (`{names[0]}`)" if names else "no class folders"
         raise _bad("E611", f"`{train_root}` holds {got}; a classifier needs at least two", f"lay it out as {layout}")
-    train: list[tuple[Path, int]] = []
+    train: list[tuple[str, int]] = []
     for label, name in enumerate(names):
         files = _images(train_root / name)
         if not files:
@@ -85,48 +98,64 @@ def scan(path: Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path
                 "add images or remove the folder",
             )
         train += [(f, label) for f in files]
-    test: list[tuple[Path, int]] = []
-    split = test_root is None
-    if test_root is not None:
-        extra = sorted(set(_classes(test_root)) - set(names))
-        if extra:
-            raise _bad(
-                "E611",
-                f"`{test_root / extra[0]}`: a test class that train/ does not have",
-                f"train/ has {', '.join(names)}",
-            )
-        for label, name in enumerate(names):
-            if (test_root / name).is_dir():
-                test += [(f, label) for f in _images(test_root / name)]
-        if not test:
-            raise _bad("E611", f"`{test_root}` holds no images")
-    else:
-        keep, test = [], []
+    if len(train) > MAX_ITEMS:
+        raise _bad("E611", f"`{path}` holds {len(train):,} images; netdsl reads at most {MAX_ITEMS:,}")
+    if test_root is None:
+        return names, train, None, train_root
+    test: list[tuple[str, int]] = []
+    # the test/ tree: only classes train/ has
+    extra = sorted(set(_classes(test_root)) - set(names))
+    if extra:
+        raise _bad(
+            "E611",
+            f"`{test_root / extra[0]}`: a test class that train/ does not have",
+            f"train/ has {', '.join(names)}",
+        )
+    for label, name in enumerate(names):
+        if (test_root / name).is_dir():
+            test += [(f, label) for f in _images(test_root / name)]
+    if not test:
+        raise _bad("E611", f"`{test_root}` holds no images")
+    if len(train) + len(test) > MAX_ITEMS:
+        raise _bad("E611", f"`{path}` holds {len(train) + len(test):,} images; netdsl reads at most {MAX_ITEMS:,}")
+    return names, train, test, train_root
+
+
+def _order(names: list[str], train: list, test: list | None, train_root: Path):
+    """The listing in training order (rounds), with the test set split off when there is no test/."""
+    split = test is None
+    if split:
+        by_class: dict[int, list] = {}
         for item in train:
-            (test if _key(item[0], b"split") % TEST_EVERY == 0 else keep).append(item)
+            by_class.setdefault(item[1], []).append(item)
+        keep, test = [], []
+        for group in by_class.values():  # stratified: a fifth of each class (at least one of two or more)
+            group.sort(key=lambda it: (_keys(it[0])[0], it[0]))
+            n = max(1, round(len(group) / TEST_EVERY)) if len(group) >= 2 else 0
+            test += sorted(group[:n])
+            keep += group[n:]
         train = keep
         if not test:
             raise _bad("E611", f"`{train_root}`: too few images to hold any out for testing", "add a test/ folder")
-    if len(train) + len(test) > MAX_ITEMS:
-        raise _bad("E611", f"`{path}` holds {len(train) + len(test):,} images; netdsl reads at most {MAX_ITEMS:,}")
     return names, _rounds(train), test, split
 
 
-def _key(path: Path, tag: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(tag + os.fsencode(path.name), digest_size=8).digest(), "big")
+def _keys(path: str) -> tuple[int, int, int]:
+    """Three fixed pseudo-random keys of a file (split, order in its class, place in its round),
+    from its class folder and name: the same on every platform and run."""
+    head, name = os.path.split(path)
+    d = hashlib.blake2b(os.fsencode(os.path.basename(head) + "/" + name), digest_size=24).digest()
+    return int.from_bytes(d[:8], "big"), int.from_bytes(d[8:16], "big"), int.from_bytes(d[16:], "big")
 
 
-def _rounds(items: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+def _rounds(items: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Round r holds the r-th image of every class (by a fixed hash), shuffled within the round."""
+    keyed = [(_keys(p), p, label) for p, label in items]
     by_class: dict[int, list] = {}
-    for item in sorted(items, key=lambda it: (_key(it[0], b"order"), str(it[0]))):
-        by_class.setdefault(item[1], []).append(item)
-    ranked = [
-        (rank, _key(p, b"round"), str(p), (p, label))
-        for label, group in by_class.items()
-        for rank, (p, _) in enumerate(group)
-    ]
-    return [r[3] for r in sorted(ranked)]
+    for k, p, label in sorted(keyed, key=lambda t: (t[0][1], t[1])):
+        by_class.setdefault(label, []).append((k[2], p, label))
+    ranked = sorted((rank, k, p, label) for group in by_class.values() for rank, (k, p, label) in enumerate(group))
+    return [(p, label) for _, _, p, label in ranked]
 
 
 def decode(files: list[tuple[Path, int]], shape: tuple, resize: bool) -> np.ndarray:
@@ -184,7 +213,7 @@ def _decode_into(out, files: list, indices: range, shape: tuple, resize: bool) -
 def _fingerprint(path: Path, files: list, shape: tuple, resize: bool) -> str:
     digest = hashlib.sha256(json.dumps([CACHE_VERSION, str(path.resolve()), list(shape), resize]).encode())
     for f, label in files:
-        st = f.stat()
+        st = os.stat(f)
         digest.update(f"{f}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:32]
 
@@ -201,13 +230,17 @@ def load_folder(
             "E602",
             f"the net takes {'x'.join(map(str, shape))} inputs; images are HxWx1 (grayscale) or HxWx3 (RGB)",
         )
-    names, train, test, split = scan(path)
+    pillow()
+    listed = listing(path)
+    names, split = listed[0], listed[2] is None
     source = str(path) + (f" (no test/: 1 image in {TEST_EVERY} of each class held out for testing)" if split else "")
-    # one cache file per folder: <the folder's key>-<its content's key>.npz; a changed folder replaces it
+    # one cache file per folder: <the folder's key>-<its content's key>.npz; a changed folder replaces it.
+    # The key is of the listing (sorted), so a cached start neither orders nor decodes anything.
     home = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:16]
-    where = cache_dir("folders") / f"{home}-{_fingerprint(path, train + test, shape, resize)}.npz"
+    where = cache_dir("folders") / f"{home}-{_fingerprint(path, listed[1] + (listed[2] or []), shape, resize)}.npz"
     arrays = _read_cache(where) if cache else None
     if arrays is None:
+        _, train, test, _ = _order(*listed)
         arrays = {
             "x_train": decode(train, shape, resize),
             "y_train": np.array([lab for _, lab in train], np.int64),

@@ -234,8 +234,8 @@ def _train_parser(sub, common) -> None:
     t = sub.add_parser(
         "train",
         parents=[common],
-        help="train a spec on MNIST or Fashion-MNIST (torch or keras)",
-        description="Train FILE on MNIST or Fashion-MNIST. Settings come from the spec's train/data lines; "
+        help="train a spec on MNIST, Fashion-MNIST, CIFAR or your own images (torch or keras)",
+        description="Train FILE on MNIST, Fashion-MNIST, CIFAR-10/100, an image folder or an .npz. Settings come from the spec's train/data lines; "
         "these options override them; the rest default to sparse categorical cross-entropy, accuracy, "
         "validation 0.1, adam (Keras's learning rate), 1 epoch, batch 32, seed 0.",
     )

@@ -417,7 +417,7 @@ def _fit_in(run: RunDir, net, given: dict, model, arrays=None) -> dict:
         "epochs": [],
         "complete": False,
     }
-    for key in ("out", "resume", "quiet"):
+    for key in ("out", "resume", "quiet") + (() if s.resize else ("resize",)):  # resize: only when asked
         metrics["settings"].pop(key)
     if manifest:
         run.load_checkpoint(net, trainer, manifest)

@@ -300,7 +300,7 @@ OPS.update(
     rescale=_rescale,
     normalize=_normalize,
     # training-only augmentation: the identity at inference, as in Keras
-    **{name: (lambda b, a, xs, shapes, out, w: xs[0]) for name in _ops._pre.RANDOM},
+    **{name: (lambda b, a, xs, shapes, out, w: b.op("Identity", xs)) for name in _ops._pre.RANDOM},
 )
 
 _missing = set(_ops.OPS) ^ set(OPS)

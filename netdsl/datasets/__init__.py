@@ -103,7 +103,7 @@ def check(net, shape: tuple, classes: int, what: str) -> None:
         have = "x".join(map(str, net.output_shape[1:]))
         raise NetdslError(
             "E602",
-            f"the net's output `{out}` is {have}; {what} has {classes} classes",
+            f"the net's output `{out}` is {have}; the data set has {classes} classes",
             g.nodes[out].get("span"),
             hint=f"end with `dense {classes} softmax`",
         ).located(net.source)

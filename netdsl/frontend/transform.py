@@ -77,6 +77,11 @@ def _is(x, kind: str) -> bool:
     return isinstance(x, Token) and x.type == kind
 
 
+def _values(t: Token) -> s.Size:
+    """`mean=0.49x0.48x0.45`: numbers, one per channel, as a literal size of floats."""
+    return s.Size(tuple(s.Num(float(d), _tok(t)) for d in str(t).split("x")), None, _tok(t), literal=True)
+
+
 class _ToSyntax:
     """One method per grammar rule, called with the rule's span (None for an empty body)
     and its children already converted."""
@@ -169,10 +174,8 @@ class _ToSyntax:
     def _value(self, c):
         if isinstance(c, s.Keyword):
             return c
-        if _is(c, "SIZE"):
-            return self._literal(c)
-        if _is(c, "VALUES"):  # `mean=0.49x0.48x0.45`: numbers, one per channel
-            return s.Size(tuple(s.Num(float(d), _tok(c)) for d in str(c).split("x")), None, _tok(c), literal=True)
+        if _is(c, "SIZE") or _is(c, "VALUES"):  # `kernel=3x1`; `mean=0.49x0.48x0.45`
+            return self._literal(c) if _is(c, "SIZE") else _values(c)
         return self._expr(c)
 
     def _expr(self, c):

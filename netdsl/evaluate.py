@@ -126,6 +126,12 @@ def evaluate_cli(args, params: dict) -> int:
     saved = dict(run.get("settings") or {})
     backend = args.backend or saved.get("backend") or "torch"
     net, mod, model = _model(spec, weights, backend, params, args.input, run.get("net"))
+    if (run.get("data") or {}).get("name") == "arrays" and args.data is None and args.dataset is None:
+        raise NetdslError(
+            "E616",
+            f"`{args.target}` was trained on arrays given to netdsl.train()",
+            hint="name its data: --data PATH.npz",
+        )
     given = {k: saved[k] for k in ("dataset", "data", "scale", "resize") if saved.get(k) is not None}
     given.update({k: v for k, v in (("dataset", args.dataset), ("data", args.data)) if v is not None})
     if args.data is not None and args.dataset is None:

@@ -324,3 +324,23 @@ def test_without_pillow_an_install_hint(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "E618 pip install 'netdsl[images]'", out.stdout + out.stderr
+
+
+def test_data_cifar10_in_a_spec_trains_from_the_binaries(tmp_path):
+    write_cifar(tmp_path, "cifar10")
+    net = netdsl.parse("input 32x32x3\ngap\ndense 10 softmax\ndata cifar10\n")
+    m = netdsl.train(net, data=str(tmp_path), epochs=1)
+    assert m["data"]["name"] == "cifar10" and m["data"]["test"] == 20 and m["data"]["class_names"][:2] == ["c0", "c1"]
+    lenet = netdsl.load(Path(__file__).parent.parent / "examples" / "lenet5.net")
+    err = code_of(netdsl.train, lenet, dataset="cifar10")  # refused before any search or download
+    assert err.code == "E602" and "the images of CIFAR-10 are 32x32x3" in err.message and err.line == 2
+
+
+def test_an_idx_directory_is_not_an_image_folder(tmp_path):
+    from data_server import write_idx
+
+    write_idx(tmp_path / "mnist")  # `--data DIR` with the IDX files in DIR/mnist/
+    (tmp_path / "notes").mkdir()
+    assert not folder.is_folder(tmp_path)
+    write_folder(tmp_path / "imgs", n=1)
+    assert folder.is_folder(tmp_path / "imgs") and folder.is_folder(tmp_path / "imgs" / "train")

@@ -32,7 +32,7 @@ def kind(s, arrays=None) -> str:
     if arrays is not None:
         return "arrays"
     path = _user_path(s)
-    if path is not None:
+    if path is not None and s.dataset not in ("cifar10", "cifar100"):  # --data is CIFAR's place there
         from .folder import is_folder
 
         if path.is_file() and path.suffix.lower() == ".npz":

@@ -48,12 +48,21 @@ def pillow():
 
 
 def is_folder(path: Path) -> bool:
-    """Is ``path`` an image folder (``train/<class>/`` or ``<class>/`` directly)?"""
+    """Is ``path`` an image folder: ``train/<class>/`` or ``<class>/`` directly, a class holding an image?
+
+    A directory of IDX files, of CIFAR binaries or with a ``mnist/`` sub-folder of them is not.
+    """
     root = path / "train" if (path / "train").is_dir() else path
     try:
-        return any(d.is_dir() and not d.name.startswith(".") for d in root.iterdir())
+        with os.scandir(root) as entries:
+            for d in entries:
+                if d.is_dir() and not d.name.startswith("."):
+                    with os.scandir(d.path) as inside:
+                        if any(e.name.lower().endswith(EXTENSIONS) for e in inside):
+                            return True
     except OSError:
         return False
+    return False
 
 
 def _images(directory: Path) -> list[str]:

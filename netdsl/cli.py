@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sweep_cli import add_parser as _sweep_parser
 
     _sweep_parser(sub, common)
+    from .evaluate import add_parsers  # evaluate, predict
+
+    add_parsers(sub, common)
     p.subcommands = sub.choices  # name -> its parser: usage errors are reported by the subcommand
     return p
 
@@ -241,8 +244,8 @@ def _train_parser(sub, common) -> None:
     t = sub.add_parser(
         "train",
         parents=[common],
-        help="train a spec on MNIST or Fashion-MNIST (torch or keras)",
-        description="Train FILE on MNIST or Fashion-MNIST. Settings come from the spec's train/data lines; "
+        help="train a spec on MNIST, Fashion-MNIST, CIFAR or your own images (torch or keras)",
+        description="Train FILE on MNIST, Fashion-MNIST, CIFAR-10/100, an image folder or an .npz. Settings come from the spec's train/data lines; "
         "these options override them; the rest default to sparse categorical cross-entropy, accuracy, "
         "validation 0.1, adam (Keras's learning rate), 1 epoch, batch 32, seed 0.",
     )
@@ -258,7 +261,12 @@ def _train_parser(sub, common) -> None:
         names = dict.fromkeys(settings.DATASETS.values()) if k.name == "dataset" else k.choices  # not the aliases
         metavar = {"int": "N", "real": "X"}.get(k.kind) or ("{" + ",".join(names) + "}" if names else "NAME")
         t.add_argument(flag, type=_setting(k.name), metavar=metavar, help=settings.flag_help(k))
-    t.add_argument("--data", metavar="DIR", help="a directory holding the data set's files (or set NETDSL_DATA)")
+    t.add_argument(
+        "--data",
+        metavar="PATH",
+        help="the data set's files (or set NETDSL_DATA), an image folder (PATH/train/<class>/*.png) or an .npz",
+    )
+    t.add_argument("--resize", action="store_true", help="image folders: resize images to the net's input")
     t.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (default: scaled to [0, 1])")
     t.add_argument("-o", "--out", metavar="DIR", help="the run directory (default: runs/<stem>-<backend>-<time>)")
     t.add_argument(
@@ -475,6 +483,10 @@ def _run(args, status: list) -> int:
         from .sweep_cli import cli as sweep
 
         return sweep(args, params)
+    if args.command in ("evaluate", "predict"):
+        from .evaluate import cli as evaluate_cli
+
+        return evaluate_cli(args, params)
     if args.command == "plot":
         return _plot(args, params)
     if args.command == "fmt":

@@ -102,10 +102,31 @@ CODES: dict[str, Code] = {
     "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
     "E450": Code("`--init-from` names a directory that holds no weights.safetensors"),
     "E451": Code("a bad `--map OLD=NEW`: not two names, a name renamed twice, or two tensors mapped to one"),
+    "E461": Code(
+        "`normalize` given a different number of values than its input has channels",
+        "input 8x8x3; normalize mean=0.5x0.5 std=1",
+    ),
+    "E462": Code("`randomcrop` larger than its input plus twice its padding", "input 8x8x1; randomcrop 10x10"),
     "E501": Code("an unknown data set name"),
     "E502": Code("a data file that is missing, truncated, foreign or inconsistent (the message names the file)"),
     "E503": Code("a download that failed or did not match its sha256"),
     "E504": Code("no data found anywhere (the message lists where netdsl looked)"),
+    "E611": Code(
+        "an image folder that cannot be used: no class folders or only one, an empty class folder, a test class unknown to train/, no images to test on (the message names the folder)"
+    ),
+    "E612": Code(
+        "an image file that cannot be decoded: corrupt, truncated or not an image (the message names the file)"
+    ),
+    "E613": Code("an image whose size is not the net's input (the message names the first one); --resize scales them"),
+    "E614": Code(
+        "numpy data (an .npz or arrays given to `netdsl.train`) that cannot be used: missing arrays, wrong rank or dtype, NaN, labels out of range, one class (the message names the array and index)"
+    ),
+    "E615": Code("an image given to `netdsl predict` that cannot be read or does not fit the net"),
+    "E616": Code(
+        "`netdsl evaluate`/`predict` got neither a complete run directory nor a spec with its weights, or could not write its output"
+    ),
+    "E617": Code("a CIFAR file that is missing, truncated or foreign (the message names the file)"),
+    "E618": Code("reading images (an image folder, `netdsl predict`) needs Pillow, which is not installed"),
     "E601": Code(
         "a bad training setting from a flag or `netdsl.train()`: the same rules as the `train` line's ([`train`](#train))"
     ),

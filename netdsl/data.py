@@ -108,6 +108,7 @@ class Dataset(NamedTuple):
     name: str
     source: str
     sample: bool = False
+    class_names: tuple | None = None  # None: the digits 0..9 (MNIST); else one name per label
 
 
 def _bad(path: Path | str, what: str) -> NetdslError:
@@ -319,8 +320,17 @@ class _Unreachable(Exception):
     """The mirror cannot be reached (offline, refused, DNS, timeout): try the next source quietly."""
 
 
-def _fetch(url: str, dest: Path, sha256: str, progress: bool, announce: Callable[[], None]) -> None:
-    """Download ``url`` to ``dest``: verified by sha256, through a temporary file and ``os.replace``."""
+def _fetch(
+    url: str,
+    dest: Path,
+    sha256: str,
+    progress: bool,
+    announce: Callable[[], None],
+    limit: int = MAX_BYTES,
+    algorithm: str = "sha256",
+) -> None:
+    """Download ``url`` to ``dest``: verified by its digest (sha256 unless ``algorithm`` says
+    otherwise), at most ``limit`` bytes, through a temporary file and ``os.replace``."""
     req, done = urllib.request.Request(url, headers={"User-Agent": "netdsl"}), 0
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
@@ -328,11 +338,11 @@ def _fetch(url: str, dest: Path, sha256: str, progress: bool, announce: Callable
             try:
                 with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
                     announce()
-                    total, digest = int(resp.headers.get("Content-Length") or 0), hashlib.sha256()
+                    total, digest = int(resp.headers.get("Content-Length") or 0), hashlib.new(algorithm)
                     while chunk := resp.read(1 << 16):
                         done += len(chunk)
-                        if done > MAX_BYTES:
-                            raise NetdslError("E503", f"{url}: more than {MAX_BYTES >> 20} MB, not a data set file")
+                        if done > limit:
+                            raise NetdslError("E503", f"{url}: more than {limit >> 20} MB, not a data set file")
                         digest.update(chunk)
                         try:
                             out.write(chunk)
@@ -352,7 +362,7 @@ def _fetch(url: str, dest: Path, sha256: str, progress: bool, announce: Callable
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
-            raise NetdslError("E503", f"{url}: sha256 {digest.hexdigest()} does not match the published {sha256}")
+            raise NetdslError("E503", f"{url}: {algorithm} {digest.hexdigest()} does not match the published {sha256}")
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -489,7 +499,9 @@ def load(
         if path.is_file() and path.suffix == ".npz":
             return load_npz(path, name, scale=scale)
         if not path.is_dir():
-            raise NetdslError("E502", f"`{path}`: not a directory of IDX files or an .npz file", hint=HOW_TO)
+            raise NetdslError(
+                "E502", f"`{path}`: not a directory of IDX files, an image folder or an .npz file", hint=HOW_TO
+            )
         found = _in_dir(path, name, scale)
         if found is None:
             return load_idx(path, name, scale=scale)  # raises E502 naming the missing files

@@ -622,6 +622,8 @@ def resolve(op: Op, positional: list[Pos], keywords: dict[str, tuple[Any, int]])
         word = p.value.lower()
         slot = "activation" if word in ACTIVATIONS else "padding" if word in PADDINGS else None
         if slot is None or slot not in op.args:
+            slot = _pre.word_slot(op, word) or slot  # `randomflip horizontal`, `fill` words
+        if slot is None or slot not in op.args:
             expect = [k for k in ("activation", "padding") if k in op.args]
             from .errors import did_you_mean
 
@@ -690,3 +692,10 @@ from . import ops_layers as _more  # noqa: E402  (it builds on the helpers above
 OPS.update((op.name, op) for op in _more.OPS)
 ALIASES.update(_more.ALIASES)
 USAGE.update(_more.USAGE)
+# ---- preprocessing and augmentation layers (their own module, one hook here) ----------------
+from . import ops_preprocess as _pre  # noqa: E402  (it imports this module's helpers)
+
+OPS.update(_pre.OPS)
+ALIASES.update(_pre.ALIASES)
+USAGE.update(_pre.USAGE)
+WORDS = WORDS | _pre.WORDS

@@ -164,6 +164,7 @@ _TOKEN_WORDS = {
     "NUMBER": "a number",
     "SIZE": "a size such as 6x5",
     "SIZE_STRIDE": "a size with a stride such as 2/2",
+    "VALUES": "numbers such as 0.5x0.25x0.1",
     "_SEP": "the end of the statement",
     "$END": "the end of the input",
     "LBRACE": "`{`",

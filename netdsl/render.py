@@ -41,6 +41,7 @@ _FAMILY = {  # grey levels: conv .60, dense .70, merge .74, pool .83, shape .89,
     "norm": ("#fff1a0", 'shape=box, style="rounded,filled,dashed"'),
     "activation": ("#fdeef5", 'shape=box, style="rounded,filled"'),
     "regularization": ("#ffffff", 'shape=box, style="rounded,filled,dotted"'),
+    "preprocessing": ("#f2f2f2", 'shape=cds, style="filled"'),
 }
 _UNKNOWN = ("#ffffff", "shape=box, style=filled")
 

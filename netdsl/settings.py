@@ -54,6 +54,12 @@ DATASETS = {  # name or alias -> the data set
     "fashion_mnist": "fashion-mnist",
     "fashionmnist": "fashion-mnist",
     "fashion": "fashion-mnist",
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar100": "cifar100",
+    "cifar-100": "cifar100",
+    "cifar_100": "cifar100",
 }
 LOSSES = ("sparse_categorical_crossentropy",)
 METRICS = ("accuracy",)
@@ -195,7 +201,7 @@ def normalise(key: str, raw: Any) -> Any:
         hint = did_you_mean(raw, k.choices) if isinstance(raw, str) else None
         if key == "dataset":  # the close alias names its data set: `fashon` -> fashion-mnist
             hint = hint and f"did you mean `{DATASETS[hint.split('`')[1]]}`?"
-            return Problem(f"unknown data set {_show(raw)} (known: mnist, fashion-mnist)", hint)
+            return Problem(f"unknown data set {_show(raw)} (known: mnist, fashion-mnist, cifar10, cifar100)", hint)
         return Problem(f"{key} must be one of {', '.join(k.choices)}; got {_show(raw)}", hint)
     if k.kind == "bool":
         if isinstance(raw, bool):

@@ -83,7 +83,8 @@ class Settings:
     lr_patience: int | None = None  # plateau
     warmup: int = 0  # epochs
     dataset: str = "mnist"
-    data: str | None = None  # a directory holding the data set's files
+    data: str | None = None  # a directory holding the data set's files, an image folder or an .npz
+    resize: bool = False  # image folders: scale images to the net's input (else a size mismatch is E613)
     scale: bool = True  # pixels in [0, 1]; False keeps 0..255 as the tutorial did
     device: str | None = None  # None: the best found
     out: str | None = None  # the run directory; None writes nothing
@@ -174,25 +175,10 @@ def _norm(v):
 
 
 def check_net(net) -> None:
-    """The net must take 28x28x1 images and give 10 class scores (E602, at the spec's line)."""
-    g = net.graph
-    if tuple(net.input_shape[1:]) != IMAGE:
-        shape = "x".join(map(str, net.input_shape[1:]))
-        raise NetdslError(
-            "E602",
-            f"the net takes {shape} inputs; MNIST and Fashion-MNIST images are 28x28x1",
-            g.nodes["input"].get("span"),
-            hint="give it `input 28x28x1` (the default when the spec has no `input`), and no other --input",
-        ).located(net.source)
-    if tuple(net.output_shape[1:]) != (CLASSES,):
-        out = g.graph["output"]
-        shape = "x".join(map(str, net.output_shape[1:]))
-        raise NetdslError(
-            "E602",
-            f"the net's output `{out}` is {shape}; the data set has {CLASSES} classes",
-            g.nodes[out].get("span"),
-            hint="end with `dense 10 softmax`",
-        ).located(net.source)
+    """The net must take 28x28x1 images and give 10 class scores, as MNIST (E602, at the spec's line)."""
+    from .datasets import check
+
+    check(net, IMAGE, CLASSES, "MNIST")
 
 
 def _curves(metrics: dict, path: Path) -> None:
@@ -248,7 +234,9 @@ def _figure(metrics: dict):
 
 def _data_title(d: dict) -> str:
     """The data actually used: "MNIST sample (5,000 digits)", "Fashion-MNIST (70,000 images)"."""
-    name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(d.get("name"), str(d.get("name")))
+    name = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}.get(
+        d.get("name"), str(d.get("name"))
+    )
     total = sum(d.get(k) or 0 for k in ("train", "validation", "test"))
     return f"{name} sample ({total:,} digits)" if d.get("sample") else f"{name} ({total:,} images)"
 
@@ -307,6 +295,15 @@ class Progress:
 # ---- the loop ------------------------------------------------------------------------------
 
 
+def _per_class(s: Settings, model, ds) -> dict:
+    """The test set's per-class accuracy and confusion matrix (rows: true class), for metrics.json."""
+    from . import backends
+    from .evaluate import scores
+
+    result = scores(backends.get(s.backend).predict(model, ds.x_test), ds.y_test, len(ds.class_names))
+    return {k: result[k] for k in ("per_class_accuracy", "confusion")}
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's randomness (shuffle order, dropout): the same on a resume."""
     return (seed * 1_000_003 + epoch + 1) % 2**31
@@ -344,21 +341,24 @@ def train(net, backend: str | None = None, *, model=None, verbose: bool = False,
         net = load(net)
     if settings.get("quiet") is None:
         settings["quiet"] = not verbose
-    return _fit(net, {"backend": backend, **settings}, model, on_epoch)
+    arrays = None
+    if settings.get("data") is not None and not isinstance(settings["data"], (str, os.PathLike)):
+        arrays = settings.pop("data")  # numpy arrays: (x_train, y_train, x_test, y_test) or a dict
+    return _fit(net, {"backend": backend, **settings}, model, on_epoch, arrays)
 
 
-def _fit(net, given: dict, model=None, on_epoch=None) -> dict:
+def _fit(net, given: dict, model=None, on_epoch=None, arrays=None) -> dict:
     world = scale.World.current()  # under torchrun: only rank 0 reads and writes the run directory
     if world.size > 1:
         given = {**given, "quiet": given.get("quiet") or not world.main}
     run = RunDir(given.get("out") if world.main else None)
     try:
-        return _fit_in(run, net, given, model, world, on_epoch)
+        return _fit_in(run, net, given, model, world, on_epoch, arrays)
     finally:
         run.release()
 
 
-def _open(run: RunDir, net, given: dict) -> tuple[dict | None, Settings, dict | None]:
+def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Settings, dict | None]:
     """(the checkpoint's manifest or None, the settings, the metrics of a run already complete or None)."""
     manifest = None
     restart = None  # the settings of a run stopped before its first checkpoint
@@ -377,7 +377,9 @@ def _open(run: RunDir, net, given: dict) -> tuple[dict | None, Settings, dict | 
                 )
             restart, restarting = run.started_settings(net), True
     s = resolve(net, given, manifest["settings"] if manifest else restart)
-    check_net(net)
+    from . import datasets
+
+    datasets.precheck(net, s, arrays)  # a standard data set's shape and classes, before any download
     done = None
     if manifest:
         if not run.same_spec(net):
@@ -390,16 +392,16 @@ def _open(run: RunDir, net, given: dict) -> tuple[dict | None, Settings, dict | 
     return manifest, s, done
 
 
-def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=None) -> dict:
-    from . import __version__, data
+def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=None, arrays=None) -> dict:
+    from . import __version__, datasets
 
     if world.size == 1:
-        manifest, s, done = _open(run, net, given)
+        manifest, s, done = _open(run, net, given, arrays)
     else:  # rank 0 opens the run directory; every rank goes on with its answer (or its error)
         from .backends import torch_scale
 
         torch_scale.join(given.get("device"))
-        manifest, s, done = torch_scale.on_main(lambda: _open(run, net, given), world)
+        manifest, s, done = torch_scale.on_main(lambda: _open(run, net, given, arrays), world)
         s.quiet = given["quiet"]  # (rank 0's settings, this rank's voice)
     from .transfer import Start
 
@@ -416,7 +418,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
         return done
     mod = _trainer(s.backend)
     device = mod.device(s.device)  # E403 for a device this machine lacks
-    ds = data.load(s.dataset, s.data, scale=s.scale, quiet=s.quiet)
+    ds = datasets.load(net, s, arrays)
     split = math.ceil(len(ds.x_train) * (1 - s.validation))  # Keras's validation_split
     x_train, y_train, x_val, y_val = ds.x_train[:split], ds.y_train[:split], ds.x_train[split:], ds.y_train[split:]
     if len(x_train) == 0:
@@ -448,11 +450,12 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
             "train": len(x_train),
             "validation": len(x_val),
             "test": len(ds.x_test),
+            **datasets.describe(ds, s),
         },
         "epochs": [],
         "complete": False,
     }
-    for key in ("out", "resume", "quiet"):
+    for key in ("out", "resume", "quiet") + (() if s.resize else ("resize",)):  # resize: only when asked
         metrics["settings"].pop(key)
     metrics.update(getattr(trainer, "scaled", {}))  # threads, and the ranks under torchrun
     if manifest:
@@ -529,6 +532,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
         metrics.update(best_epoch=watch.best_epoch, stopped_early=watch.stopped)
 
     test_loss, test_acc = trainer.evaluate(ds.x_test, ds.y_test)
+    metrics.update(_per_class(s, trainer.model, ds))
     train_time = sum(r["train_seconds"] for r in metrics["epochs"])
     metrics.update(
         test_loss=test_loss,
@@ -681,6 +685,7 @@ def cli(args, params: dict) -> int:
         **{k: getattr(args, k) for k in _SPEED},
         **{k.name: getattr(args, k.name) for k in table.flags()},
         "data": args.data,
+        "resize": True if getattr(args, "resize", False) else None,
         "scale": False if args.raw_pixels else None,
         "out": out,
         "resume": args.resume,

@@ -63,7 +63,7 @@ ERRORS = [
     ("train adam momentum=0.9", "E115", 1, 12, "momentum is a setting of sgd"),
     ("train sgd lr=1e7", "E115", 1, 11, "lr must be in (0, 1e+06]"),
     ("train epochs=0", "E115", 1, 7, "at least 1"),
-    ("data cifar10", "E115", 1, 6, "unknown data set"),
+    ("data cifar1000", "E115", 1, 6, "unknown data set"),
     ("add { conv 8x3 same }", "E109", 1, 1, "at least two paths"),
     ("add { conv 8x3 same | }", "E109", 1, 1, "path 2"),
     ("residual { }", "E109", 1, 1, "empty"),

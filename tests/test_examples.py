@@ -51,7 +51,7 @@ def test_invariants(path):
     assert sum(layer.params for layer in net.layers) == net.total_params
     assert all(layer.params == layer.trainable + layer.non_trainable for layer in net.layers)
     assert net.total_params == net.trainable_params + net.non_trainable_params
-    assert net.input_shape == (None, 28, 28, 1)
+    assert net.input_shape in ((None, 28, 28, 1), (None, 32, 32, 3))  # MNIST-like or CIFAR
     assert net.output_shape == (None, 10)
     names = [layer.name for layer in net.layers]
     assert len(set(names)) == len(names)

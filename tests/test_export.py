@@ -98,6 +98,8 @@ def test_random_programs_agree_with_torch_and_keras(prog):
 
 EVERY_OP = """
 input 12x10x3
+rescale 1/255 offset=0.5; normalize mean=0.1x0.2x0.3 std=0.5; randomflip; randomcrop 12x10 padding=2
+randomtranslation 0.1; randomrotation 0.1; randomzoom 0.1
 a: conv 6x3/2 same relu
 b: conv 6x3 same dilation=2 gelu
 add a; batchnorm

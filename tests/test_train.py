@@ -127,7 +127,11 @@ BAD = [
     (["--lr", "nan"], "E601", "lr must be in (0, 1e+06], got nan"),
     (["--validation", "1"], "E601", "validation must be in [0, 1), got 1"),
     (["--seed", "-1"], "E601", "seed must be at least 0"),
-    (["--dataset", "cifar10"], "E501", "unknown data set `cifar10` (known: mnist, fashion-mnist)"),
+    (
+        ["--dataset", "cifar1000"],
+        "E501",
+        "unknown data set `cifar1000` (known: mnist, fashion-mnist, cifar10, cifar100)",
+    ),
     (["--device", "warp-drive"], "E403", "`warp-drive` is not a device"),
 ]
 

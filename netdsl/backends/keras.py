@@ -35,7 +35,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 from ..errors import NetdslError  # noqa: E402
-from .keras_program import OPS, KerasOp, _calls, _model_name, generate  # noqa: E402
+from .keras_program import (  # noqa: E402
+    HELPERS,  # noqa: E402
+    OPS,
+    KerasOp,
+    _calls,
+    _model_name,
+    generate,
+)
 
 # ---- quiet start-up ------------------------------------------------------------------
 # TensorFlow's C++ side logs through absl before absl is initialised, which ignores
@@ -119,7 +126,14 @@ with _quiet_native_stderr():
 
 import keras  # noqa: E402
 
-__all__ = ["OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
+__all__ = ["HELPERS", "OPS", "KerasOp", "build", "device", "generate", "get_weights", "predict", "set_weights"]
+
+# layer classes of netdsl's own (keras_program.HELPERS): the very text generated files carry
+_namespace: dict[str, Any] = {"keras": keras, "__name__": __name__}
+for _src in HELPERS.values():
+    exec(compile(_src, "<netdsl.backends.keras helpers>", "exec"), _namespace)  # fixed text, not user input
+_HELPER_CLASSES = {name: _namespace[name] for name in HELPERS}
+RandomCropPad = _HELPER_CLASSES["RandomCropPad"]
 
 # ---- device ---------------------------------------------------------------------------
 
@@ -172,7 +186,9 @@ def build(net, device: str | None = None):
         }
         for c in _calls(net):
             layer = _plugin_layer(net, c.name) if c.cls.startswith("plugin:") else None
-            layer = layer or getattr(keras.layers, c.cls)(*c.pos, name=c.name, **c.kw)
+            if layer is None:
+                cls = _HELPER_CLASSES[c.cls] if c.cls in _HELPER_CLASSES else getattr(keras.layers, c.cls)
+                layer = cls(*c.pos, name=c.name, **c.kw)
             ins = [tensors[i] for i in c.inputs]
             tensors[c.name] = layer(ins if c.merge else ins[0])
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))

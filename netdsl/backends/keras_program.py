@@ -128,6 +128,11 @@ from . import layers_program as _more  # noqa: E402  (it builds on KerasOp above
 
 OPS.update((k, KerasOp(*v)) for k, v in _more.KERAS.items())
 OPS.update(_plugins.entries(__name__))  # plugin layers registered before this import
+# ---- preprocessing and augmentation layers (netdsl/backends/keras_preprocess.py) ------------
+from . import keras_preprocess as _pre  # noqa: E402
+
+HELPERS = _pre.HELPERS  # layer classes of netdsl's own: compiled by the keras module, copied into generated files
+OPS.update({op: KerasOp(cls, args) for op, (cls, args) in _pre.OPS.items()})
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the keras backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"
@@ -195,7 +200,7 @@ def _statement(target: str, func: str, parts: list[str], call_arg: str) -> list[
 
 def _layer_statement(target: str, c: _Call, arg: str) -> list[str]:
     parts = [repr(v) for v in c.pos] + [f"{k}={v!r}" for k, v in c.kw.items()] + [f"name={_identifier(c.name)!r}"]
-    return _statement(target, f"layers.{c.cls}", parts, f"({arg})")
+    return _statement(target, c.cls if c.cls in HELPERS else f"layers.{c.cls}", parts, f"({arg})")
 
 
 def generate(net) -> str:
@@ -250,10 +255,12 @@ def generate(net) -> str:
     ]
     lines = [_comment(h) for h in head]
     shape = tuple(g.nodes["input"]["args"]["shape"])
+    helpers = [HELPERS[c] for c in dict.fromkeys(c.cls for c in _calls(net)) if c in HELPERS]
     lines += [
         "",
         _QUIET_IMPORT,
         *(f"\n{d}\n" for d in plugin_defs),
+        *(f"\n{h}" for h in helpers),
         "",
         "def build_model():",
         '    """The network as a Keras functional model (channels-last input)."""',

@@ -279,6 +279,40 @@ from . import onnx_layers as _more  # noqa: E402  (it builds on _Builder and ACT
 
 OPS.update(_more.OPS)
 OPS.update(_plugins.entries(__name__))  # plugin layers registered before this import
+# ---- preprocessing and augmentation layers (netdsl/ops_preprocess.py) --------------------------
+
+
+def _per_channel(v, shape) -> np.ndarray:
+    """A scalar, or one value per channel shaped to broadcast over NCHW (or (N, C))."""
+    a = np.asarray(v, dtype=np.float32).reshape(-1)
+    return a if a.size == 1 else a.reshape((1, -1, 1, 1) if len(shape) == 3 else (1, -1))
+
+
+def _affine(b, x: str, scale, offset, shape) -> str:
+    """x * scale + offset as Mul and Add (either left out when it does nothing)."""
+    scale, offset = _per_channel(scale, shape), _per_channel(offset, shape)
+    if not np.all(scale == 1):
+        x = b.op("Mul", [x, b.const("scale", scale, np.float32)])
+    if np.any(offset != 0):
+        x = b.op("Add", [x, b.const("offset", offset, np.float32)], "add")
+    return x
+
+
+def _rescale(b, a, xs, shapes, out, w) -> str:
+    return _affine(b, xs[0], a["scale"], a["offset"], shapes[0])
+
+
+def _normalize(b, a, xs, shapes, out, w) -> str:  # (x - mean) / std = x * (1 / std) + (-mean / std)
+    mean, std = np.asarray(a["mean"], np.float64), np.asarray(a["std"], np.float64)
+    return _affine(b, xs[0], 1 / std, -mean / std, shapes[0])
+
+
+OPS.update(
+    rescale=_rescale,
+    normalize=_normalize,
+    # training-only augmentation: the identity at inference, as in Keras
+    **{name: (lambda b, a, xs, shapes, out, w: b.op("Identity", xs)) for name in _ops._pre.RANDOM},
+)
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the onnx backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"

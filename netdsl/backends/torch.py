@@ -72,6 +72,7 @@ flatten_hwc: Callable = _namespace["flatten_hwc"]
 AvgPool2dSame: type = _namespace["AvgPool2dSame"]
 KerasBatchNorm1d: type = _namespace["KerasBatchNorm1d"]  # module globals: pickle finds classes by name
 KerasBatchNorm2d: type = _namespace["KerasBatchNorm2d"]
+Rescale, Normalize, RandomFlip, RandomCrop, RandomAffine = (_namespace[n] for n in _p._pre.CLASSES)  # preprocessing
 _CLASSES = {name: _namespace[name] for name in _p.HELPER_CLASSES}  # module classes that are not torch.nn's
 globals().update({k: v for k, v in _CLASSES.items() if k not in globals()})  # layers_program's, for pickle too
 

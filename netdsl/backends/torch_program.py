@@ -268,6 +268,12 @@ OPS.update((k, TorchOp(*v)) for k, v in _more.TORCH.items())
 _HELPERS.update(_more.TORCH_HELPERS)
 HELPER_CLASSES += tuple(_more.TORCH_HELPERS)
 OPS.update(_plugins.entries(__name__))  # plugin layers registered before this import (later ones add themselves)
+# ---- preprocessing and augmentation layers (netdsl/backends/torch_preprocess.py) ------------
+from . import torch_preprocess as _pre  # noqa: E402  (it imports Layer and TorchOp from here)
+
+_HELPERS.update(_pre.HELPERS)
+HELPER_CLASSES += _pre.CLASSES
+OPS.update(_pre.OPS)
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the torch backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"

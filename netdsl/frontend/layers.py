@@ -155,6 +155,9 @@ def _undefined(ex, a: s.Name, scope: Scope, op: ops.Op | None) -> None:
             choices = (ops.ACTIVATIONS if "activation" in op.args else ()) + (
                 ops.PADDINGS if "padding" in op.args else ()
             )
+            choices += tuple(
+                w for conv, _ in op.args.values() for w in getattr(conv, "choices", ()) if w not in choices
+            )
             hint = suggest(a.name, [*choices, *sorted(scope.visible("vars") | set(ex.values.params))])
     what = f"`{a.name}` is not an argument of {op.name}, nor a defined name" if op else f"`{a.name}` is not defined"
     ex.report.error("E105", what, a.span, hint=hint or bind_hint(a.name))

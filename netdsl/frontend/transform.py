@@ -84,6 +84,11 @@ def _space(self, span, children):
     return node
 
 
+def _values(t: Token) -> s.Size:
+    """`mean=0.49x0.48x0.45`: numbers, one per channel, as a literal size of floats."""
+    return s.Size(tuple(s.Num(float(d), _tok(t)) for d in str(t).split("x")), None, _tok(t), literal=True)
+
+
 class _ToSyntax:
     """One method per grammar rule, called with the rule's span (None for an empty body)
     and its children already converted."""
@@ -177,8 +182,8 @@ class _ToSyntax:
     def _value(self, c):
         if isinstance(c, s.Keyword):
             return c
-        if _is(c, "SIZE"):
-            return self._literal(c)
+        if _is(c, "SIZE") or _is(c, "VALUES"):  # `kernel=3x1`; `mean=0.49x0.48x0.45`
+            return self._literal(c) if _is(c, "SIZE") else _values(c)
         return self._expr(c)
 
     def _expr(self, c):

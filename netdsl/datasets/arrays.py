@@ -1,0 +1,136 @@
+"""Numpy arrays a user brings: ``.npz`` files and arrays given to :func:`netdsl.train`.
+
+``x_train, y_train, x_test, y_test`` (and optionally ``class_names``): images uint8 (scaled to
+[0, 1] as MNIST is) or float (taken as they are), NHWC or (N, H, W); labels integers
+0..K-1.  Every problem is an E614 naming the array (and the file) and the first bad index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..data import MAX_ITEMS, Dataset, _npz_too_big
+from ..errors import NetdslError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 100_000
+
+
+def _bad(where: str, what: str, hint: str | None = None) -> NetdslError:
+    return NetdslError("E614", f"{where}: {what}", hint=hint)
+
+
+def load_npz(path: Path | str, *, scale: bool = True) -> Dataset:
+    """An ``.npz`` of the four arrays (and optionally ``class_names``), checked (E614)."""
+    import numpy as np
+
+    path = Path(path)
+    where = f"`{path}`"
+    try:
+        too_big = _npz_too_big(path)
+    except Exception:  # not a zip: np.load below says what it is
+        too_big = None
+    if too_big:
+        raise _bad(where, too_big)
+    try:
+        with open(path, "rb") as fh:
+            npz = np.load(fh, allow_pickle=False)
+            if not hasattr(npz, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with npz as f:
+                arrays = {k: f[k] for k in (*KEYS, "class_names") if k in f.files}
+                keys = list(f.files)
+    except Exception as e:  # BadZipFile, ValueError (pickled objects), OSError, ...
+        raise _bad(where, f"not a readable .npz file ({e})") from None
+    missing = [k for k in KEYS if k not in arrays]
+    if missing:
+        raise _bad(where, f"needs arrays {', '.join(KEYS)}; it has {', '.join(keys) or 'none'}")
+    names = arrays.get("class_names")
+    return from_arrays(arrays, class_names=None if names is None else list(names), scale=scale, where=where)
+
+
+def _names(class_names, where: str) -> tuple[str, ...] | None:
+    if class_names is None:
+        return None
+    names = tuple(str(n) for n in class_names)
+    if not 2 <= len(names) <= MAX_CLASSES:
+        raise _bad(where, f"class_names holds {len(names)} names; a classifier needs 2 to {MAX_CLASSES:,}")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise _bad(where, f"class_names names `{dup}` twice")
+    return names
+
+
+def from_arrays(arrays, *, class_names=None, scale: bool = True, where: str = "data", name: str = "arrays") -> Dataset:
+    """The four arrays (a dict, or a sequence in the order x_train, y_train, x_test, y_test) as a Dataset."""
+    import numpy as np
+
+    if not isinstance(arrays, dict):
+        try:
+            seq = list(arrays)
+        except TypeError:
+            raise _bad(
+                where, f"expected (x_train, y_train, x_test, y_test) or a dict of them, got {type(arrays).__name__}"
+            ) from None
+        if len(seq) != 4:
+            raise _bad(where, f"expected 4 arrays (x_train, y_train, x_test, y_test), got {len(seq)}")
+        arrays = dict(zip(KEYS, seq, strict=True))
+        class_names = class_names
+    else:
+        class_names = arrays.get("class_names", class_names)
+    names = _names(class_names, where)
+    out = {}
+    for split in ("train", "test"):
+        try:
+            x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        except KeyError as e:
+            raise _bad(where, f"needs {e.args[0]}") from None
+        if x.ndim not in (3, 4):
+            raise _bad(where, f"x_{split} has rank {x.ndim} (shape {x.shape}); images are (N, H, W) or (N, H, W, C)")
+        if x.dtype != np.uint8 and x.dtype.kind != "f":
+            raise _bad(where, f"x_{split} is {x.dtype}; images are uint8 (0..255) or float")
+        if len(x) == 0:
+            raise _bad(where, f"x_{split} holds no images")
+        if len(x) > MAX_ITEMS:
+            raise _bad(where, f"x_{split} holds {len(x):,} images; netdsl reads at most {MAX_ITEMS:,}")
+        if x.dtype.kind == "f":
+            finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if not finite.all():
+                i = int(np.argmin(finite))
+                raise _bad(where, f"x_{split}[{i}] holds NaN or infinite values", "clean or drop that image")
+        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
+            raise _bad(where, f"y_{split} is {y.dtype} {y.shape}; expected integer labels ({len(x)},)")
+        out[split] = (x if x.ndim == 4 else x[..., None], y)
+    (xtr, ytr), (xte, yte) = out["train"], out["test"]
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise _bad(where, f"x_train images are {_hwc(xtr)} but x_test images are {_hwc(xte)}")
+    if xtr.shape[3] not in (1, 3):
+        raise _bad(where, f"images have {xtr.shape[3]} channels; netdsl reads 1 (grayscale) or 3 (RGB)")
+    k = len(names) if names else int(max(ytr.max(), yte.max())) + 1
+    for split, y in (("train", ytr), ("test", yte)):
+        bad = (y < 0) | (y >= k)
+        if bad.any():
+            i = int(np.argmax(bad))
+            of = f"the {k} class names" if names else f"0..{k - 1}"
+            raise _bad(where, f"y_{split}[{i}] = {y[i]} is not a class of {of}")
+    if k < 2 or len(np.unique(ytr)) < 2:
+        raise _bad(where, "the training labels hold one class; a classifier needs at least two")
+    if k > MAX_CLASSES:
+        raise _bad(where, f"labels go up to {k - 1:,}; netdsl takes at most {MAX_CLASSES:,} classes")
+
+    def images(a: np.ndarray) -> np.ndarray:
+        if a.dtype == np.uint8:
+            a = a.astype(np.float32)
+            return np.divide(a, np.float32(255), out=a) if scale else a
+        return a.astype(np.float32)
+
+    ds = Dataset(images(xtr), ytr.astype(np.int64), images(xte), yte.astype(np.int64), name, where.strip("`"))
+    return ds._replace(class_names=names or tuple(str(i) for i in range(k)))
+
+
+def _hwc(x) -> str:
+    return "x".join(map(str, x.shape[1:]))

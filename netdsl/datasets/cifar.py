@@ -32,10 +32,10 @@ SPEC = {  # name -> folder, train files, test files, label bytes, label index, n
 }  # fmt: skip
 ARCHIVE = {"cifar10": "cifar-10-binary.tar.gz", "cifar100": "cifar-100-binary.tar.gz"}
 MIRRORS = {"cifar10": ("https://www.cs.toronto.edu/~kriz/",), "cifar100": ("https://www.cs.toronto.edu/~kriz/",)}
-# the published digests of the archives: sha256 for CIFAR-10; the author publishes MD5 for CIFAR-100
+# sha256 of the archives (the same bytes as the author's published MD5s, c32a1d4a... and 03b5dce0...)
 DIGESTS = {
     "cifar10": ("sha256", "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
-    "cifar100": ("md5", "03b5dce01913d631647c71ecec9e9cb8"),
+    "cifar100": ("sha256", "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec"),
 }
 ENV_MIRROR = {"cifar10": "NETDSL_CIFAR10_MIRROR", "cifar100": "NETDSL_CIFAR100_MIRROR"}
 MAX_ARCHIVE = 200 << 20  # the archives are 163 and 161 MB

@@ -266,6 +266,8 @@ def test_torch_run_directory(capsys, tmp_path, tiny, data_dir):
         "data": str(data_dir),
         "scale": True,
         "device": None,
+        "init_from": None,
+        "init_map": None,
     }
     assert m["data"]["train"] == 900 and m["data"]["validation"] == 100 and m["data"]["test"] == 300
     assert [r["epoch"] for r in m["epochs"]] == [1, 2, 3]

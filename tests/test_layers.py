@@ -241,3 +241,12 @@ def test_sequence_shapes_and_errors():
         with pytest.raises(NetdslError) as e:
             netdsl.parse(spec)
         assert e.value.code == code, (spec, str(e.value))
+
+
+def test_onnx_nhwc_output_after_a_reshape_that_transposes():
+    """Found by the random programs: a reshape's own transpose and the nhwc output's had one name."""
+    pytest.importorskip("onnxruntime")
+    from test_export import agree as onnx_agree
+
+    net = netdsl.parse("input 1x2x2; conv 2x1; reshape 4x1x1")
+    onnx_agree(net, random_weights(net))

@@ -602,7 +602,7 @@ def g_new(ctx: Ctx, s, mode) -> Layer:
 
 def merge_rule(kind: str, shapes: list) -> tuple:
     first = shapes[0]
-    if kind == "add":
+    if kind in ("add", "mul"):  # the generator multiplies inputs of one shape only
         if any(x != first for x in shapes):
             raise Invalid(f"add of {shapes}")
         return first
@@ -1547,6 +1547,8 @@ def g_parallel(ctx, s, mode, avail, depth, budget):
         paths.append(_flatten(stmts))
         outs.append(out)
     merge_rule(kind, outs)  # raises Invalid on a strategy bug
+    if kind == "add" and ctx.maybe(0.25):
+        kind = "mul"  # the same shapes multiplied (ops_layers' mul)
     texts = [[x.text for x in p] for p in paths]
     return Parallel(kind, paths, f"{ctx.word(kind)} " + _block(ctx, texts))
 
@@ -1609,6 +1611,8 @@ def g_merge(ctx, s, avail):
             if kind == "concat" and s[-1] + sum(ctx.labels[m][-1] for m in names + [n]) > MAX_CONCAT_C:
                 continue
             names.append(n)
+    if kind == "add" and ctx.maybe(0.25):
+        kind = "mul"  # the same shapes multiplied (ops_layers' mul)
     return Merge(kind, names, ctx.join([ctx.word(kind)] + names))
 
 

@@ -610,7 +610,15 @@ def test_injection_through_names(tmp_path):
     cls = next(n.name for n in tree.body if isinstance(n, ast.ClassDef) and n.name not in tb._p._HELPERS)
     for n in ast.walk(tree):
         if isinstance(n, ast.Constant) and isinstance(n.value, str):
-            assert id(n) in docstrings or n.value in ("-inf", "nearest-exact", "__main__", "input ", " -> output ")
+            fixed_text = (
+                "-inf",
+                "nearest-exact",
+                "__main__",
+                "input ",
+                " -> output ",
+                "keras_fans",
+            )  # keras_fans: keras_init
+            assert id(n) in docstrings or n.value in fixed_text
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
             fixed = {"super", "float", "isinstance", "build_model", "print", "tuple", "model", *tb._p._HELPERS}
             assert n.func.id in fixed | {cls}, n.func.id

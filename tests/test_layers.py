@@ -186,6 +186,17 @@ def _keras_counts(model) -> tuple[int, int]:
 
 # ---- 1-D layers over sequences (input LxC) ------------------------------------------------------
 
+
+def test_onnx_output_nodes_keep_unique_names():
+    """A normalisation at the output: its own transposes and the nhwc layout's are distinct nodes."""
+    pytest.importorskip("onnxruntime")
+    from test_export import agree as onnx_agree
+
+    for spec in ("input 5x5x3; conv 4x3; layernorm", "input 6x3; conv1d 4x3; layernorm", "input 4x4x4; groupnorm 2"):
+        net = netdsl.parse(spec)
+        onnx_agree(net, random_weights(net))
+
+
 SEQ_NETS = [
     "input 20x3; conv1d 8x3 relu; maxpool1d 2; conv1d 6x3/2 same; avgpool1d 3/2 same; flatten; dense 4",
     "input 17x4; conv1d 5x4 same dilation=2 bias=false; maxpool1d 3/2 same; avgpool1d 2/1 same; batchnorm; "
@@ -230,3 +241,12 @@ def test_sequence_shapes_and_errors():
         with pytest.raises(NetdslError) as e:
             netdsl.parse(spec)
         assert e.value.code == code, (spec, str(e.value))
+
+
+def test_onnx_nhwc_output_after_a_reshape_that_transposes():
+    """Found by the random programs: a reshape's own transpose and the nhwc output's had one name."""
+    pytest.importorskip("onnxruntime")
+    from test_export import agree as onnx_agree
+
+    net = netdsl.parse("input 1x2x2; conv 2x1; reshape 4x1x1")
+    onnx_agree(net, random_weights(net))

@@ -357,7 +357,8 @@ def build(net, tensors: dict, *, opset: int = DEFAULT_OPSET, layout: str = "nchw
             names[name] = y
             continue
         if name == out_node and layout == "nhwc" and len(node["shape"]) > 1:
-            y = b.op("Transpose", [y], "to_nhwc", perm=_TO_LAST[len(node["shape"])])
+            # named apart from a node's own "to_nhwc" (reshape, flatten): ONNX node names are unique
+            y = b.op("Transpose", [y], "output_nhwc", perm=_TO_LAST[len(node["shape"])])
         # a node the user named `output` (or `input`) keeps its name on the ONNX node, not the value
         value = "output" if name == out_node else name if name not in ("input", "output") else f"{name}/value"
         names[name] = b.finish(y, value)

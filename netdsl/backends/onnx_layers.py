@@ -64,7 +64,7 @@ def _channels_last(b, x: str, shape, back: bool = False) -> str:
         return x
     perm = {(2, False): [0, 2, 1], (2, True): [0, 2, 1], (3, False): [0, 2, 3, 1], (3, True): [0, 3, 1, 2]}
     perm = perm[len(shape), back]
-    return b.op("Transpose", [x], "to_nchw" if back else "to_nhwc", perm=perm)
+    return b.op("Transpose", [x], "channels_first" if back else "channels_last", perm=perm)
 
 
 def _layernorm(b, a, xs, shapes, out, w) -> str:

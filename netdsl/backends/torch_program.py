@@ -31,11 +31,12 @@ def keras_init(model: nn.Module) -> None:
     """Keras's default initialisation: glorot-uniform kernels, zero biases."""
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            fans = getattr(m, "keras_fans", None)  # a depthwise kernel: the fans of Keras's (kh, kw, C, M)
+            fans = m.__dict__.get("keras_fans")  # a depthwise kernel: the fans of Keras's (kh, kw, C, M)
             if fans is None:
                 nn.init.xavier_uniform_(m.weight)
             else:
-                nn.init.uniform_(m.weight, -((6 / sum(fans)) ** 0.5), (6 / sum(fans)) ** 0.5)
+                limit = (6 / (fans[0] + fans[1])) ** 0.5
+                nn.init.uniform_(m.weight, -limit, limit)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 ''',

@@ -242,21 +242,27 @@ def format_text(
 
     Raises :class:`NetdslError` for a spec with errors (checked with ``params`` and
     ``input_shape``, as `netdsl check` would; ``check=False`` needs only valid syntax),
+    and E804 when the formatted text would not mean what ``text`` means (a formatter bug),
     and :class:`CommentsLost` when ``oneline`` would drop comments and ``force`` is not set.
     Line endings are kept (CRLF stays CRLF).
     """
+    from .fmt_meaning import check_same
     from .frontend.driver import parse_program
     from .net import compile_source
 
     crlf = "\r\n" in text
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
     source = Source(norm, filename)
+    net = None
     try:
         program = parse_program(norm)
-        if check:
-            compile_source(source, params or {}, input_shape, program=program)
     except NetdslError as e:
         raise e.located(source) from None
+    try:  # a spec that parses is formatted; `check`: one that does not compile is refused
+        net = compile_source(source, params or {}, input_shape, program=program)
+    except NetdslError as e:
+        if check:
+            raise e.located(source) from None
     f = Formatter(norm, program)
     if oneline:
         if program.comments and not force:
@@ -265,16 +271,18 @@ def format_text(
         out = f.oneline()
     else:
         out = f.format()
-    out = out.replace("\n", "\r\n") if crlf else out
     from .parser import MAX_SOURCE_BYTES
 
-    if len(out.encode("utf-8")) > MAX_SOURCE_BYTES >= len(text.encode("utf-8")):  # aligned comments add spaces
+    if (
+        len(out.encode("utf-8")) + crlf * out.count("\n") > MAX_SOURCE_BYTES >= len(text.encode("utf-8"))
+    ):  # aligned comments add spaces
         raise NetdslError(
             "E004",
             f"the formatted spec would be larger than the limit of {MAX_SOURCE_BYTES // 1024} KiB; it is left as it is",
             source=source,
         )
-    return out
+    check_same(norm, program, out, net, params, input_shape, filename)  # never write a changed meaning
+    return out.replace("\n", "\r\n") if crlf else out
 
 
 def format_source(source: Source, params: dict | None = None, input_shape=None, **kw) -> str:

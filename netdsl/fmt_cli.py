@@ -52,7 +52,7 @@ def cli(args, params: dict) -> int:
     for path in expand(args.files):
         try:
             source = read_spec(path)
-            new = format_source(source, params, args.input, oneline=args.oneline, force=args.force)
+            new = format_source(source, params, args.input, oneline=args.oneline, force=args.force, check=False)
         except NetdslError as e:
             if args.traceback:
                 raise

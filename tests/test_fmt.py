@@ -189,12 +189,12 @@ def test_in_place_check_and_diff(capsys, tmp_path):
 
 def test_broken_file_left_untouched(capsys, tmp_path):
     bad, good = tmp_path / "bad.net", tmp_path / "good.net"
-    bad.write_text("conv 6x5;;dense 10\n")
+    bad.write_text("conv 6x5;;dense 10 }\n")
     good.write_text("relu;relu\n")
     before = bad.stat().st_mtime_ns
     code, out, err = run(capsys, str(bad), str(good))
-    assert code == 1 and f"{bad}:1:11: error[E201]" in err
-    assert bad.read_text() == "conv 6x5;;dense 10\n" and bad.stat().st_mtime_ns == before
+    assert code == 1 and f"{bad}:1:20: error[E002]" in err
+    assert bad.read_text() == "conv 6x5;;dense 10 }\n" and bad.stat().st_mtime_ns == before
     assert good.read_text() == "relu\nrelu\n"
 
 
@@ -277,3 +277,56 @@ def test_formatted_spec_over_the_size_limit_is_refused():
     with pytest.raises(NetdslError) as e:
         format_text(text)
     assert e.value.code == "E004" and "left as it is" in e.value.message
+
+
+# ---- the hostile tester's findings ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("let x = 3\nconv filters=8 kernel=x\nflatten\ndense 10", "conv 8 x (x)"),
+        ("def f(c, x=3) { conv filters=c kernel=x }\nf(8)\nflatten\ndense 10", "conv c x (x)"),
+        ("let x = 3\nconv filters=x kernel=3\nflatten\ndense 10", "conv filters=x kernel=3"),
+        ("let x = 2\nconv filters=8 kernel=3 stride=x\nflatten\ndense 10", "conv 8 x 3/(x)"),
+        ("let x = 2\nconv 8 x (x)/(x)\nflatten\ndense 10", "conv 8 x (x)/(x)"),
+    ],
+)
+def test_a_variable_named_x_is_not_the_separator(text, want):
+    out = assert_same_meaning(text, {})
+    assert want in out
+
+
+def test_output_that_changes_the_meaning_is_refused(monkeypatch):
+    """The safety net: a formatter bug (here: the `x` fix undone) is refused with E804, never written."""
+    import netdsl.fmt_args as fa
+
+    monkeypatch.setattr(fa, "_is_x", lambda e: False)
+    for check in (True, False):
+        with pytest.raises(NetdslError) as e:
+            format_text("let x = 3\nconv filters=8 kernel=x\nflatten\ndense 10", check=check)
+        assert e.value.code == "E804"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "conv filters=n kernel=3\nflatten\ndense 10",  # a free parameter (E105)
+        "affine scale=2\ndense 10",  # a plugin layer that is not installed
+        "input 784;conv filters=8 kernel=3 activation=relu;dense 10",  # a shape error
+    ],
+)
+def test_specs_that_parse_but_do_not_compile_are_formatted(capsys, tmp_path, text):
+    p = tmp_path / "a.net"
+    p.write_text(text)
+    code, out, err = run(capsys, str(p))
+    assert code == 0, err
+    new = p.read_text()
+    assert new != text and "\n" in new and ";" not in new
+    assert run(capsys, "--check", str(p))[0] == 0
+
+
+def test_the_repos_examples_format_or_are_left_alone(capsys):
+    """`netdsl fmt --check examples/` never fails on an error (the plugin example included)."""
+    code, out, err = run(capsys, "--check", str(ROOT / "examples"))
+    assert "error[" not in err, err

@@ -201,6 +201,27 @@ def _is_layer(name: str) -> bool:
     return lookup(name) is not None
 
 
+ALIGN_SPREAD = 40  # at most this many columns of padding before an aligned comment
+
+
+def _aligned(run: list) -> list[str]:
+    """Consecutive commented lines: in groups whose code widths differ by at most ALIGN_SPREAD
+    (greedily, in order), each group's comments two spaces after its longest line.  Bounded
+    padding: one very long line does not push thousands of comments to its column."""
+    out, k = [], 0
+    while k < len(run):
+        lo = hi = len(run[k][0]) + len(run[k][1])
+        m = k + 1
+        while m < len(run):
+            w = len(run[m][0]) + len(run[m][1])
+            if max(hi, w) - min(lo, w) > ALIGN_SPREAD:
+                break
+            lo, hi, m = min(lo, w), max(hi, w), m + 1
+        out += [f"{ind}{code}".ljust(hi + 2) + comment for ind, code, _, comment in run[k:m]]
+        k = m
+    return out
+
+
 def _align(out: list) -> str:
     """Lines as text; each run of consecutive lines with trailing comments aligned."""
     lines, i = [], 0
@@ -209,9 +230,7 @@ def _align(out: list) -> str:
             j = i
             while j < len(out) and len(out[j]) == 4:
                 j += 1
-            col = max(len(o[0]) + len(o[1]) for o in out[i:j]) + 2
-            for ind, code, _, comment in out[i:j]:
-                lines.append(f"{ind}{code}".ljust(col) + comment)
+            lines += _aligned(out[i:j])
             i = j
         else:
             lines.append(out[i][0] + out[i][1])

@@ -330,3 +330,15 @@ def test_the_repos_examples_format_or_are_left_alone(capsys):
     """`netdsl fmt --check examples/` never fails on an error (the plugin example included)."""
     code, out, err = run(capsys, "--check", str(ROOT / "examples"))
     assert "error[" not in err, err
+
+
+def test_comment_alignment_is_bounded():
+    """One very long commented line before thousands of commented lines: no line is padded to it."""
+    names = " ".join(f"n{i}" for i in range(3000))
+    text = f"concat {names}  # long\n" + "relu #c\n" * 2000
+    out = format_text(text, check=False)
+    assert len(out) < 2 * len(text)
+    assert out.splitlines()[1] == "relu  #c"
+    assert format_text(out, check=False) == out
+    # within the spread, a run is still aligned
+    assert format_text("relu # a\nconv 8x3 same # b\n", check=False) == "relu           # a\nconv 8x3 same  # b\n"

@@ -49,8 +49,10 @@ def cli(args, params: dict) -> int:
     from .net import read_spec
 
     status, changed, would, unchanged = 0, [], 0, 0
-    for path in expand(args.files):
+    for path, walked in expand(args.files):
         try:
+            if walked:
+                _regular(path)
             source = read_spec(path)
             new = format_source(source, params, args.input, oneline=args.oneline, force=args.force, check=False)
         except NetdslError as e:
@@ -104,8 +106,9 @@ def cli(args, params: dict) -> int:
     return status
 
 
-def expand(paths: list[str]) -> list[str]:
-    """A directory stands for the `*.net` files under it (hidden directories skipped), in order."""
+def expand(paths: list[str]) -> list[tuple[str, bool]]:
+    """A directory stands for the `*.net` files under it (hidden directories skipped), in order;
+    each path comes with whether a directory walk found it (True) or the user named it."""
     out = []
     for p in paths:
         if p != "-" and os.path.isdir(p):
@@ -113,10 +116,22 @@ def expand(paths: list[str]) -> list[str]:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found += [os.path.join(root, f) for f in files if f.endswith(".net") and not f.startswith(".")]
-            out += sorted(found)
+            out += [(f, True) for f in sorted(found)]
         else:
-            out.append(p)
+            out.append((p, False))
     return out
+
+
+def _regular(path: str) -> None:
+    """A file a directory walk found must be a regular file: reading a FIFO or a device would block
+    or never end (a file the user names is read: that is their request)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or a dangling link: read_spec says so
+    if not stat.S_ISREG(mode):
+        why = "not a regular file (a FIFO, socket or device found in a directory); skipped"
+        raise NetdslError("E005", f"cannot read `{path}`: {why}", source=Source("", path))
 
 
 def _diff(old: str, new: str, name: str) -> str:

@@ -342,3 +342,11 @@ def test_comment_alignment_is_bounded():
     assert format_text(out, check=False) == out
     # within the spread, a run is still aligned
     assert format_text("relu # a\nconv 8x3 same # b\n", check=False) == "relu           # a\nconv 8x3 same  # b\n"
+
+
+def test_directory_walk_skips_a_fifo(capsys, tmp_path):
+    """A FIFO named `*.net` in a directory would block the reader forever: it is refused, unread."""
+    os.mkfifo(tmp_path / "x.net")
+    (tmp_path / "a.net").write_text("relu\n")
+    code, out, err = run(capsys, "--check", str(tmp_path))
+    assert code == 1 and "x.net" in err and "error[E005]" in err and "not a regular file" in err

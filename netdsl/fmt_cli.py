@@ -144,7 +144,8 @@ def _diff(old: str, new: str, name: str) -> str:
 
 
 def write_in_place(path: str, text: str) -> None:
-    """Replace the regular file ``path`` (or a link's target) atomically, keeping its permission bits;
+    """Replace the regular file ``path`` (or a link's target) atomically, keeping its permission bits
+    and owner (where permitted); a file with hard links is rewritten in place, so they stay linked;
     a file the user may not write is refused, not replaced by a rename around its permissions."""
     from .files import write_atomic
 
@@ -154,4 +155,16 @@ def write_in_place(path: str, text: str) -> None:
         raise OSError(0, "not a regular file (netdsl fmt rewrites regular files only)")
     if not os.access(real, os.W_OK):
         raise OSError(13, "permission denied")
-    write_atomic(real, text, mode=stat.S_IMODE(st.st_mode))
+    if st.st_nlink > 1:  # hard links: rewrite the shared inode (the text is complete), or the links part
+        data = text.encode("utf-8")
+        fd = os.open(real, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    write_atomic(real, text, mode=stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))

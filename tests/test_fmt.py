@@ -350,3 +350,20 @@ def test_directory_walk_skips_a_fifo(capsys, tmp_path):
     (tmp_path / "a.net").write_text("relu\n")
     code, out, err = run(capsys, "--check", str(tmp_path))
     assert code == 1 and "x.net" in err and "error[E005]" in err and "not a regular file" in err
+
+
+def test_hard_links_stay_linked_and_owner_is_kept(capsys, tmp_path):
+    a, b = tmp_path / "a.net", tmp_path / "b.net"
+    a.write_text("relu;relu\n")
+    os.link(a, b)
+    ino = a.stat().st_ino
+    assert run(capsys, str(a))[0] == 0
+    assert a.stat().st_ino == ino == b.stat().st_ino and b.read_text() == "relu\nrelu\n"
+    c = tmp_path / "c.net"
+    c.write_text("relu;relu\n")
+    if os.geteuid() == 0:  # root may give the file away: fmt keeps its owner
+        os.chown(c, 65534, 65534)
+    before = c.stat()
+    assert run(capsys, str(c))[0] == 0
+    after = c.stat()
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid) and c.read_text() == "relu\nrelu\n"

@@ -263,13 +263,16 @@ def format_text(
     ``input_shape``, as `netdsl check` would; ``check=False`` needs only valid syntax),
     and E804 when the formatted text would not mean what ``text`` means (a formatter bug),
     and :class:`CommentsLost` when ``oneline`` would drop comments and ``force`` is not set.
-    Line endings are kept (CRLF stays CRLF).
+    Line endings are kept (CRLF stays CRLF), and so is a leading byte-order mark.
     """
     from .fmt_meaning import check_same
     from .frontend.driver import parse_program
     from .net import compile_source
 
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # kept, as the line endings are
+    text = text.removeprefix(bom)
     crlf = "\r\n" in text
+    eol = "\r\n" if crlf else "\r" if "\r" in text and "\n" not in text else "\n"  # an old Mac file stays one
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
     source = Source(norm, filename)
     net = None
@@ -301,7 +304,9 @@ def format_text(
             source=source,
         )
     check_same(norm, program, out, net, params, input_shape, filename)  # never write a changed meaning
-    return out.replace("\n", "\r\n") if crlf else out
+    if oneline:  # a string to embed: no byte-order mark
+        bom = ""
+    return bom + (out.replace("\n", eol) if eol != "\n" else out)
 
 
 def format_source(source: Source, params: dict | None = None, input_shape=None, **kw) -> str:

@@ -10,6 +10,7 @@ files are still formatted.  Exit 0, or 1 when any file had errors, or (with --ch
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 
@@ -53,7 +54,7 @@ def cli(args, params: dict) -> int:
         try:
             if walked:
                 _regular(path)
-            source = read_spec(path)
+            source = read_spec(path, keep_bom=True)
             new = format_source(source, params, args.input, oneline=args.oneline, force=args.force, check=False)
         except NetdslError as e:
             if args.traceback:
@@ -137,10 +138,16 @@ def _regular(path: str) -> None:
 def _diff(old: str, new: str, name: str) -> str:
     import difflib
 
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), f"{name}\t(original)", f"{name}\t(formatted)"
-    )
-    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines)
+    def lines(text: str) -> list[str]:
+        """Each line ended by `\n` whatever the file's own ending (CRLF, a lone CR); the last line
+        without one carries the marker, so the diff shows a missing final newline."""
+        parts = re.split(r"\r\n|\r|\n", text)  # not str.splitlines: a form feed or U+2028 is no line end
+        out = [x + "\n" for x in parts[:-1]]
+        if parts[-1]:
+            out.append(parts[-1] + "\n\\ No newline at end of file\n")
+        return out
+
+    return "".join(difflib.unified_diff(lines(old), lines(new), f"{name}\t(original)", f"{name}\t(formatted)"))
 
 
 def write_in_place(path: str, text: str) -> None:

@@ -367,3 +367,23 @@ def test_hard_links_stay_linked_and_owner_is_kept(capsys, tmp_path):
     assert run(capsys, str(c))[0] == 0
     after = c.stat()
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid) and c.read_text() == "relu\nrelu\n"
+
+
+def test_lone_cr_file_keeps_its_endings_and_diffs_cleanly(capsys, tmp_path):
+    p = tmp_path / "cr.net"
+    p.write_bytes(b"relu;relu\rdense 10\r")
+    code, out, err = run(capsys, "--diff", str(p))
+    assert code == 1 and "No newline" not in out and "\r" not in out
+    assert "-relu;relu\n+relu\n+relu\n" in out
+    assert run(capsys, str(p))[0] == 0 and p.read_bytes() == b"relu\rrelu\rdense 10\r"
+    p.write_bytes(b"relu")  # a real missing final newline is still shown
+    assert "\\ No newline at end of file\n+relu\n" in run(capsys, "--diff", str(p))[1]
+
+
+def test_byte_order_mark_is_kept(capsys, tmp_path):
+    assert format_text("\ufeffrelu") == "\ufeffrelu\n"
+    assert format_text("\ufeffrelu;relu", oneline=True) == "relu; relu\n"
+    p = tmp_path / "b.net"
+    p.write_bytes(b"\xef\xbb\xbfrelu;relu\n")
+    assert run(capsys, str(p))[0] == 0 and p.read_bytes() == b"\xef\xbb\xbfrelu\nrelu\n"
+    assert run(capsys, "--check", str(p))[0] == 0

@@ -235,3 +235,25 @@ def test_missing_pygls_is_a_clear_error(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "netdsl", "lsp"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1 and "error[E803]" in proc.stderr and "netdsl[lsp]" in proc.stderr
+
+
+def test_byte_order_mark_is_accepted(lsp):
+    """A document starting with U+FEFF is a spec, as `netdsl check` reads it; columns stay right."""
+    doc = Doc(lsp, "\ufeffconv 6x5 relu\nflatten\ndense 10\n")
+    assert doc.diags == []
+    (d,) = doc.change("\ufeffconv 6x5 relu\ndense 10\n")
+    assert d["code"] == "E201" and d["range"] == rng(1, 0, 1, 5)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True}) or [None]
+    assert edit is None or edit["newText"].startswith("\ufeff")
+
+
+@pytest.mark.parametrize("eol", ["\r", "\r\n", "\n"])
+def test_formatting_replaces_the_whole_document(lsp, eol):
+    text = eol.join(["flatten;relu", "dense 10 # é"])  # no final line ending: the range ends inside the last line
+    doc = Doc(lsp, text)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["range"] == rng(0, 0, 1, len("dense 10 # é"))
+    assert edit["newText"] == eol.join(["flatten", "relu", "dense 10  # é", ""])
+    doc.change(text + eol)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["range"] == rng(0, 0, 2, 0)

@@ -263,8 +263,9 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
     new = format_text(doc.source, check=False)
     if new == doc.source:
         return []
-    lines = doc.lines
-    end = t.Position(len(lines), 0) if doc.source.endswith("\n") else to_client(doc, len(lines), len(lines[-1]) + 1)
+    # the whole document, counted as LSP counts: `\r\n`, `\r` and `\n` each end a line; columns in UTF-16 units
+    lines = re.split(r"\r\n|\r|\n", doc.source)
+    end = t.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
     return [t.TextEdit(range=t.Range(t.Position(0, 0), end), new_text=new)]
 
 

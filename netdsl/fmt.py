@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import NetdslError, Source
+from .errors import NetdslError, Source, Span
 from .fmt_args import ArgPrinter
 from .frontend import syntax as s
 
@@ -103,7 +103,10 @@ class Formatter(ArgPrinter):
             case s.Parallel(kind=kind, paths=paths):
                 self.emit(lead, f"{label}{kind.text.lower()} {{", st.span.line, first)
                 for i, p in enumerate(paths):
-                    end = paths[i + 1].span.line if i + 1 < len(paths) and paths[i + 1].span else st.span.end_line
+                    end = st.span.end_line
+                    if i + 1 < len(paths) and paths[i + 1].span:
+                        # a comment on or after the `|` line belongs to the next path (`| # c` stays there)
+                        end = self.bar_line(paths[i].span or st.span, paths[i + 1].span)
                     self.body(p.stmts, indent + INDENT, end, "| " if i else "")
                 self.emit(indent, "}", st.span.end_line, True)
             case _:
@@ -116,6 +119,23 @@ class Formatter(ArgPrinter):
                         self.next_comment += 1
                     for line in range(st.span.line, st.span.end_line):
                         self.trailing.pop(line, None)
+
+    def bar_line(self, before: Span, after: Span) -> int:
+        """The line of the `|` between two paths (``before`` ends before it, ``after`` starts after it),
+        skipping comments; the next path's line when none is found."""
+        a = self.starts[before.end_line - 1] + before.end_column - 1 if before is not None else 0
+        b = self.starts[after.line - 1] + after.column - 1
+        i = a
+        while i < b:
+            c = self.text[i]
+            if c == "#":
+                nl = self.text.find("\n", i)
+                i = b if nl < 0 else nl
+            elif c == "|":
+                return self.text.count("\n", 0, i) + 1
+            else:
+                i += 1
+        return after.line
 
     def simple(self, st) -> str:
         """A statement that fits on one line, as one line."""

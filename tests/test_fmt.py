@@ -387,3 +387,11 @@ def test_byte_order_mark_is_kept(capsys, tmp_path):
     p.write_bytes(b"\xef\xbb\xbfrelu;relu\n")
     assert run(capsys, str(p))[0] == 0 and p.read_bytes() == b"\xef\xbb\xbfrelu\nrelu\n"
     assert run(capsys, "--check", str(p))[0] == 0
+
+
+def test_a_comment_after_a_bar_stays_with_its_path():
+    text = "conv 8x3 same\nadd { # c0\n relu # c1\n | # c2\n identity # c3\n } # c4\n"
+    out = assert_same_meaning(text, {})
+    assert out == "conv 8x3 same\nadd {   # c0\n  relu  # c1\n| # c2\n  identity  # c3\n}           # c4\n"
+    out = format_text("conv 8x3 same\nadd {\n relu\n |\n # own\n identity\n }\n")
+    assert "| # own\n  identity\n" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -257,3 +259,37 @@ def test_formatting_replaces_the_whole_document(lsp, eol):
     doc.change(text + eol)
     (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
     assert edit["range"] == rng(0, 0, 2, 0)
+
+
+def test_invalid_params_get_an_error_reply():
+    """pygls dropped such requests without an answer: the client waited forever."""
+    with Client() as c:
+        c.initialize()
+        c.open("file:///bad.net", "relu\n")
+        doc = {"uri": "file:///bad.net"}
+        for params in (
+            {"textDocument": doc, "position": {"line": -1, "character": -1}},
+            {"textDocument": doc, "position": {"line": 2**33, "character": 0}},
+            {"foo": 1},
+            None,
+        ):
+            msg = c.wait(c.send_request("textDocument/hover", params), timeout=20)
+            assert msg["error"]["code"] == -32602, msg
+        big = {"textDocument": doc, "position": {"line": 2**31 - 1, "character": 2**31 - 1}}
+        assert c.request("textDocument/hover", big) is None  # valid, far past the end: no hover
+        assert c.request("textDocument/hover", {"textDocument": doc, "position": {"line": 0, "character": 1}})
+
+
+def test_a_huge_content_length_is_skipped():
+    import resource
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl", "lsp"],
+        input=b"Content-Length: 99999999999\r\n\r\n{}",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)),
+    )
+    assert b"MemoryError" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,9 @@ import logging
 import re
 
 from lsprotocol import types as t
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from .. import __version__
 from ..errors import Span
@@ -44,9 +46,73 @@ SYMBOLS = {
 }
 
 
+class _BadRequest:
+    """A request whose params do not fit its method (`{"line": -1}`, null): answered with InvalidParams."""
+
+    jsonrpc = "2.0"
+
+    def __init__(self, msg_id, method: str, why: str):
+        self.id, self.method, self.why = msg_id, method, why
+
+
+class NetdslProtocol(LanguageServerProtocol):
+    """pygls 2.1 raises JsonRpcInvalidParams while decoding a request with bad params, before it
+    knows the request: the client got no answer at all and waited forever.  Such a request
+    becomes a :class:`_BadRequest`, answered with the error -32602 (InvalidParams)."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and isinstance(data.get("method"), str):
+                return _BadRequest(data["id"], data["method"], e.message or type(e).__name__)
+            raise
+
+    def handle_message(self, message):
+        if isinstance(message, _BadRequest):
+            error = JsonRpcInvalidParams(message=f"invalid params for {message.method}: {message.why}")
+            self._send_response(message.id, error=error.to_response_error())
+            return
+        super().handle_message(message)
+
+
+MAX_MESSAGE = 64 * 1024 * 1024  # a larger Content-Length is skipped, not allocated
+MAX_HEADER = 64 * 1024
+_SKIPPED = b'{"jsonrpc": "2.0", "method": "$/netdsl/skipped"}'  # a notification nobody handles
+
+
+class _CappedStdin:
+    """Standard input for pygls' reader, with bounded reads: `Content-Length: 99999999999` made
+    it allocate the whole body (out of memory).  A body over MAX_MESSAGE is read and dropped in
+    chunks; an overlong header line is cut."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def readline(self) -> bytes:
+        return self.raw.readline(MAX_HEADER)
+
+    def read(self, n: int) -> bytes:
+        if n <= MAX_MESSAGE:
+            return self.raw.read(n)
+        left = n
+        while left:
+            chunk = self.raw.read(min(left, 1 << 20))
+            if not chunk:
+                return b""  # the input ended inside it: the server stops, as at any end of input
+            left -= len(chunk)
+        logging.getLogger(__name__).warning("skipped a message of %d bytes (the limit is %d)", n, MAX_MESSAGE)
+        return _SKIPPED
+
+
 class NetdslServer(LanguageServer):
     def __init__(self):
-        super().__init__("netdsl", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "netdsl",
+            __version__,
+            text_document_sync_kind=t.TextDocumentSyncKind.Incremental,
+            protocol_cls=NetdslProtocol,
+        )
         self.latest: dict[str, an.Analysis] = {}  # uri -> analysis of the current text
         self.good: dict[str, an.Analysis] = {}  # uri -> last analysis without errors
         self.params: dict = {}  # free parameters, from the client's initializationOptions {"params": {...}}
@@ -303,5 +369,7 @@ def main(traceback: bool = False) -> int:
     fmt = "netdsl lsp: %(message)s"
     handler.setFormatter(logging.Formatter(fmt) if traceback else _Brief(fmt))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    server.start_io()
+    import sys
+
+    server.start_io(stdin=_CappedStdin(sys.stdin.buffer))
     return 0

@@ -193,12 +193,9 @@ class Net:
         return mimebundle(self, include, exclude)
 
     def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz (or when too large)
-        from .notebook import MAX_DRAW_NODES
-        from .render import svg
+        from .notebook import mimebundle
 
-        if len(self.graph) > MAX_DRAW_NODES:
-            return None
-        return svg(self)
+        return mimebundle(self, include=["image/svg+xml"]).get("image/svg+xml")  # its limits of size and time
 
     def _repr_html_(self) -> str:  # notebooks: the summary table
         from .render import summary_html

@@ -293,3 +293,21 @@ def test_a_huge_content_length_is_skipped():
     )
     assert b"MemoryError" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
+
+
+def test_fallback_is_the_last_version_that_parsed(lsp):
+    """good (6x5) -> a semantic error (8x5 kept, a bad last line) -> a syntax error: hovers come from the 8x5 version."""
+    doc = Doc(lsp, "conv 6x5 relu\nflatten\ndense 10\n")
+    assert doc.change("conv 8x5 relu\nflatten\ndense 10\nconv 3x3\n")[0]["code"] != "E002"
+    assert doc.change("conv 8x5 relu\nflatten\ndense 10\nconv 3x3 (\n")[0]["code"] == "E002"
+    text = doc.at("textDocument/hover", 0, 1)["contents"]["value"]
+    assert "208" in text  # 8 x (5x5 + 1) parameters: the version that parsed, not the older good one
+
+
+def test_train_completion_offers_what_is_left(lsp):
+    doc = Doc(lsp, "flatten; dense 10\ntrain adam lr=0.1 ")
+    got = labels(doc.at("textDocument/completion", 1, 18))
+    assert "epochs" in got and "lr" not in got and "momentum" not in got and "nesterov" not in got
+    doc.change("flatten; dense 10\ntrain sgd lr=0.1 ")
+    got = labels(doc.at("textDocument/completion", 1, 17))
+    assert "momentum" in got and "lr" not in got and "optimizer" not in got

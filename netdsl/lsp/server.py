@@ -115,6 +115,7 @@ class NetdslServer(LanguageServer):
         )
         self.latest: dict[str, an.Analysis] = {}  # uri -> analysis of the current text
         self.good: dict[str, an.Analysis] = {}  # uri -> last analysis without errors
+        self.parsed: dict[str, an.Analysis] = {}  # uri -> last analysis that parsed (a graph, maybe partial)
         self.params: dict = {}  # free parameters, from the client's initializationOptions {"params": {...}}
 
     def analysis(self, uri: str) -> an.Analysis:
@@ -126,14 +127,17 @@ class NetdslServer(LanguageServer):
             self.latest[uri] = a
             if a.ok:
                 self.good[uri] = a
+            if a.graph is not None:
+                self.parsed[uri] = a
         return a
 
     def readable(self, uri: str) -> tuple[an.Analysis, set | None]:
         """The analysis to answer hovers and hints from, and the lines it may answer for.
-        A document that does not parse has no graph: the last good analysis answers for the
-        lines whose text has not changed since (None: every line)."""
+        A document that does not parse has no graph: the last analysis that parsed (the most
+        recent graph, even one a semantic error cut short) answers for the lines whose text has
+        not changed since (None: every line)."""
         a = self.analysis(uri)
-        good = self.good.get(uri)
+        good = self.parsed.get(uri)
         if a.graph is not None or good is None:
             return a, None
         now, then = a.text.split("\n"), good.text.split("\n")
@@ -248,6 +252,7 @@ def did_close(ls: NetdslServer, params: t.DidCloseTextDocumentParams):
     uri = params.text_document.uri
     ls.latest.pop(uri, None)
     ls.good.pop(uri, None)
+    ls.parsed.pop(uri, None)
     ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
@@ -311,8 +316,8 @@ def definition(ls: NetdslServer, params: t.DefinitionParams):
     if word is None:
         return None
     span = an.definitions(a).get(word)
-    if span is None and uri in ls.good:
-        span = an.definitions(ls.good[uri]).get(word)
+    if span is None and uri in ls.parsed:
+        span = an.definitions(ls.parsed[uri]).get(word)
     return t.Location(uri, to_range(doc, span)) if span is not None else None
 
 

@@ -359,6 +359,14 @@ def render(dot_text: str, fmt: str, timeout: float | None = None) -> bytes:
         raise RenderError(f"Graphviz's dot took longer than {timeout:g} s to draw {fmt} and was stopped") from None
     except OSError as e:
         raise RenderError(f"cannot run {exe}: {e.strerror or e}; {INSTALL_HINT}") from None
+    if proc.returncode < 0:  # killed (out of memory, a user's kill): say so, not "exit status -9"
+        import signal
+
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = f"signal {-proc.returncode}"
+        raise RenderError(f"Graphviz's dot was killed by {sig} while drawing {fmt} (a very large or branchy graph?)")
     if proc.returncode != 0:
         why = proc.stderr.decode("utf-8", "replace").strip()[-800:] or f"exit status {proc.returncode}"
         raise RenderError(f"Graphviz's dot failed to draw {fmt}: {why}")

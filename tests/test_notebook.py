@@ -149,3 +149,15 @@ def test_magic_binds_ordinary_names_only(shell):
     result, cap = run_cell(shell, "print", "relu")  # a builtin's name may be shadowed, as in Python
     assert result.success and isinstance(shell.user_ns["print"], netdsl.Net)
     shell.user_ns.pop("print")
+
+
+def test_a_killed_dot_is_named(tmp_path, monkeypatch):
+    """A dot killed by a signal (here a real process that kills itself) is reported as killed."""
+    from netdsl.render import RenderError, render
+
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\nkill -9 $$\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RenderError, match="killed by SIGKILL"):
+        render("digraph {}", "svg")

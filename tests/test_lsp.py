@@ -166,7 +166,10 @@ def test_formatting_returns_fmt_output(lsp):
     (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
     assert edit["newText"] == format_text(text) == "conv 6x5 relu\nflatten\ndense 10  # x\n"
     assert edit["range"]["start"] == {"line": 0, "character": 0}
-    doc.change("conv 6x5 relu\ndense 10\n")  # broken: no edits
+    doc.change("conv 6x5 relu;dense 10\n")  # a shape error: formatted, as `netdsl fmt` does
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["newText"] == "conv 6x5 relu\ndense 10\n"
+    doc.change("conv 6x5 relu;dense 10 (\n")  # does not parse: no edits
     assert doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True}) == []
 
 

@@ -20,7 +20,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from .. import __version__
-from ..errors import Span
+from ..errors import NetdslError, Span
 from . import analysis as an
 from .complete import completions
 
@@ -329,9 +329,12 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     a = ls.analysis(uri)
-    if not a.ok:
-        return []  # a spec with errors is not formatted (the diagnostics say why)
-    new = format_text(doc.source, check=False)
+    if a.program is None:
+        return []  # a spec that does not parse is not formatted (the diagnostics say why)
+    try:  # as `netdsl fmt`: a spec that parses is formatted, even with a semantic error
+        new = format_text(doc.source, ls.params, check=False)
+    except NetdslError:  # E804 (the formatter's own output refused) or a size limit: no edit
+        return []
     if new == doc.source:
         return []
     # the whole document, counted as LSP counts: `\r\n`, `\r` and `\n` each end a line; columns in UTF-16 units

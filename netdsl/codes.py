@@ -177,6 +177,9 @@ CODES: dict[str, Code] = {
         "`netdsl fmt` cannot write the formatted file back (a read-only directory, not a regular file, a full disk); the file is left as it was"
     ),
     "E803": Code("`netdsl lsp` without its packages: install the extra `netdsl[lsp]` (pygls, lsprotocol)"),
+    "E804": Code(
+        "`netdsl fmt` refused its own output: the formatted text would not mean what the spec means (a bug in the formatter; the file is left as it was)"
+    ),
     # search spaces and `netdsl sweep` (docs/language.md#search-spaces)
     "E901": Code("a search space where the value cannot vary: the input shape", "input int(8, 28); flatten; dense 10"),
     "E902": Code(

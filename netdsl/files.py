@@ -20,12 +20,15 @@ _FD_PATH = re.compile(r"/dev/(stdout|stderr|fd/(\d+))|/proc/self/fd/(\d+)")
 _STD_FD = {"stdout": 1, "stderr": 2}
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = None) -> Path:
+def write_atomic(
+    path: str | os.PathLike, data: bytes | str, mode: int | None = None, owner: tuple[int, int] | None = None
+) -> Path:
     """Write ``path`` atomically: a temporary file beside it, fsync, rename, fsync the directory.
 
     A reader (or a process killed mid-write) sees the old file or the new one, never half
     of one; the temporary file is removed on any failure, and the OSError is re-raised.
-    ``mode``: the new file's permission bits (`netdsl fmt` keeps the original's).
+    ``mode``: the new file's permission bits (`netdsl fmt` keeps the original's); ``owner``:
+    its (uid, gid), where this process may give it (root may; others keep their own).
     An existing target that is not a regular file (a directory, a device, a FIFO, or a
     link to one) is refused with an OSError rather than replaced.
     """
@@ -36,7 +39,12 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int | None = 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            if mode is not None:
+            if owner is not None:
+                try:
+                    os.fchown(f.fileno(), *owner)
+                except OSError:  # not permitted: the file is ours, as any new file would be
+                    pass
+            if mode is not None:  # after fchown, which may clear set-id bits
                 os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()

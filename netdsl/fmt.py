@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import NetdslError, Source
+from .errors import NetdslError, Source, Span
 from .fmt_args import ArgPrinter
 from .frontend import syntax as s
 
@@ -103,7 +103,10 @@ class Formatter(ArgPrinter):
             case s.Parallel(kind=kind, paths=paths):
                 self.emit(lead, f"{label}{kind.text.lower()} {{", st.span.line, first)
                 for i, p in enumerate(paths):
-                    end = paths[i + 1].span.line if i + 1 < len(paths) and paths[i + 1].span else st.span.end_line
+                    end = st.span.end_line
+                    if i + 1 < len(paths) and paths[i + 1].span:
+                        # a comment on or after the `|` line belongs to the next path (`| # c` stays there)
+                        end = self.bar_line(paths[i].span or st.span, paths[i + 1].span)
                     self.body(p.stmts, indent + INDENT, end, "| " if i else "")
                 self.emit(indent, "}", st.span.end_line, True)
             case _:
@@ -116,6 +119,23 @@ class Formatter(ArgPrinter):
                         self.next_comment += 1
                     for line in range(st.span.line, st.span.end_line):
                         self.trailing.pop(line, None)
+
+    def bar_line(self, before: Span, after: Span) -> int:
+        """The line of the `|` between two paths (``before`` ends before it, ``after`` starts after it),
+        skipping comments; the next path's line when none is found."""
+        a = self.starts[before.end_line - 1] + before.end_column - 1 if before is not None else 0
+        b = self.starts[after.line - 1] + after.column - 1
+        i = a
+        while i < b:
+            c = self.text[i]
+            if c == "#":
+                nl = self.text.find("\n", i)
+                i = b if nl < 0 else nl
+            elif c == "|":
+                return self.text.count("\n", 0, i) + 1
+            else:
+                i += 1
+        return after.line
 
     def simple(self, st) -> str:
         """A statement that fits on one line, as one line."""
@@ -201,6 +221,27 @@ def _is_layer(name: str) -> bool:
     return lookup(name) is not None
 
 
+ALIGN_SPREAD = 40  # at most this many columns of padding before an aligned comment
+
+
+def _aligned(run: list) -> list[str]:
+    """Consecutive commented lines: in groups whose code widths differ by at most ALIGN_SPREAD
+    (greedily, in order), each group's comments two spaces after its longest line.  Bounded
+    padding: one very long line does not push thousands of comments to its column."""
+    out, k = [], 0
+    while k < len(run):
+        lo = hi = len(run[k][0]) + len(run[k][1])
+        m = k + 1
+        while m < len(run):
+            w = len(run[m][0]) + len(run[m][1])
+            if max(hi, w) - min(lo, w) > ALIGN_SPREAD:
+                break
+            lo, hi, m = min(lo, w), max(hi, w), m + 1
+        out += [f"{ind}{code}".ljust(hi + 2) + comment for ind, code, _, comment in run[k:m]]
+        k = m
+    return out
+
+
 def _align(out: list) -> str:
     """Lines as text; each run of consecutive lines with trailing comments aligned."""
     lines, i = [], 0
@@ -209,9 +250,7 @@ def _align(out: list) -> str:
             j = i
             while j < len(out) and len(out[j]) == 4:
                 j += 1
-            col = max(len(o[0]) + len(o[1]) for o in out[i:j]) + 2
-            for ind, code, _, comment in out[i:j]:
-                lines.append(f"{ind}{code}".ljust(col) + comment)
+            lines += _aligned(out[i:j])
             i = j
         else:
             lines.append(out[i][0] + out[i][1])
@@ -242,21 +281,30 @@ def format_text(
 
     Raises :class:`NetdslError` for a spec with errors (checked with ``params`` and
     ``input_shape``, as `netdsl check` would; ``check=False`` needs only valid syntax),
+    and E804 when the formatted text would not mean what ``text`` means (a formatter bug),
     and :class:`CommentsLost` when ``oneline`` would drop comments and ``force`` is not set.
-    Line endings are kept (CRLF stays CRLF).
+    Line endings are kept (CRLF stays CRLF), and so is a leading byte-order mark.
     """
+    from .fmt_meaning import check_same
     from .frontend.driver import parse_program
     from .net import compile_source
 
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # kept, as the line endings are
+    text = text.removeprefix(bom)
     crlf = "\r\n" in text
+    eol = "\r\n" if crlf else "\r" if "\r" in text and "\n" not in text else "\n"  # an old Mac file stays one
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
     source = Source(norm, filename)
+    net = None
     try:
         program = parse_program(norm)
-        if check:
-            compile_source(source, params or {}, input_shape, program=program)
     except NetdslError as e:
         raise e.located(source) from None
+    try:  # a spec that parses is formatted; `check`: one that does not compile is refused
+        net = compile_source(source, params or {}, input_shape, program=program)
+    except NetdslError as e:
+        if check:
+            raise e.located(source) from None
     f = Formatter(norm, program)
     if oneline:
         if program.comments and not force:
@@ -265,16 +313,20 @@ def format_text(
         out = f.oneline()
     else:
         out = f.format()
-    out = out.replace("\n", "\r\n") if crlf else out
     from .parser import MAX_SOURCE_BYTES
 
-    if len(out.encode("utf-8")) > MAX_SOURCE_BYTES >= len(text.encode("utf-8")):  # aligned comments add spaces
+    if (
+        len(out.encode("utf-8")) + crlf * out.count("\n") > MAX_SOURCE_BYTES >= len(text.encode("utf-8"))
+    ):  # aligned comments add spaces
         raise NetdslError(
             "E004",
             f"the formatted spec would be larger than the limit of {MAX_SOURCE_BYTES // 1024} KiB; it is left as it is",
             source=source,
         )
-    return out
+    check_same(norm, program, out, net, params, input_shape, filename)  # never write a changed meaning
+    if oneline:  # a string to embed: no byte-order mark
+        bom = ""
+    return bom + (out.replace("\n", eol) if eol != "\n" else out)
 
 
 def format_source(source: Source, params: dict | None = None, input_shape=None, **kw) -> str:

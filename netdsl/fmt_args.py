@@ -48,6 +48,9 @@ class ArgPrinter:
         main, stride_key = SHORTHAND[op]
         if not sizes and all(k in kw and self.dims_of(k, kw[k]) is not None for k in main):
             dims = [d for k in main for d in self.dims_of(k, kw[k])]
+        else:
+            dims = []
+        if dims and not _is_x(dims[0]):  # `conv filters=x kernel=3`: a size cannot start with the name `x`
             stride = kw.get(stride_key) if stride_key else None
             if stride is not None and not _stride_ok(stride):
                 stride = None
@@ -84,12 +87,16 @@ class ArgPrinter:
         if literal and not paren_first:
             text = "x".join(self.expr(d) for d in dims)
         else:
-            parts = [self.atom(d, True) for d in dims]
+            # a variable named `x` is the separator to the lexer: `8 x (x)`, never `8 x x`
+            parts = [f"({self.expr(d)})" if _is_x(d) else self.atom(d, True) for d in dims]
             if paren_first and parts and not parts[0].startswith("("):
                 parts[0] = f"({parts[0]})"
             text = " x ".join(parts)
         if stride is not None:
-            text += "/" + (self.size(stride) if isinstance(stride, s.Size) else self.atom(stride, True))
+            if isinstance(stride, s.Size):
+                text += "/" + self.size(stride)
+            else:
+                text += "/" + (f"({self.expr(stride)})" if _is_x(stride) else self.atom(stride, True))
         return text
 
     def arg(self, a) -> str:
@@ -148,6 +155,10 @@ SHORTHAND = {
     "dropout": (("rate",), None),
     "upsample": (("size",), None),
 }
+
+
+def _is_x(e) -> bool:
+    return isinstance(e, s.Name) and e.name == "x"
 
 
 def _digits(f: ArgPrinter, e) -> bool:

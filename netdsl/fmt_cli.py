@@ -10,6 +10,7 @@ files are still formatted.  Exit 0, or 1 when any file had errors, or (with --ch
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 
@@ -49,10 +50,12 @@ def cli(args, params: dict) -> int:
     from .net import read_spec
 
     status, changed, would, unchanged = 0, [], 0, 0
-    for path in expand(args.files):
+    for path, walked in expand(args.files):
         try:
-            source = read_spec(path)
-            new = format_source(source, params, args.input, oneline=args.oneline, force=args.force)
+            if walked:
+                _regular(path)
+            source = read_spec(path, keep_bom=True)
+            new = format_source(source, params, args.input, oneline=args.oneline, force=args.force, check=False)
         except NetdslError as e:
             if args.traceback:
                 raise
@@ -104,8 +107,9 @@ def cli(args, params: dict) -> int:
     return status
 
 
-def expand(paths: list[str]) -> list[str]:
-    """A directory stands for the `*.net` files under it (hidden directories skipped), in order."""
+def expand(paths: list[str]) -> list[tuple[str, bool]]:
+    """A directory stands for the `*.net` files under it (hidden directories skipped), in order;
+    each path comes with whether a directory walk found it (True) or the user named it."""
     out = []
     for p in paths:
         if p != "-" and os.path.isdir(p):
@@ -113,23 +117,42 @@ def expand(paths: list[str]) -> list[str]:
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found += [os.path.join(root, f) for f in files if f.endswith(".net") and not f.startswith(".")]
-            out += sorted(found)
+            out += [(f, True) for f in sorted(found)]
         else:
-            out.append(p)
+            out.append((p, False))
     return out
+
+
+def _regular(path: str) -> None:
+    """A file a directory walk found must be a regular file: reading a FIFO or a device would block
+    or never end (a file the user names is read: that is their request)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or a dangling link: read_spec says so
+    if not stat.S_ISREG(mode):
+        why = "not a regular file (a FIFO, socket or device found in a directory); skipped"
+        raise NetdslError("E005", f"cannot read `{path}`: {why}", source=Source("", path))
 
 
 def _diff(old: str, new: str, name: str) -> str:
     import difflib
 
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), f"{name}\t(original)", f"{name}\t(formatted)"
-    )
-    return "".join(x if x.endswith("\n") else x + "\n\\ No newline at end of file\n" for x in lines)
+    def lines(text: str) -> list[str]:
+        """Each line ended by `\n` whatever the file's own ending (CRLF, a lone CR); the last line
+        without one carries the marker, so the diff shows a missing final newline."""
+        parts = re.split(r"\r\n|\r|\n", text)  # not str.splitlines: a form feed or U+2028 is no line end
+        out = [x + "\n" for x in parts[:-1]]
+        if parts[-1]:
+            out.append(parts[-1] + "\n\\ No newline at end of file\n")
+        return out
+
+    return "".join(difflib.unified_diff(lines(old), lines(new), f"{name}\t(original)", f"{name}\t(formatted)"))
 
 
 def write_in_place(path: str, text: str) -> None:
-    """Replace the regular file ``path`` (or a link's target) atomically, keeping its permission bits;
+    """Replace the regular file ``path`` (or a link's target) atomically, keeping its permission bits
+    and owner (where permitted); a file with hard links is rewritten in place, so they stay linked;
     a file the user may not write is refused, not replaced by a rename around its permissions."""
     from .files import write_atomic
 
@@ -139,4 +162,16 @@ def write_in_place(path: str, text: str) -> None:
         raise OSError(0, "not a regular file (netdsl fmt rewrites regular files only)")
     if not os.access(real, os.W_OK):
         raise OSError(13, "permission denied")
-    write_atomic(real, text, mode=stat.S_IMODE(st.st_mode))
+    if st.st_nlink > 1:  # hard links: rewrite the shared inode (the text is complete), or the links part
+        data = text.encode("utf-8")
+        fd = os.open(real, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, 0)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    write_atomic(real, text, mode=stat.S_IMODE(st.st_mode), owner=(st.st_uid, st.st_gid))

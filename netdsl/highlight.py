@@ -17,7 +17,7 @@ import json
 
 # ---- the token table (shared by both highlighters) -----------------------------------------
 
-KEYWORDS = ("input", "from", "add", "concat", "residual", "repeat", "let", "train", "data")
+KEYWORDS = ("input", "from", "add", "concat", "mul", "residual", "repeat", "let", "train", "data")
 # bare words the language reads as values: activations, paddings, booleans, upsample's mode
 WORD_VALUES = (
     "linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu", "silu", "leakyrelu",
@@ -26,7 +26,11 @@ WORD_VALUES = (
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 COMMENT = r"#[^\n]*"
-SIZE = r"[0-9]+(?:x[0-9]+)*/[0-9]+(?:x[0-9]+)*(?![\w.])|[0-9]+(?:x[0-9]+)+(?![\w.])"
+SIZE = (
+    r"[0-9]+(?:x[0-9]+)*/[0-9]+(?:x[0-9]+)*(?![\w.])|[0-9]+(?:x[0-9]+)+(?![\w.])"
+    # per-channel values, `mean=0.4914x0.4822x0.4465` (the grammar's VALUES)
+    r"|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:x(?:[0-9]+\.?[0-9]*|\.[0-9]+))+(?![\w.])"
+)
 NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?![\w.])"
 KEYWORD = r"(?i:" + "|".join(KEYWORDS) + r")\b"
 WORD_VALUE = r"\b(?i:" + "|".join(WORD_VALUES) + r")\b"

@@ -193,12 +193,9 @@ class Net:
         return mimebundle(self, include, exclude)
 
     def _repr_svg_(self) -> str | None:  # notebooks: the drawing, or None without Graphviz (or when too large)
-        from .notebook import MAX_DRAW_NODES
-        from .render import svg
+        from .notebook import mimebundle
 
-        if len(self.graph) > MAX_DRAW_NODES:
-            return None
-        return svg(self)
+        return mimebundle(self, include=["image/svg+xml"]).get("image/svg+xml")  # its limits of size and time
 
     def _repr_html_(self) -> str:  # notebooks: the summary table
         from .render import summary_html
@@ -308,8 +305,9 @@ def parse(text: str, /, *, filename: str = "<string>", input_shape=None, **param
     return compile_source(Source(text.removeprefix("\ufeff"), filename), params, input_shape, name or "net")
 
 
-def read_spec(path: str | os.PathLike) -> Source:
-    """Read a spec file (or ``-`` for stdin) into a :class:`Source`, with located errors."""
+def read_spec(path: str | os.PathLike, keep_bom: bool = False) -> Source:
+    """Read a spec file (or ``-`` for stdin) into a :class:`Source`, with located errors;
+    ``keep_bom``: a UTF-8 byte-order mark stays in the text (`netdsl fmt` writes it back)."""
     from .parser import MAX_SOURCE_BYTES, decode
 
     filename = os.fspath(path)
@@ -327,7 +325,8 @@ def read_spec(path: str | os.PathLike) -> Source:
     except OSError as e:
         why = e.strerror or str(e)
         raise NetdslError("E005", f"cannot read `{filename}`: {why}", source=Source("", filename)) from None
-    return Source(decode(data, filename), filename)
+    text = decode(data, filename)
+    return Source("\ufeff" + text if keep_bom and data.startswith(b"\xef\xbb\xbf") else text, filename)
 
 
 def load(path: str | os.PathLike, /, *, input_shape=None, **params) -> Net:

@@ -18,25 +18,33 @@ Python traceback (and nothing is bound).
 from __future__ import annotations
 
 import html
+import keyword
 import re
 import shlex
 import sys
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MAX_DRAW_NODES = 2000  # a larger net is summarised, not drawn inline (dot would take minutes)
+# a larger net is summarised, not drawn inline: dot's layout grows much faster than the graph
+# (a branchy net of 397 nodes took 21 s, one of 2,000 more than two minutes)
+MAX_DRAW_NODES = 500
+MAX_DRAW_EDGES = 1000
+DRAW_TIMEOUT = 10.0  # seconds; then dot is stopped and the table shown alone, with a note
 
 
 def mimebundle(net, include=None, exclude=None) -> dict:
     from .render import GraphvizMissing, RenderError, summary_html
 
     svg, why = None, None
-    if len(net.graph) > MAX_DRAW_NODES:
-        why = f"the drawing is left out: {len(net.graph) - 1:,} layers (netdsl plot draws it to a file)"
+    if len(net.graph) > MAX_DRAW_NODES or net.graph.number_of_edges() > MAX_DRAW_EDGES:
+        why = (
+            f"the drawing is left out: {len(net.graph) - 1:,} layers, {net.graph.number_of_edges():,} connections "
+            "(netdsl plot draws it to a file)"
+        )
     else:
         try:
             from .render import render, to_dot
 
-            svg = render(to_dot(net), "svg").decode("utf-8")
+            svg = render(to_dot(net), "svg", timeout=DRAW_TIMEOUT).decode("utf-8")
         except GraphvizMissing:
             why = "the drawing needs Graphviz's `dot` program (apt-get install graphviz, brew install graphviz or conda install -c conda-forge graphviz)"
         except RenderError as e:
@@ -96,7 +104,7 @@ def _magic_args(line: str):
         if w.startswith("-D") and len(w) > 2:
             words[i : i + 1] = ["-D", w[2:]]
             continue
-        if name is not None or not _NAME.match(w):
+        if name is not None or not _NAME.match(w) or keyword.iskeyword(w):  # `class`, `None`: not bindable
             raise ValueError(f"`{w}` is not a Python name to bind the net to")
         name = w
         i += 1

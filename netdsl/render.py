@@ -346,16 +346,27 @@ def _node(graph, v, err, source, chain=None) -> str:
 # ---- the edge: dot, files, notebooks -------------------------------------------------
 
 
-def render(dot_text: str, fmt: str) -> bytes:
-    """Run ``dot -T<fmt>`` on DOT text; :class:`GraphvizMissing` if ``dot`` is not found."""
+def render(dot_text: str, fmt: str, timeout: float | None = None) -> bytes:
+    """Run ``dot -T<fmt>`` on DOT text; :class:`GraphvizMissing` if ``dot`` is not found;
+    ``timeout``: seconds before dot is killed (a :class:`RenderError`)."""
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizMissing(f"drawing {fmt} needs Graphviz's `dot` program, which is not on PATH; {INSTALL_HINT}")
     cmd = [exe, f"-T{fmt}"] + (["-Gdpi=144"] if fmt == "png" else [])
     try:
-        proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True, check=False)
+        proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:  # run() has killed dot
+        raise RenderError(f"Graphviz's dot took longer than {timeout:g} s to draw {fmt} and was stopped") from None
     except OSError as e:
         raise RenderError(f"cannot run {exe}: {e.strerror or e}; {INSTALL_HINT}") from None
+    if proc.returncode < 0:  # killed (out of memory, a user's kill): say so, not "exit status -9"
+        import signal
+
+        try:
+            sig = signal.Signals(-proc.returncode).name
+        except ValueError:
+            sig = f"signal {-proc.returncode}"
+        raise RenderError(f"Graphviz's dot was killed by {sig} while drawing {fmt} (a very large or branchy graph?)")
     if proc.returncode != 0:
         why = proc.stderr.decode("utf-8", "replace").strip()[-800:] or f"exit status {proc.returncode}"
         raise RenderError(f"Graphviz's dot failed to draw {fmt}: {why}")

@@ -76,7 +76,6 @@ LABELS = (
     "mid",
     "up",
     "down",
-    "x",
     "y",
     "z",
     "left",
@@ -96,6 +95,7 @@ LABELS = (
     "zz",
 )
 LET_NAMES = (
+    "x",  # the size separator of shorthand: fmt must not write `conv 8 x x` (a bug found once)
     "n",
     "m",
     "nf",
@@ -793,6 +793,8 @@ class Ctx:
         how = self.choice(("lit", "lit", "name", "paren"))
         if how == "name":
             name = self.var_for(v, True)
+            if name == "x":  # alone, `x` is the separator: the variable is written `(x)`
+                return "(x)", "paren"
             if name is not None:
                 return name, "name"
         if how == "paren":
@@ -1162,7 +1164,7 @@ def make_def(ctx: Ctx, template: str) -> Def:
     name = ctx.fresh(DEF_NAMES[ctx.int(0, len(DEF_NAMES) - 1) :] + DEF_NAMES)
     w = ctx.word
     if template == "conv":
-        c, k = ctx.choice((("c", "k"), ("ch", "ks"), ("filters", "kernel"), ("width", "k")))
+        c, k = ctx.choice((("c", "k"), ("ch", "ks"), ("filters", "kernel"), ("width", "k"), ("c", "x")))
         k0 = ctx.int(1, 5)
         params = [(c, None), (k, Num(k0) if ctx.maybe(0.7) else None)]
         act = ctx.act_word(allow_param=False) if ctx.maybe(0.5) else None
@@ -1170,7 +1172,7 @@ def make_def(ctx: Ctx, template: str) -> Def:
         if act:
             items.append(f"activation={act}" if ctx.maybe(0.5) else act)
         if ctx.maybe(0.5):  # the shorthand with the parameters as its size: `conv c x k same`
-            items = [f"{c} x {k}", w("same"), act]
+            items = [f"{c} x {'(x)' if k == 'x' else k}", w("same"), act]  # `x` alone is the separator
         body = [
             Layer(
                 "conv", {"filters": Var(c), "kernel": Var(k), "padding": "same"}, ctx.join([w("conv"), ctx.kws(items)])

@@ -189,12 +189,12 @@ def test_in_place_check_and_diff(capsys, tmp_path):
 
 def test_broken_file_left_untouched(capsys, tmp_path):
     bad, good = tmp_path / "bad.net", tmp_path / "good.net"
-    bad.write_text("conv 6x5;;dense 10\n")
+    bad.write_text("conv 6x5;;dense 10 }\n")
     good.write_text("relu;relu\n")
     before = bad.stat().st_mtime_ns
     code, out, err = run(capsys, str(bad), str(good))
-    assert code == 1 and f"{bad}:1:11: error[E201]" in err
-    assert bad.read_text() == "conv 6x5;;dense 10\n" and bad.stat().st_mtime_ns == before
+    assert code == 1 and f"{bad}:1:20: error[E002]" in err
+    assert bad.read_text() == "conv 6x5;;dense 10 }\n" and bad.stat().st_mtime_ns == before
     assert good.read_text() == "relu\nrelu\n"
 
 
@@ -277,3 +277,121 @@ def test_formatted_spec_over_the_size_limit_is_refused():
     with pytest.raises(NetdslError) as e:
         format_text(text)
     assert e.value.code == "E004" and "left as it is" in e.value.message
+
+
+# ---- the hostile tester's findings ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("let x = 3\nconv filters=8 kernel=x\nflatten\ndense 10", "conv 8 x (x)"),
+        ("def f(c, x=3) { conv filters=c kernel=x }\nf(8)\nflatten\ndense 10", "conv c x (x)"),
+        ("let x = 3\nconv filters=x kernel=3\nflatten\ndense 10", "conv filters=x kernel=3"),
+        ("let x = 2\nconv filters=8 kernel=3 stride=x\nflatten\ndense 10", "conv 8 x 3/(x)"),
+        ("let x = 2\nconv 8 x (x)/(x)\nflatten\ndense 10", "conv 8 x (x)/(x)"),
+    ],
+)
+def test_a_variable_named_x_is_not_the_separator(text, want):
+    out = assert_same_meaning(text, {})
+    assert want in out
+
+
+def test_output_that_changes_the_meaning_is_refused(monkeypatch):
+    """The safety net: a formatter bug (here: the `x` fix undone) is refused with E804, never written."""
+    import netdsl.fmt_args as fa
+
+    monkeypatch.setattr(fa, "_is_x", lambda e: False)
+    for check in (True, False):
+        with pytest.raises(NetdslError) as e:
+            format_text("let x = 3\nconv filters=8 kernel=x\nflatten\ndense 10", check=check)
+        assert e.value.code == "E804"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "conv filters=n kernel=3\nflatten\ndense 10",  # a free parameter (E105)
+        "affine scale=2\ndense 10",  # a plugin layer that is not installed
+        "input 784;conv filters=8 kernel=3 activation=relu;dense 10",  # a shape error
+    ],
+)
+def test_specs_that_parse_but_do_not_compile_are_formatted(capsys, tmp_path, text):
+    p = tmp_path / "a.net"
+    p.write_text(text)
+    code, out, err = run(capsys, str(p))
+    assert code == 0, err
+    new = p.read_text()
+    assert new != text and "\n" in new and ";" not in new
+    assert run(capsys, "--check", str(p))[0] == 0
+
+
+def test_the_repos_examples_format_or_are_left_alone(capsys):
+    """`netdsl fmt --check examples/` never fails on an error (the plugin example included)."""
+    code, out, err = run(capsys, "--check", str(ROOT / "examples"))
+    assert "error[" not in err, err
+
+
+def test_comment_alignment_is_bounded():
+    """One very long commented line before thousands of commented lines: no line is padded to it."""
+    names = " ".join(f"n{i}" for i in range(3000))
+    text = f"concat {names}  # long\n" + "relu #c\n" * 2000
+    out = format_text(text, check=False)
+    assert len(out) < 2 * len(text)
+    assert out.splitlines()[1] == "relu  #c"
+    assert format_text(out, check=False) == out
+    # within the spread, a run is still aligned
+    assert format_text("relu # a\nconv 8x3 same # b\n", check=False) == "relu           # a\nconv 8x3 same  # b\n"
+
+
+def test_directory_walk_skips_a_fifo(capsys, tmp_path):
+    """A FIFO named `*.net` in a directory would block the reader forever: it is refused, unread."""
+    os.mkfifo(tmp_path / "x.net")
+    (tmp_path / "a.net").write_text("relu\n")
+    code, out, err = run(capsys, "--check", str(tmp_path))
+    assert code == 1 and "x.net" in err and "error[E005]" in err and "not a regular file" in err
+
+
+def test_hard_links_stay_linked_and_owner_is_kept(capsys, tmp_path):
+    a, b = tmp_path / "a.net", tmp_path / "b.net"
+    a.write_text("relu;relu\n")
+    os.link(a, b)
+    ino = a.stat().st_ino
+    assert run(capsys, str(a))[0] == 0
+    assert a.stat().st_ino == ino == b.stat().st_ino and b.read_text() == "relu\nrelu\n"
+    c = tmp_path / "c.net"
+    c.write_text("relu;relu\n")
+    if os.geteuid() == 0:  # root may give the file away: fmt keeps its owner
+        os.chown(c, 65534, 65534)
+    before = c.stat()
+    assert run(capsys, str(c))[0] == 0
+    after = c.stat()
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid) and c.read_text() == "relu\nrelu\n"
+
+
+def test_lone_cr_file_keeps_its_endings_and_diffs_cleanly(capsys, tmp_path):
+    p = tmp_path / "cr.net"
+    p.write_bytes(b"relu;relu\rdense 10\r")
+    code, out, err = run(capsys, "--diff", str(p))
+    assert code == 1 and "No newline" not in out and "\r" not in out
+    assert "-relu;relu\n+relu\n+relu\n" in out
+    assert run(capsys, str(p))[0] == 0 and p.read_bytes() == b"relu\rrelu\rdense 10\r"
+    p.write_bytes(b"relu")  # a real missing final newline is still shown
+    assert "\\ No newline at end of file\n+relu\n" in run(capsys, "--diff", str(p))[1]
+
+
+def test_byte_order_mark_is_kept(capsys, tmp_path):
+    assert format_text("\ufeffrelu") == "\ufeffrelu\n"
+    assert format_text("\ufeffrelu;relu", oneline=True) == "relu; relu\n"
+    p = tmp_path / "b.net"
+    p.write_bytes(b"\xef\xbb\xbfrelu;relu\n")
+    assert run(capsys, str(p))[0] == 0 and p.read_bytes() == b"\xef\xbb\xbfrelu\nrelu\n"
+    assert run(capsys, "--check", str(p))[0] == 0
+
+
+def test_a_comment_after_a_bar_stays_with_its_path():
+    text = "conv 8x3 same\nadd { # c0\n relu # c1\n | # c2\n identity # c3\n } # c4\n"
+    out = assert_same_meaning(text, {})
+    assert out == "conv 8x3 same\nadd {   # c0\n  relu  # c1\n| # c2\n  identity  # c3\n}           # c4\n"
+    out = format_text("conv 8x3 same\nadd {\n relu\n |\n # own\n identity\n }\n")
+    assert "| # own\n  identity\n" in out

@@ -119,3 +119,16 @@ def test_netdsl_blocks_in_the_docs_highlight_cleanly():
     assert len(blocks) > 10
     for block in blocks:
         assert pygments_words(block) == textmate_words(block), block
+
+
+def test_every_statement_keyword_highlights_as_one():
+    """`mul a b`, `mul { A | B }` (and any statement word added later) are keywords in both highlighters."""
+    from netdsl.frontend.syntax import STATEMENT_WORDS
+
+    for word in STATEMENT_WORDS:
+        if word in ("def", "identity"):  # `def` has its own rule; `identity` is a layer
+            continue
+        text = f"a: relu\n{word} a b\n{word} {{ relu | identity }}\n"
+        words = pygments_words(text)
+        assert (word, "keyword") in words, word
+        assert words == textmate_words(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -164,7 +166,10 @@ def test_formatting_returns_fmt_output(lsp):
     (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
     assert edit["newText"] == format_text(text) == "conv 6x5 relu\nflatten\ndense 10  # x\n"
     assert edit["range"]["start"] == {"line": 0, "character": 0}
-    doc.change("conv 6x5 relu\ndense 10\n")  # broken: no edits
+    doc.change("conv 6x5 relu;dense 10\n")  # a shape error: formatted, as `netdsl fmt` does
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["newText"] == "conv 6x5 relu\ndense 10\n"
+    doc.change("conv 6x5 relu;dense 10 (\n")  # does not parse: no edits
     assert doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True}) == []
 
 
@@ -235,3 +240,77 @@ def test_missing_pygls_is_a_clear_error(tmp_path):
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "netdsl", "lsp"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1 and "error[E803]" in proc.stderr and "netdsl[lsp]" in proc.stderr
+
+
+def test_byte_order_mark_is_accepted(lsp):
+    """A document starting with U+FEFF is a spec, as `netdsl check` reads it; columns stay right."""
+    doc = Doc(lsp, "\ufeffconv 6x5 relu\nflatten\ndense 10\n")
+    assert doc.diags == []
+    (d,) = doc.change("\ufeffconv 6x5 relu\ndense 10\n")
+    assert d["code"] == "E201" and d["range"] == rng(1, 0, 1, 5)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True}) or [None]
+    assert edit is None or edit["newText"].startswith("\ufeff")
+
+
+@pytest.mark.parametrize("eol", ["\r", "\r\n", "\n"])
+def test_formatting_replaces_the_whole_document(lsp, eol):
+    text = eol.join(["flatten;relu", "dense 10 # é"])  # no final line ending: the range ends inside the last line
+    doc = Doc(lsp, text)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["range"] == rng(0, 0, 1, len("dense 10 # é"))
+    assert edit["newText"] == eol.join(["flatten", "relu", "dense 10  # é", ""])
+    doc.change(text + eol)
+    (edit,) = doc.whole("textDocument/formatting", options={"tabSize": 2, "insertSpaces": True})
+    assert edit["range"] == rng(0, 0, 2, 0)
+
+
+def test_invalid_params_get_an_error_reply():
+    """pygls dropped such requests without an answer: the client waited forever."""
+    with Client() as c:
+        c.initialize()
+        c.open("file:///bad.net", "relu\n")
+        doc = {"uri": "file:///bad.net"}
+        for params in (
+            {"textDocument": doc, "position": {"line": -1, "character": -1}},
+            {"textDocument": doc, "position": {"line": 2**33, "character": 0}},
+            {"foo": 1},
+            None,
+        ):
+            msg = c.wait(c.send_request("textDocument/hover", params), timeout=20)
+            assert msg["error"]["code"] == -32602, msg
+        big = {"textDocument": doc, "position": {"line": 2**31 - 1, "character": 2**31 - 1}}
+        assert c.request("textDocument/hover", big) is None  # valid, far past the end: no hover
+        assert c.request("textDocument/hover", {"textDocument": doc, "position": {"line": 0, "character": 1}})
+
+
+def test_a_huge_content_length_is_skipped():
+    import resource
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "netdsl", "lsp"],
+        input=b"Content-Length: 99999999999\r\n\r\n{}",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)),
+    )
+    assert b"MemoryError" not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_fallback_is_the_last_version_that_parsed(lsp):
+    """good (6x5) -> a semantic error (8x5 kept, a bad last line) -> a syntax error: hovers come from the 8x5 version."""
+    doc = Doc(lsp, "conv 6x5 relu\nflatten\ndense 10\n")
+    assert doc.change("conv 8x5 relu\nflatten\ndense 10\nconv 3x3\n")[0]["code"] != "E002"
+    assert doc.change("conv 8x5 relu\nflatten\ndense 10\nconv 3x3 (\n")[0]["code"] == "E002"
+    text = doc.at("textDocument/hover", 0, 1)["contents"]["value"]
+    assert "208" in text  # 8 x (5x5 + 1) parameters: the version that parsed, not the older good one
+
+
+def test_train_completion_offers_what_is_left(lsp):
+    doc = Doc(lsp, "flatten; dense 10\ntrain adam lr=0.1 ")
+    got = labels(doc.at("textDocument/completion", 1, 18))
+    assert "epochs" in got and "lr" not in got and "momentum" not in got and "nesterov" not in got
+    doc.change("flatten; dense 10\ntrain sgd lr=0.1 ")
+    got = labels(doc.at("textDocument/completion", 1, 17))
+    assert "momentum" in got and "lr" not in got and "optimizer" not in got

@@ -112,7 +112,7 @@ def test_magic_shows_errors_with_a_caret_not_a_traceback(shell):
     assert cap.outputs == []
 
 
-@pytest.mark.parametrize("line", ["1x", "a b", "-D", "-D nope", "--input 0x0", "'unclosed"])
+@pytest.mark.parametrize("line", ["1x", "a b", "-D", "-D nope", "--input 0x0", "'unclosed", "class", "None", "lambda"])
 def test_magic_usage_errors(shell, line):
     result, cap = run_cell(shell, line, "relu")
     assert result.success and "usage: %%netdsl" in cap.stderr and cap.outputs == []
@@ -126,3 +126,38 @@ def test_large_net_is_summarised_not_drawn():
     assert "image/svg+xml" not in bundle and "left out" in bundle["text/html"]
     assert net._repr_svg_() is None
     parse_html(bundle["text/html"])
+
+
+def test_a_slow_drawing_is_stopped_and_the_table_shown(monkeypatch):
+    """dot is run with a time limit (real dot, a limit it cannot meet); a branchy net is not drawn at all."""
+    import netdsl.notebook as nb
+
+    if shutil.which("dot") is None:
+        pytest.skip("needs Graphviz's dot")
+    monkeypatch.setattr(nb, "DRAW_TIMEOUT", 1e-4)
+    bundle = netdsl.parse(LENET)._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle and "took longer than" in bundle["text/html"]
+    assert parse_html(bundle["text/html"])["table"] == 1
+    assert netdsl.parse(LENET)._repr_svg_() is None  # the same limit for the drawing alone
+    monkeypatch.undo()
+    monkeypatch.setattr(nb, "MAX_DRAW_EDGES", 5)  # dot's time grows with the connections, not only the layers
+    bundle = netdsl.parse(LENET)._repr_mimebundle_()
+    assert "image/svg+xml" not in bundle and "connections" in bundle["text/html"]
+
+
+def test_magic_binds_ordinary_names_only(shell):
+    result, cap = run_cell(shell, "print", "relu")  # a builtin's name may be shadowed, as in Python
+    assert result.success and isinstance(shell.user_ns["print"], netdsl.Net)
+    shell.user_ns.pop("print")
+
+
+def test_a_killed_dot_is_named(tmp_path, monkeypatch):
+    """A dot killed by a signal (here a real process that kills itself) is reported as killed."""
+    from netdsl.render import RenderError, render
+
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\nkill -9 $$\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RenderError, match="killed by SIGKILL"):
+        render("digraph {}", "svg")

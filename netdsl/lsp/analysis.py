@@ -64,6 +64,8 @@ def analyze(text: str, params: dict | None = None) -> Analysis:
     from ..frontend.driver import compile_graph, parse_program
 
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.startswith("\ufeff"):  # a BOM, as `netdsl check` accepts it; a space keeps the columns
+        text = " " + text[1:]
     source = Source(text, "<document>")
     a = Analysis(text)
     try:

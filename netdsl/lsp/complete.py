@@ -49,12 +49,21 @@ def completions(a: Analysis, good: Analysis | None, line: int, col: int) -> list
     if head == "let":
         return [] if len(done) < 2 else [Item(v, "variable") for v in sorted(variables)]
     if head == "train":
-        from ..settings import OPTIMIZERS, TRAIN_KEYS
+        from ..settings import _OPTIMIZER_KEYS, OPTIMIZERS, TRAIN_KEYS
 
         last = stmt.rstrip().rsplit(None, 1)[-1] if stmt.strip() else ""
         if stmt.endswith("=") or (partial and "=" in last):
             return [Item(v, "variable") for v in sorted(variables)]
-        items = [Item(k, "argument", insert=f"{k}=") for k in TRAIN_KEYS]
+        given = {w.split("=", 1)[0].lower() for w in done[1:] if "=" in w}
+        opt = done[1].lower() if len(done) > 1 and "=" not in done[1] else None
+        for w in done[1:]:
+            if w.lower().startswith("optimizer="):
+                opt = w.split("=", 1)[1].lower()
+        if opt is not None:
+            given.add("optimizer")
+        own = set(_OPTIMIZER_KEYS)  # sgd's own settings: not offered for another optimizer
+        keys = [k for k in TRAIN_KEYS if k not in given and not (opt in OPTIMIZERS and opt != "sgd" and k in own)]
+        items = [Item(k, "argument", insert=f"{k}=") for k in keys]
         if len(done) == 1:
             items += [Item(o, "value", "optimizer") for o in OPTIMIZERS]
         return items

@@ -15,10 +15,12 @@ import logging
 import re
 
 from lsprotocol import types as t
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from .. import __version__
-from ..errors import Span
+from ..errors import NetdslError, Span
 from . import analysis as an
 from .complete import completions
 
@@ -44,11 +46,76 @@ SYMBOLS = {
 }
 
 
+class _BadRequest:
+    """A request whose params do not fit its method (`{"line": -1}`, null): answered with InvalidParams."""
+
+    jsonrpc = "2.0"
+
+    def __init__(self, msg_id, method: str, why: str):
+        self.id, self.method, self.why = msg_id, method, why
+
+
+class NetdslProtocol(LanguageServerProtocol):
+    """pygls 2.1 raises JsonRpcInvalidParams while decoding a request with bad params, before it
+    knows the request: the client got no answer at all and waited forever.  Such a request
+    becomes a :class:`_BadRequest`, answered with the error -32602 (InvalidParams)."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and isinstance(data.get("method"), str):
+                return _BadRequest(data["id"], data["method"], e.message or type(e).__name__)
+            raise
+
+    def handle_message(self, message):
+        if isinstance(message, _BadRequest):
+            error = JsonRpcInvalidParams(message=f"invalid params for {message.method}: {message.why}")
+            self._send_response(message.id, error=error.to_response_error())
+            return
+        super().handle_message(message)
+
+
+MAX_MESSAGE = 64 * 1024 * 1024  # a larger Content-Length is skipped, not allocated
+MAX_HEADER = 64 * 1024
+_SKIPPED = b'{"jsonrpc": "2.0", "method": "$/netdsl/skipped"}'  # a notification nobody handles
+
+
+class _CappedStdin:
+    """Standard input for pygls' reader, with bounded reads: `Content-Length: 99999999999` made
+    it allocate the whole body (out of memory).  A body over MAX_MESSAGE is read and dropped in
+    chunks; an overlong header line is cut."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def readline(self) -> bytes:
+        return self.raw.readline(MAX_HEADER)
+
+    def read(self, n: int) -> bytes:
+        if n <= MAX_MESSAGE:
+            return self.raw.read(n)
+        left = n
+        while left:
+            chunk = self.raw.read(min(left, 1 << 20))
+            if not chunk:
+                return b""  # the input ended inside it: the server stops, as at any end of input
+            left -= len(chunk)
+        logging.getLogger(__name__).warning("skipped a message of %d bytes (the limit is %d)", n, MAX_MESSAGE)
+        return _SKIPPED
+
+
 class NetdslServer(LanguageServer):
     def __init__(self):
-        super().__init__("netdsl", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "netdsl",
+            __version__,
+            text_document_sync_kind=t.TextDocumentSyncKind.Incremental,
+            protocol_cls=NetdslProtocol,
+        )
         self.latest: dict[str, an.Analysis] = {}  # uri -> analysis of the current text
         self.good: dict[str, an.Analysis] = {}  # uri -> last analysis without errors
+        self.parsed: dict[str, an.Analysis] = {}  # uri -> last analysis that parsed (a graph, maybe partial)
         self.params: dict = {}  # free parameters, from the client's initializationOptions {"params": {...}}
 
     def analysis(self, uri: str) -> an.Analysis:
@@ -60,14 +127,17 @@ class NetdslServer(LanguageServer):
             self.latest[uri] = a
             if a.ok:
                 self.good[uri] = a
+            if a.graph is not None:
+                self.parsed[uri] = a
         return a
 
     def readable(self, uri: str) -> tuple[an.Analysis, set | None]:
         """The analysis to answer hovers and hints from, and the lines it may answer for.
-        A document that does not parse has no graph: the last good analysis answers for the
-        lines whose text has not changed since (None: every line)."""
+        A document that does not parse has no graph: the last analysis that parsed (the most
+        recent graph, even one a semantic error cut short) answers for the lines whose text has
+        not changed since (None: every line)."""
         a = self.analysis(uri)
-        good = self.good.get(uri)
+        good = self.parsed.get(uri)
         if a.graph is not None or good is None:
             return a, None
         now, then = a.text.split("\n"), good.text.split("\n")
@@ -182,6 +252,7 @@ def did_close(ls: NetdslServer, params: t.DidCloseTextDocumentParams):
     uri = params.text_document.uri
     ls.latest.pop(uri, None)
     ls.good.pop(uri, None)
+    ls.parsed.pop(uri, None)
     ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
@@ -245,8 +316,8 @@ def definition(ls: NetdslServer, params: t.DefinitionParams):
     if word is None:
         return None
     span = an.definitions(a).get(word)
-    if span is None and uri in ls.good:
-        span = an.definitions(ls.good[uri]).get(word)
+    if span is None and uri in ls.parsed:
+        span = an.definitions(ls.parsed[uri]).get(word)
     return t.Location(uri, to_range(doc, span)) if span is not None else None
 
 
@@ -258,13 +329,17 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     a = ls.analysis(uri)
-    if not a.ok:
-        return []  # a spec with errors is not formatted (the diagnostics say why)
-    new = format_text(doc.source, check=False)
+    if a.program is None:
+        return []  # a spec that does not parse is not formatted (the diagnostics say why)
+    try:  # as `netdsl fmt`: a spec that parses is formatted, even with a semantic error
+        new = format_text(doc.source, ls.params, check=False)
+    except NetdslError:  # E804 (the formatter's own output refused) or a size limit: no edit
+        return []
     if new == doc.source:
         return []
-    lines = doc.lines
-    end = t.Position(len(lines), 0) if doc.source.endswith("\n") else to_client(doc, len(lines), len(lines[-1]) + 1)
+    # the whole document, counted as LSP counts: `\r\n`, `\r` and `\n` each end a line; columns in UTF-16 units
+    lines = re.split(r"\r\n|\r|\n", doc.source)
+    end = t.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
     return [t.TextEdit(range=t.Range(t.Position(0, 0), end), new_text=new)]
 
 
@@ -302,5 +377,7 @@ def main(traceback: bool = False) -> int:
     fmt = "netdsl lsp: %(message)s"
     handler.setFormatter(logging.Formatter(fmt) if traceback else _Brief(fmt))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    server.start_io()
+    import sys
+
+    server.start_io(stdin=_CappedStdin(sys.stdin.buffer))
     return 0

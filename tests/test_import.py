@@ -48,6 +48,10 @@ def randomise(module) -> None:
                 m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                 m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+        if isinstance(m, (torch.nn.GroupNorm, torch.nn.LayerNorm)):
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=g) - 0.5)
 
 
 def torch_counts(module) -> tuple[int, int]:
@@ -65,9 +69,11 @@ def torch_out(module, x: np.ndarray) -> np.ndarray:
     t = torch.from_numpy(x)
     if t.ndim == 4:  # plain NCHW strides (with C = 1 a permuted tensor looks channels-last to conv)
         t = t.permute(0, 3, 1, 2).clone(memory_format=torch.contiguous_format)
+    elif t.ndim == 3:  # a sequence: (N, L, C) -> torch's (N, C, L)
+        t = t.permute(0, 2, 1).contiguous()
     with torch.no_grad():
         y = module.eval()(t)
-    return (y.permute(0, 2, 3, 1) if y.ndim == 4 else y).numpy()
+    return (y.permute(0, 2, 3, 1) if y.ndim == 4 else y.permute(0, 2, 1) if y.ndim == 3 else y).numpy()
 
 
 TORCH = {
@@ -79,6 +85,8 @@ TORCH = {
     "MLP": ("784", "repeat 4 { dense 64; relu }"),
     "UNetish": ("16x16x3", "| identity"),
     "Crossing": ("8x8x1", "a: conv 4x3 relu same"),
+    "GroupedNet": ("12x12x4", "same dilation=2 groups=2 bias=false\ndwconv 3/2 multiplier=2\npad top=2 bottom=1 left=1 right=0\ngroupnorm 4 eps=1e-05\nmul {"),
+    "SeqNet": ("20x3", "conv1d 8x3 relu same\nmaxpool1d 2\nconv1d 8x3 dilation=2 bias=false\navgpool1d 2"),
 }
 
 
@@ -201,9 +209,9 @@ def test_cli_module_form(tmp_path, capsys, monkeypatch):
 BAD = [
     ("Branchy", "784", "E703", "`Branchy.forward` (Branchy): torch.fx cannot trace it"),
     ("DeepBranchy", "784", "E703", "`layer.1` (_Gate): torch.fx cannot trace it"),
-    ("Grouped", "16x16x4", "E702", "`features.1` (Conv2d): is a grouped convolution (groups=2)"),
+    ("Grouped", "16x16x4", "E702", "(C, H, W) order"),
     ("WithLSTM", "10", "E702", "`rnn.1` (LSTM): no netdsl layer does what it does"),
-    ("Multiply", "784", "E702", "`mul` (operator.mul): is an operation netdsl has no equivalent for"),
+    ("Multiply", "784", "E702", "`mul` (operator.mul): takes 2, not a tensor computed from the input"),
     ("Shared", "10", "E704", "`fc` (Linear) is called twice"),
     ("TwoInputs", "10", "E704", "takes 2 inputs (x, y)"),
     ("not_a_module", "10", "E701", "`not_a_module` gives a int, not a torch.nn.Module"),

@@ -26,23 +26,26 @@ from .spec import Node, Unsupported
 from .torch_layers import _V, FUNCS, METHODS, Layers, _fn_name
 
 SUPPORTED = (
-    "modules: Conv2d (groups=1, zero padding), Linear, BatchNorm1d/2d (affine, running stats), "
+    "modules: Conv2d (zero padding; groups, dilation; depthwise as dwconv), Conv1d, MaxPool1d, AvgPool1d "
+    "(on LxC inputs), Linear, BatchNorm1d/2d (affine, running stats), LayerNorm (over a vector), "
+    "GroupNorm (affine), "
     "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d/AdaptiveMaxPool2d (to 1, or an exact divisor), Flatten, "
     "Dropout, ReLU, Sigmoid, Tanh, GELU, ELU, SELU, SiLU, LeakyReLU, Softmax/LogSoftmax (channels), "
     "Upsample (nearest, whole factors), ZeroPad2d, Identity, Sequential; functions and methods: "
     "F.relu/torch.relu, sigmoid, tanh, gelu, elu, selu, silu, leaky_relu, softmax, log_softmax, "
     "dropout, max_pool2d, avg_pool2d, adaptive_avg_pool2d, F.pad (zeros), torch.flatten, "
-    "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, torch.cat(dim=1)"
+    "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, * and torch.mul, torch.cat(dim=1)"
 )
 
 MAX_INPUT = 2**24  # values per sample the shape run takes (4096x4096x1): its memory grows with it
 
 # netdsl's own helper classes in generated code: their forward is the base layer's in inference
-_HELPERS = {"KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d, "AvgPool2dSame": nn.AvgPool2d}
+_HELPERS = {"ChannelLayerNorm": nn.LayerNorm, "KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d, "AvgPool2dSame": nn.AvgPool2d}
 _LEAVES = (
     nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.ELU, nn.SELU,
     nn.SiLU, nn.LeakyReLU, nn.Softmax, nn.LogSoftmax, nn.Upsample, nn.ZeroPad2d, nn.Identity,
+    nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.GroupNorm,
 )  # fmt: skip
 
 
@@ -98,7 +101,12 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             "E704",
             f"`{name}.forward` takes {len(inputs)} inputs ({', '.join(n.name for n in inputs)}); a netdsl net has one",
         )
-    nchw = (2, input_shape[2], input_shape[0], input_shape[1]) if len(input_shape) == 3 else (2, input_shape[0])
+    if len(input_shape) == 3:
+        nchw = (2, input_shape[2], input_shape[0], input_shape[1])
+    elif len(input_shape) == 2:  # a sequence LxC is torch's (N, C, L)
+        nchw = (2, input_shape[1], input_shape[0])
+    else:
+        nchw = (2, input_shape[0])
     if int(np.prod(input_shape)) > MAX_INPUT:
         raise Unsupported(
             "E704",
@@ -197,6 +205,11 @@ class _Reader(Layers):
             self.fail(where, kind, f"takes a tensor of shape {tuple(v.shape[1:])}; netdsl's 2-D layers need (C, H, W)")
         if v.perm:
             self.fail(where, kind, "reads a flattened tensor as a feature map")
+        return v
+
+    def as_seq(self, v: _V, where: str, kind: str) -> _V:
+        if len(v.shape) != 3 or v.squeezed or v.perm:
+            self.fail(where, kind, f"takes a tensor of shape {tuple(v.shape[1:])}; netdsl's 1-D layers need (C, L)")
         return v
 
     def as_vector(self, v: _V, where: str, kind: str) -> _V:

@@ -26,6 +26,10 @@ class _V(NamedTuple):
     squeezed: bool = False  # torch has (N, C, 1, 1) where netdsl has the vector (C,)
 
 
+def _one(v) -> int:
+    return v[0] if isinstance(v, (tuple, list)) else v
+
+
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
@@ -60,6 +64,14 @@ class Layers:
                 weights["bias"] = m.bias.detach().cpu().numpy()
             args = {"units": m.out_features, "bias": m.bias is not None}
             return self.add("dense", args, [x], where, weights, shape=shape)
+        if base is nn.Conv1d:
+            return self.conv1d(m, x, where, kind, shape)
+        if base in (nn.MaxPool1d, nn.AvgPool1d):
+            return self.pool1d(base, m, x, where, kind, shape)
+        if base is nn.LayerNorm:
+            return self.layernorm(m, x, where, kind, shape)
+        if base is nn.GroupNorm:
+            return self.groupnorm(m, x, where, kind, shape)
         if base in (nn.BatchNorm1d, nn.BatchNorm2d):
             return self.batchnorm(m, x, where, kind, shape)
         if base is nn.MaxPool2d or base is nn.AvgPool2d:
@@ -93,13 +105,13 @@ class Layers:
         return self.activation(base, m, x, where, kind, functional=False)
 
     def conv(self, m, x: _V, where, kind, shape) -> _V:
-        if m.groups != 1:
-            self.fail(where, kind, f"is a grouped convolution (groups={m.groups}); netdsl's conv has no groups")
+        cin, g = m.in_channels, m.groups
+        depthwise = g > 1 and g == cin and m.out_channels % cin == 0
         if m.padding_mode != "zeros":
             self.fail(where, kind, f"pads with `{m.padding_mode}`; netdsl pads with zeros only")
         x = self.as_map(x, where, kind)
         k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
-        if max(s) > 1 and max(d) > 1:
+        if max(s) > 1 and max(d) > 1 and not depthwise:
             self.fail(where, kind, "combines a stride > 1 with a dilation > 1 (netdsl and Keras refuse it)")
         h, w = x.shape[2], x.shape[3]
         if m.padding == "same":
@@ -125,12 +137,101 @@ class Layers:
             if (a["top"], a["bottom"], a["left"], a["right"]) == same:
                 self.nodes = [n for n in self.nodes if n.name != x.node]
                 x, padding = src, "same"
-        weights = {"kernel": m.weight.detach().cpu().numpy().transpose(2, 3, 1, 0)}  # OIHW -> HWIO
+        wt = m.weight.detach().cpu().numpy()
+        args = {"kernel": k, "stride": s, "padding": padding, "dilation": d, "bias": m.bias is not None}
+        if depthwise:  # (C*M, 1, kh, kw) -> Keras's DepthwiseConv2D (kh, kw, C, M)
+            mult = m.out_channels // cin
+            weights = {"kernel": wt.reshape(cin, mult, *k).transpose(2, 3, 0, 1)}
+            args["multiplier"] = mult
+        else:  # OIHW -> HWIO; a grouped kernel's I is C/groups in both layouts
+            weights = {"kernel": wt.transpose(2, 3, 1, 0)}
+            args.update(filters=m.out_channels, groups=g)
+        if m.bias is not None:
+            weights["bias"] = m.bias.detach().cpu().numpy()
+        return self.add("dwconv" if depthwise else "conv", args, [x], where, weights, shape=shape)
+
+    def conv1d(self, m, x: _V, where, kind, shape) -> _V:
+        if m.groups != 1:
+            self.fail(where, kind, f"is a grouped convolution (groups={m.groups}); netdsl's conv1d has no groups")
+        if m.padding_mode != "zeros":
+            self.fail(where, kind, f"pads with `{m.padding_mode}`; netdsl pads with zeros only")
+        x = self.as_seq(x, where, kind)
+        (k,), (s,), (d,) = m.kernel_size, m.stride, m.dilation
+        if s > 1 and d > 1:
+            self.fail(where, kind, "combines a stride > 1 with a dilation > 1 (netdsl and Keras refuse it)")
+        padding = self._pad1d(m.padding, x.shape[2], k, s, d, where, kind)
+        weights = {"kernel": m.weight.detach().cpu().numpy().transpose(2, 1, 0)}  # OIK -> KIO
         if m.bias is not None:
             weights["bias"] = m.bias.detach().cpu().numpy()
         args = {"filters": m.out_channels, "kernel": k, "stride": s, "padding": padding, "dilation": d}
         args["bias"] = m.bias is not None
-        return self.add("conv", args, [x], where, weights, shape=shape)
+        return self.add("conv1d", args, [x], where, weights, shape=shape)
+
+    def _pad1d(self, padding, n, k, s, d, where, kind) -> str:
+        """`valid` or `same` for torch's 1-D padding; netdsl has no 1-D pad for anything else."""
+        if padding in ("same", "valid"):
+            pads = _same_pads(n, k, s, d) if padding == "same" else (0, 0)
+        else:
+            p = padding[0] if isinstance(padding, tuple) else padding
+            pads = (p, p)
+        if not any(pads):
+            return "valid"
+        if pads == _same_pads(n, k, s, d):
+            return "same"
+        self.fail(where, kind, f"pads by {pads[0]}, which is not TF `same` here; netdsl has no 1-D pad")
+        return "valid"  # unreachable
+
+    def pool1d(self, base, m, x: _V, where, kind, shape) -> _V:
+        x = self.as_seq(x, where, kind)
+        k = _one(m.kernel_size)
+        s = _one(m.stride if m.stride is not None else m.kernel_size)
+        if base is nn.MaxPool1d and (_one(m.dilation) != 1 or m.return_indices):
+            self.fail(where, kind, "pools with a dilation or returns indices; netdsl's maxpool1d does neither")
+        n, p = x.shape[2], _one(m.padding)
+        if m.ceil_mode and shape[2] != (n + 2 * p - k) // s + 1:
+            self.fail(where, kind, "rounds its output size up (ceil_mode=True) where that changes it")
+        padding = "valid"
+        if p:
+            op = "maxpool1d" if base is nn.MaxPool1d else "avgpool1d"
+            if (p, p) != _same_pads(n, k, s) or (op == "avgpool1d" and m.count_include_pad):
+                self.fail(where, kind, f"pads by {p}, which is not TF `same` here (netdsl has no 1-D pad)")
+            padding = "same"
+        op = "maxpool1d" if base is nn.MaxPool1d else "avgpool1d"
+        return self.add(op, {"size": k, "stride": s, "padding": padding}, [x], where, shape=shape)
+
+    def layernorm(self, m, x: _V, where, kind, shape) -> _V:
+        if not m.elementwise_affine or m.weight is None or m.bias is None:
+            self.fail(where, kind, "has no learned scale or shift; netdsl's layernorm has both")
+        if len(m.normalized_shape) != 1:
+            self.fail(where, kind, f"normalises over {len(m.normalized_shape)} dims; netdsl's layernorm over one")
+        ws = {"gamma": m.weight.detach().cpu().numpy(), "beta": m.bias.detach().cpu().numpy()}
+        args = {"eps": float(m.eps)}
+        if kind == "ChannelLayerNorm":  # netdsl's own: over dim 1 of (N, C, ...), Keras's axis=-1
+            if x.perm or (len(x.shape) not in (3, 4) and not x.squeezed):
+                self.fail(where, kind, f"normalises the channels of a tensor of shape {tuple(x.shape[1:])}")
+            x = self.as_map(x, where, kind) if len(x.shape) == 4 else x
+            return self.add("layernorm", args, [x], where, ws, shape=shape)
+        if len(x.shape) != 2 or x.squeezed:
+            self.fail(
+                where,
+                kind,
+                f"normalises the last dim of a tensor of shape {tuple(x.shape[1:])}, torch's W or L, where "
+                "netdsl's layernorm (Keras's axis=-1) normalises the channels; only a LayerNorm of a vector imports",
+            )
+        if x.perm:  # the same statistics over the vector in any order: gamma and beta follow it
+            ws = {k: v[_perm(x.perm)] for k, v in ws.items()}
+        return self.add("layernorm", args, [x], where, ws, shape=shape, perm=x.perm)
+
+    def groupnorm(self, m, x: _V, where, kind, shape) -> _V:
+        if not m.affine:
+            self.fail(where, kind, "has no learned scale and shift (affine=False); netdsl's groupnorm has them")
+        if x.perm:
+            self.fail(where, kind, "normalises a vector flattened in torch's (C, H, W) order; its groups differ")
+        if len(x.shape) == 4 or x.squeezed:
+            x = self.as_map(x, where, kind)
+        ws = {"gamma": m.weight.detach().cpu().numpy(), "beta": m.bias.detach().cpu().numpy()}
+        args = {"groups": m.num_groups, "eps": float(m.eps)}
+        return self.add("groupnorm", args, [x], where, ws, shape=shape)
 
     def batchnorm(self, m, x: _V, where, kind, shape) -> _V:
         if not m.affine:
@@ -141,8 +242,10 @@ class Layers:
             self.fail(where, kind, "uses a cumulative average (momentum=None); netdsl's batchnorm has a momentum")
         if len(x.shape) == 4 and not x.squeezed:
             x = self.as_map(x, where, kind)
-        elif len(x.shape) != 2 and not x.squeezed:
-            self.fail(where, kind, f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,) or (C, H, W)")
+        elif len(x.shape) not in (2, 3) and not x.squeezed:
+            self.fail(
+                where, kind, f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,), (C, L) or (C, H, W)"
+            )
         ws = {
             "gamma": m.weight,
             "beta": m.bias,
@@ -213,7 +316,7 @@ class Layers:
     def flatten(self, x: _V, where, kind, shape) -> _V:
         if x.squeezed or len(x.shape) == 2:
             return x._replace(squeezed=False, shape=shape)  # (N, C, 1, 1) -> (N, C): nothing to do
-        c, h, w = x.shape[1:]
+        c, h, w = (*x.shape[1:], 1) if len(x.shape) == 3 else x.shape[1:]  # (C, L) is (C, L, 1)
         perm = (c, h, w) if c != 1 and h * w != 1 else None
         return self.add("flatten", {}, [x], where, shape=shape, perm=perm)
 
@@ -369,6 +472,11 @@ def _merge(op: str):
             if b.get("alpha", 1) != 1 or len(fxn.args) + len(fxn.kwargs) != 2:
                 r.fail(where, kind, "adds with a factor (alpha); netdsl's add sums")
             ins = [b["input"], b["other"]]
+        elif op == "mul":
+            b = _bind(fxn, ("input", "other"), {})
+            if len(fxn.args) + len(fxn.kwargs) != 2:
+                r.fail(where, kind, "is called with more than two arguments")
+            ins = [b.get("input"), b.get("other")]
         else:
             b = _bind(fxn, ("tensors", "dim"), {"dim": 0})
             ins = list(b["tensors"])
@@ -382,6 +490,8 @@ def _merge(op: str):
             vals.append(r.env[a])
         if any(v.perm for v in vals) and (op == "concat" or len({v.perm for v in vals}) != 1):
             r.fail(where, kind, f"{op}s flattened feature maps (torch's (C, H, W) order); netdsl's differs")
+        if op == "mul" and any(len(v.shape) != len(shape) and not v.squeezed for v in vals):
+            r.fail(where, kind, "multiplies tensors of different ranks; netdsl's mul needs one rank")
         if len(shape) == 4:
             vals = [r.as_map(v, where, kind) for v in vals]
         elif any(v.squeezed for v in vals):
@@ -418,6 +528,7 @@ FUNCS: dict = {
     F.adaptive_avg_pool2d: _adaptive("gap"), F.adaptive_max_pool2d: _adaptive("gmp"),
     torch.flatten: _reshape, torch.reshape: _reshape, torch.squeeze: _reshape,
     operator.add: _merge("add"), operator.iadd: _merge("add"), torch.add: _merge("add"),
+    operator.mul: _merge("mul"), operator.imul: _merge("mul"), torch.mul: _merge("mul"),
     torch.cat: _merge("concat"), torch.concat: _merge("concat"),
     F.interpolate: _upsample_fn, F.pad: _pad_fn, torch.mean: _mean,
     torch.clone: _identity,
@@ -429,4 +540,5 @@ METHODS: dict = {
     "view": _reshape, "reshape": _reshape, "flatten": _reshape, "squeeze": _reshape, "unsqueeze": _reshape,
     "contiguous": _identity, "clone": _identity, "mean": _mean,
     "add": _merge("add"), "add_": _merge("add"), "__add__": _merge("add"),
+    "mul": _merge("mul"), "mul_": _merge("mul"), "__mul__": _merge("mul"),
 }  # fmt: skip

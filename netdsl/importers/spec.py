@@ -111,6 +111,9 @@ def line(n: Node) -> str:
     if op in ("layernorm", "groupnorm"):
         text = op + (f" {a['groups']}" if op == "groupnorm" else "")
         return text + (f" eps={_num(a['eps'])}" if a.get("eps", 1e-3) != 1e-3 else "")
+    if op == "rescale":
+        text = f"rescale {_num(a['scale'])}" if a["scale"] > 0 else f"rescale scale={_num(a['scale'])}"
+        return text + (f" offset={_num(a['offset'])}" if a.get("offset", 0) else "")
     if op in ("maxpool", "avgpool"):
         size, stride = a["size"], a["stride"]
         text = f"{op} {_size(size)}"

@@ -40,7 +40,10 @@ SUPPORTED = (
 MAX_INPUT = 2**24  # values per sample the shape run takes (4096x4096x1): its memory grows with it
 
 # netdsl's own helper classes in generated code: their forward is the base layer's in inference
-_HELPERS = {"ChannelLayerNorm": nn.LayerNorm, "KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d, "AvgPool2dSame": nn.AvgPool2d}
+_HELPERS = {
+    "ChannelLayerNorm": nn.LayerNorm, "KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d,
+    "AvgPool2dSame": nn.AvgPool2d, "AvgPool1dSame": nn.AvgPool1d,
+}  # fmt: skip
 _LEAVES = (
     nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.ELU, nn.SELU,
@@ -208,6 +211,8 @@ class _Reader(Layers):
         return v
 
     def as_seq(self, v: _V, where: str, kind: str) -> _V:
+        if v.pad1d:
+            self.fail(where, kind, "reads a sequence padded by F.pad; netdsl has no 1-D pad")
         if len(v.shape) != 3 or v.squeezed or v.perm:
             self.fail(where, kind, f"takes a tensor of shape {tuple(v.shape[1:])}; netdsl's 1-D layers need (C, L)")
         return v

@@ -24,6 +24,7 @@ class _V(NamedTuple):
     shape: tuple
     perm: tuple | None = None  # a vector flattened in torch's (C, H, W) order: that (C, H, W)
     squeezed: bool = False  # torch has (N, C, 1, 1) where netdsl has the vector (C,)
+    pad1d: tuple | None = None  # F.pad of a sequence, for the one 1-D layer reading it: (left, right, value, source)
 
 
 def _one(v) -> int:
@@ -155,11 +156,16 @@ class Layers:
             self.fail(where, kind, f"is a grouped convolution (groups={m.groups}); netdsl's conv1d has no groups")
         if m.padding_mode != "zeros":
             self.fail(where, kind, f"pads with `{m.padding_mode}`; netdsl pads with zeros only")
-        x = self.as_seq(x, where, kind)
         (k,), (s,), (d,) = m.kernel_size, m.stride, m.dilation
+        x, padded = self._unpad1d(x, (0.0, None), k, s, d, where, kind)
+        x = self.as_seq(x, where, kind)
         if s > 1 and d > 1:
             self.fail(where, kind, "combines a stride > 1 with a dilation > 1 (netdsl and Keras refuse it)")
         padding = self._pad1d(m.padding, x.shape[2], k, s, d, where, kind)
+        if padded:
+            if padding != "valid":
+                self.fail(where, kind, "pads a sequence F.pad has padded already; netdsl has no 1-D pad")
+            padding = "same"
         weights = {"kernel": m.weight.detach().cpu().numpy().transpose(2, 1, 0)}  # OIK -> KIO
         if m.bias is not None:
             weights["bias"] = m.bias.detach().cpu().numpy()
@@ -181,10 +187,38 @@ class Layers:
         self.fail(where, kind, f"pads by {pads[0]}, which is not TF `same` here; netdsl has no 1-D pad")
         return "valid"  # unreachable
 
+    def _pads_for_1d(self) -> bool:
+        """Whether the F.pad being read feeds a 1-D conv or max pool (which may take it as TF `same`)."""
+        (user,) = self.cur.users
+        if user.op != "call_module":
+            return False
+        m = self.gm.get_submodule(user.target)
+        return type(m) in (nn.Conv1d, nn.MaxPool1d)
+
+    def _unpad1d(self, x: _V, values: tuple, k, s, d, where, kind) -> tuple[_V, bool]:
+        """The sequence before an F.pad when its pads are TF `same` for this layer, and True; else a refusal."""
+        if not x.pad1d:
+            return x, False
+        left, right, value, src = x.pad1d
+        if value not in values:
+            self.fail(where, kind, f"reads a sequence F.pad padded with {value}; netdsl's `same` pads with zeros")
+        if (left, right) != _same_pads(src.shape[2], k, s, d):
+            self.fail(where, kind, f"reads a sequence F.pad padded by {(left, right)}, not TF `same`; netdsl has no 1-D pad")
+        return src, True
+
     def pool1d(self, base, m, x: _V, where, kind, shape) -> _V:
-        x = self.as_seq(x, where, kind)
         k = _one(m.kernel_size)
         s = _one(m.stride if m.stride is not None else m.kernel_size)
+        if kind == "AvgPool1dSame":  # netdsl's own: TF same padding, averages over real elements
+            x = self.as_seq(x, where, kind)
+            return self.add("avgpool1d", {"size": k, "stride": s, "padding": "same"}, [x], where, shape=shape)
+        x, padded = self._unpad1d(x, (float("-inf"), 0.0, 0, None) if self._nonnegative(x.pad1d[3]) else
+                                  (float("-inf"),), k, s, 1, where, kind) if x.pad1d else (x, False)  # fmt: skip
+        x = self.as_seq(x, where, kind)
+        if padded:
+            if _one(m.padding):
+                self.fail(where, kind, "pads a sequence F.pad has padded already; netdsl has no 1-D pad")
+            return self.add("maxpool1d", {"size": k, "stride": s, "padding": "same"}, [x], where, shape=shape)
         if base is nn.MaxPool1d and (_one(m.dilation) != 1 or m.return_indices):
             self.fail(where, kind, "pools with a dilation or returns indices; netdsl's maxpool1d does neither")
         n, p = x.shape[2], _one(m.padding)
@@ -333,6 +367,8 @@ class Layers:
     def pad(self, x: _V, pads, value, mode, where, kind, shape, users: int = 0) -> _V:
         if mode != "constant":
             self.fail(where, kind, f"pads in `{mode}` mode; netdsl's `pad` adds zeros")
+        if len(pads) == 2 and len(x.shape) == 3 and users == 1 and min(pads) >= 0 and self._pads_for_1d():
+            return x._replace(shape=shape, pad1d=(*pads, value, x))  # TF `same` of the 1-D layer after it?
         if value not in (0, 0.0, None):
             self.fail(where, kind, f"pads with the value {value}; netdsl's `pad` adds zeros")
         if len(pads) != 4 or min(pads) < 0:

@@ -164,6 +164,44 @@ def test_resnet_example_module_round_trip(tmp_path):
     close(torch_out(original, x), torch_out(model, x))
 
 
+ROUND_TRIP = {
+    "seq": ("17x3", "conv1d 4x4/2 same relu\nmaxpool1d 2 same\nconv1d 6x3 same\navgpool1d 3/2 same\n"
+                    "layernorm\ngroupnorm 2 eps=1e-05\nbatchnorm\nflatten\ndense 3 softmax\n"),
+    "image": ("9x9x4", "conv 8x3 relu same groups=2\ndwconv 3/2 same multiplier=2\nsepconv 6x3 relu\n"
+                       "layernorm\nmul { identity | gap; dense 6 sigmoid; reshape 1x1x6 }\npad 1\nflatten\ndense 4\n"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIP))
+def test_generated_module_round_trip(tmp_path, name):
+    """The torch code `netdsl compile` writes for the new layers (uneven TF `same` 1-D padding, netdsl's own
+    ChannelLayerNorm, AvgPool1dSame, DepthwiseConv2d, SeparableConv2d, flatten_hwc) imports as the same net."""
+    import importlib.util
+
+    shape, body = ROUND_TRIP[name]
+    spec = netdsl.parse(f"input {shape}\n{body}")
+    src = tmp_path / f"{name}_torch.py"
+    src.write_text(spec.generate("torch"))
+    s = importlib.util.spec_from_file_location(f"{name}_torch", src)
+    mod = importlib.util.module_from_spec(s)
+    s.loader.exec_module(mod)
+    torch.manual_seed(4)
+    original = mod.build_model()
+    randomise(original)
+    with torch.no_grad():
+        for p in original.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # norms' scales and shifts away from 1 and 0
+    net, weights = netdsl.from_torch(original, input=shape)
+    assert net.total_params == spec.total_params
+    back = [layer.op for layer in net.layers]
+    assert back == [layer.op for layer in spec.layers] or name == "image", back  # sepconv comes back as dwconv + conv
+    save_weights(net, weights, tmp_path / "w.safetensors")
+    model = net.to_torch()
+    net.load_weights(model, tmp_path / "w.safetensors")
+    x = nchw(net.input_shape[1:])
+    close(torch_out(original, x), torch_out(model, x))
+
+
 # ---- the command line ----------------------------------------------------------------------
 
 
@@ -242,6 +280,16 @@ def test_unsupported_options_name_the_layer():
         (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU("tanh")), "4", "`tanh` approximation"),
         (torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.Flatten()), "3x3x1", "(C, H, W) order"),
         (torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.Upsample(scale_factor=2, mode="bilinear")), "3x3x1", "`bilinear`"),
+        (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.LayerNorm(6)), "8x8x3", "normalises the last dim of a tensor of shape (4, 6, 6), torch's W or L"),
+        (torch.nn.Sequential(torch.nn.Conv1d(3, 4, 3), torch.nn.LayerNorm(6)), "8x3", "only a LayerNorm of a vector imports"),
+        (torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4, elementwise_affine=False)), "4", "`1` (LayerNorm): has no learned scale"),
+        (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4, affine=False)), "8x8x3", "(affine=False)"),
+        (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.Flatten(), torch.nn.GroupNorm(2, 16)), "2x2x3", "its groups differ"),
+        (torch.nn.Sequential(torch.nn.Conv1d(3, 4, 3, padding=2)), "8x3", "`0` (Conv1d): pads by 2, which is not TF `same`"),
+        (torch.nn.Sequential(torch.nn.Conv1d(3, 6, 3, groups=3)), "8x3", "netdsl's conv1d has no groups"),
+        (torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=2, stride=2, dilation=2)), "9x9x4", "combines a stride"),
+        (torch.nn.Sequential(torch.nn.AvgPool1d(3, padding=1)), "8x3", "not TF `same` here"),
+        (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv1d(4, 4, 3)), "8x8x3", "`1` fails"),
     ]  # fmt: skip
     for module, shape, message in cases:
         with pytest.raises(netdsl.NetdslError) as e:

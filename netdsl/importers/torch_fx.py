@@ -37,6 +37,7 @@ SUPPORTED = (
     "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, * and torch.mul, torch.cat(dim=1)"
 )
 
+FLATTEN_HWC = "flatten_hwc"  # netdsl's generated torch code flattens in Keras's order with it
 MAX_INPUT = 2**24  # values per sample the shape run takes (4096x4096x1): its memory grows with it
 
 # netdsl's own helper classes in generated code: their forward is the base layer's in inference
@@ -63,9 +64,23 @@ def _base(m: nn.Module) -> type | None:
     return None
 
 
+def _keras_flattens(module: nn.Module) -> tuple:
+    """The ``flatten_hwc`` helpers of netdsl's generated torch code that the module's forwards call.
+
+    It branches on ``x.dim()`` (sequences and maps), which fx cannot trace: it is traced as one
+    call instead, and read as netdsl's flatten (already in Keras's order).
+    """
+    found = []
+    for m in module.modules():
+        fn = getattr(getattr(type(m), "forward", None), "__globals__", {}).get(FLATTEN_HWC)
+        if callable(fn) and getattr(fn, "__name__", "") == FLATTEN_HWC and fn not in found:
+            found.append(fn)
+    return tuple(found)
+
+
 class _Tracer(fx.Tracer):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, wrap: tuple = ()) -> None:
+        super().__init__(autowrap_functions=wrap)
         self.failed_in: tuple[str, str] | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -84,7 +99,8 @@ class _Tracer(fx.Tracer):
 def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node], str, dict]:
     """(nodes, the output node, {"params": torch's count over the layers used, ...})."""
     module = module.eval()
-    tracer = _Tracer()
+    wrap = _keras_flattens(module)
+    tracer = _Tracer(wrap)
     try:
         graph = tracer.trace(module)
     except Exception as e:
@@ -332,6 +348,12 @@ class _Reader(Layers):
                 self.fail(where, kind, f"uses the module's own tensor `{self.env[a][1]}` directly (F.conv2d with a "
                           "weight, a learned scale); netdsl's layers own their weights")  # fmt: skip
         x = self.env[tensors[0]]
+        if fxn.op == "call_function" and getattr(t, "__name__", "") == FLATTEN_HWC and len(fxn.args) == 1:
+            if x.perm or (len(x.shape) not in (3, 4) and not x.squeezed):
+                self.fail(where, kind, f"flattens a tensor of shape {tuple(x.shape[1:])}")
+            if x.squeezed or len(x.shape) == 2:
+                return x._replace(squeezed=False, shape=shape)
+            return self.add("flatten", {}, [x], where, shape=shape)  # Keras's order already: no permutation
         fn = FUNCS.get(t) if fxn.op == "call_function" else METHODS.get(t)
         if fn is None:
             self.fail(where, kind, "is an operation netdsl has no equivalent for")

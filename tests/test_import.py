@@ -445,10 +445,28 @@ def test_keras_refusals(keras):
     inp = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, groups=1)(inp)
     x = layers.Conv2D(4, 3, padding="same")(x)
-    out = layers.SeparableConv2D(4, 3)(x)
+    out = layers.Cropping2D(1)(x)
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.from_keras(keras.Model(inp, out))
-    assert e.value.code == "E702" and "(SeparableConv2D): no netdsl layer" in str(e.value)
+    assert e.value.code == "E702" and "(Cropping2D): no netdsl layer" in str(e.value)
+    assert "hint: netdsl imports InputLayer, Conv2D (channels_last; groups, dilation_rate), DepthwiseConv2D" in str(
+        e.value
+    )
+    for inp_shape, layer, message in [
+        ((8, 8, 3), layers.LayerNormalization(axis=1), "normalises axis 1"),
+        ((8, 8, 4), layers.GroupNormalization(2, center=False), "center/scale False"),
+        ((10, 3), layers.Conv1D(4, 3, padding="causal"), "has padding `causal`"),
+        ((10, 4), layers.Conv1D(4, 3, groups=2), "netdsl's conv1d has no groups"),
+        ((8, 8, 3), layers.Normalization(mean=0.5, variance=2.0), "write `normalize mean=... std=...`"),
+    ]:
+        inp = keras.Input(inp_shape)
+        with pytest.raises(netdsl.NetdslError) as e:
+            netdsl.from_keras(keras.Model(inp, layer(inp)))
+        assert e.value.code == "E702" and message in str(e.value), str(e.value)
+    inp = keras.Input((4, 4, 2, 2))
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.from_keras(keras.Model(inp, layers.ReLU()(inp)))
+    assert e.value.code == "E704" and "netdsl needs HxWxC, LxC or N" in str(e.value)
     shared = layers.Dense(4)
     inp = keras.Input((4,))
     with pytest.raises(netdsl.NetdslError) as e:

@@ -304,7 +304,7 @@ def _norm(node, layer, cls: str, c: dict, name: str) -> Node:
     axis = c.get("axis", -1)
     axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
     if axis not in (-1, _rank(layer) - 1):
-        _fail(name, cls, f"normalises axis {c.get('axis')}; netdsl's {cls[:5].lower()}norm normalises the last axis")
+        _fail(name, cls, f"normalises axis {axis}; netdsl's {cls[:5].lower()}norm normalises the last axis")
     if not (c.get("center", True) and c.get("scale", True)):
         _fail(name, cls, "has no learned shift or scale (center/scale False); netdsl's has both")
     if c.get("rms_scaling"):

@@ -85,7 +85,10 @@ TORCH = {
     "MLP": ("784", "repeat 4 { dense 64; relu }"),
     "UNetish": ("16x16x3", "| identity"),
     "Crossing": ("8x8x1", "a: conv 4x3 relu same"),
-    "GroupedNet": ("12x12x4", "same dilation=2 groups=2 bias=false\ndwconv 3/2 multiplier=2\npad top=2 bottom=1 left=1 right=0\ngroupnorm 4 eps=1e-05\nmul {"),
+    "GroupedNet": (
+        "12x12x4",
+        "same dilation=2 groups=2 bias=false\ndwconv 3/2 multiplier=2\npad top=2 bottom=1 left=1 right=0\ngroupnorm 4 eps=1e-05\nmul {",
+    ),
     "SeqNet": ("20x3", "conv1d 8x3 relu same\nmaxpool1d 2\nconv1d 8x3 dilation=2 bias=false\navgpool1d 2"),
 }
 

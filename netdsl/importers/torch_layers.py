@@ -203,7 +203,9 @@ class Layers:
         if value not in values:
             self.fail(where, kind, f"reads a sequence F.pad padded with {value}; netdsl's `same` pads with zeros")
         if (left, right) != _same_pads(src.shape[2], k, s, d):
-            self.fail(where, kind, f"reads a sequence F.pad padded by {(left, right)}, not TF `same`; netdsl has no 1-D pad")
+            self.fail(
+                where, kind, f"reads a sequence F.pad padded by {(left, right)}, not TF `same`; netdsl has no 1-D pad"
+            )
         return src, True
 
     def pool1d(self, base, m, x: _V, where, kind, shape) -> _V:
@@ -278,7 +280,9 @@ class Layers:
             x = self.as_map(x, where, kind)
         elif len(x.shape) not in (2, 3) and not x.squeezed:
             self.fail(
-                where, kind, f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,), (C, L) or (C, H, W)"
+                where,
+                kind,
+                f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,), (C, L) or (C, H, W)",
             )
         ws = {
             "gamma": m.weight,

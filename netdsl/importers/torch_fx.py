@@ -155,7 +155,7 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             "E704",
             f"`{name}` does not run on an input of {'x'.join(map(str, input_shape))} "
             f"(torch shape {tuple(nchw[1:])}): {at} fails: {why}",
-            hint="give the input shape the model expects with --input HxWxC (channels last) or --input N",
+            hint="give the input shape the model expects with --input HxWxC (channels last), --input LxC (a sequence, torch (N, C, L)) or --input N",
         ) from None
     return _Reader(gm, name).read()
 

@@ -23,7 +23,7 @@ def _shape(input) -> tuple:
     if input is None:
         raise NetdslError(
             "E704",
-            "a torch module does not say its input shape: give it as input='HxWxC' (channels last) or input=N",
+            "a torch module does not say its input shape: give it as input='HxWxC' (channels last), input='LxC' (a sequence) or input=N",
         )
     try:
         return parse_input_shape(input)  # type: ignore[return-value]

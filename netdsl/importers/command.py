@@ -165,7 +165,7 @@ def usage(args) -> str | None:
     except Usage as e:
         return str(e)
     if kind != "keras" and args.input is None:
-        return "a torch SOURCE needs --input HxWxC (channels last, as in specs) or --input N"
+        return "a torch SOURCE needs --input HxWxC (channels last, as in specs), --input LxC (a sequence) or --input N"
     if kind == "keras" and args.input is not None:
         return "--input is for torch sources; a Keras model knows its input shape"
     if args.output == "":

@@ -11,9 +11,12 @@ from __future__ import annotations
 from .spec import Node, Unsupported
 
 SUPPORTED = (
-    "InputLayer, Conv2D (groups=1, channels_last), Dense, BatchNormalization (last axis, center and scale), "
+    "InputLayer, Conv2D (channels_last; groups, dilation_rate), DepthwiseConv2D, SeparableConv2D, Dense, "
+    "BatchNormalization (last axis, center and scale), LayerNormalization and GroupNormalization (last axis, "
+    "center and scale), Conv1D, MaxPooling1D, AveragePooling1D (on an (L, C) input), "
     "MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout, "
-    "UpSampling2D (nearest), Reshape, ZeroPadding2D, Add, Concatenate (last axis), Activation, ReLU, Softmax, "
+    "UpSampling2D (nearest), Reshape, ZeroPadding2D, Add, Multiply, Concatenate (last axis), Rescaling, "
+    "Activation, ReLU, Softmax, "
     "ELU, LeakyReLU, Identity; activations linear, relu, sigmoid, tanh, softmax, log_softmax, gelu, elu, selu, "
     "silu/swish, leaky_relu"
 )
@@ -144,11 +147,11 @@ def _input_shape(model, layers, sequential) -> tuple:
         shape, count = None, 0
     if count > 1:
         raise Unsupported("E704", f"the model `{model.name}` has {count} inputs; a netdsl net has one")
-    if shape is None or len(shape) not in (1, 3) or not all(isinstance(d, int) and d > 0 for d in shape):
+    if shape is None or len(shape) not in (1, 2, 3) or not all(isinstance(d, int) and d > 0 for d in shape):
         raise Unsupported(
             "E704",
-            f"the model `{model.name}` has no fixed input shape ({shape}); netdsl needs HxWxC or N",
-            hint="build it on keras.Input((H, W, C)) before saving",
+            f"the model `{model.name}` has no fixed input shape ({shape}); netdsl needs HxWxC, LxC or N",
+            hint="build it on keras.Input((H, W, C)) (or (L, C), or (N,)) before saving",
         )
     return shape
 
@@ -160,20 +163,11 @@ def _node(layer, cls: str, c: dict, name: str, ins: list) -> Node | None:
 
     if c.get("data_format", "channels_last") != "channels_last":
         _fail(name, cls, "is channels_first; netdsl is channels last")
-    merge = cls in ("Add", "Concatenate")
+    merge = cls in ("Add", "Concatenate", "Multiply")
     if len(ins) != 1 and not merge:
         _fail(name, cls, f"takes {len(ins)} inputs")
-    if cls == "Conv2D":
-        if c.get("groups", 1) != 1:
-            _fail(name, cls, f"is a grouped convolution (groups={c['groups']}); netdsl's conv has no groups")
-        if c["padding"] not in ("valid", "same"):
-            _fail(name, cls, f"has padding `{c['padding']}`")
-        args = {
-            "filters": c["filters"], "kernel": _pair(c["kernel_size"]), "stride": _pair(c["strides"]),
-            "padding": c["padding"], "dilation": _pair(c.get("dilation_rate", 1)),
-            "activation": _activation(name, cls, c.get("activation")), "bias": c.get("use_bias", True),
-        }  # fmt: skip
-        return node("conv", args, ("kernel", "bias") if args["bias"] else ("kernel",))
+    if cls in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv1D"):
+        return _conv(node, cls, c, name)
     if cls == "Dense":
         try:
             rank = len(layer.input.shape)
@@ -197,6 +191,21 @@ def _node(layer, cls: str, c: dict, name: str, ins: list) -> Node | None:
         stride = _pair(c["strides"]) if c.get("strides") is not None else size
         op = "maxpool" if cls == "MaxPooling2D" else "avgpool"
         return node(op, {"size": size, "stride": stride, "padding": c["padding"]})
+    if cls in ("MaxPooling1D", "AveragePooling1D"):
+        size = _one(c["pool_size"])
+        stride = _one(c["strides"]) if c.get("strides") is not None else size
+        op = "maxpool1d" if cls == "MaxPooling1D" else "avgpool1d"
+        return node(op, {"size": size, "stride": stride, "padding": c["padding"]})
+    if cls in ("LayerNormalization", "GroupNormalization"):
+        return _norm(node, layer, cls, c, name)
+    if cls == "Rescaling":
+        scale, offset = c.get("scale"), c.get("offset", 0.0)
+        if not all(isinstance(v, (int, float)) for v in (scale, offset)):
+            _fail(name, cls, "rescales by a value per channel; netdsl's rescale takes one scale and one offset")
+        return node("rescale", {"scale": float(scale), "offset": float(offset)})
+    if cls == "Normalization":
+        _fail(name, cls, "holds its mean and variance as weights, which netdsl's `normalize` has as arguments; "
+              "remove it and write `normalize mean=... std=...` in the spec")  # fmt: skip
     if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
         if c.get("keepdims"):
             _fail(name, cls, "keeps the pooled axes (keepdims=True); follow it with netdsl's gap and a reshape")
@@ -221,6 +230,8 @@ def _node(layer, cls: str, c: dict, name: str, ins: list) -> Node | None:
         return node("pad", {"top": t, "bottom": b, "left": lf, "right": r})
     if cls == "Add":
         return node("add")
+    if cls == "Multiply":
+        return node("mul")
     if cls == "Concatenate":
         if c.get("axis", -1) not in (-1, _rank(layer) - 1):
             _fail(name, cls, f"joins on axis {c.get('axis')}; netdsl's concat joins the last axis")
@@ -257,3 +268,48 @@ def _rank(layer) -> int:
         return len(layer.input.shape)
     except (AttributeError, ValueError):
         return -1
+
+
+def _one(v) -> int:
+    return v[0] if isinstance(v, (list, tuple)) else v
+
+
+def _conv(node, cls: str, c: dict, name: str) -> Node:
+    """Conv2D, DepthwiseConv2D, SeparableConv2D and Conv1D: one argument set, the layer's own weights."""
+    if c["padding"] not in ("valid", "same"):
+        _fail(name, cls, f"has padding `{c['padding']}`; netdsl's is valid or same")
+    one = cls == "Conv1D"
+    size = _one if one else _pair
+    args = {
+        "kernel": size(c["kernel_size"]), "stride": size(c["strides"]), "padding": c["padding"],
+        "dilation": size(c.get("dilation_rate", 1)), "activation": _activation(name, cls, c.get("activation")),
+        "bias": c.get("use_bias", True),
+    }  # fmt: skip
+    bias = ("bias",) if args["bias"] else ()
+    if cls == "DepthwiseConv2D":
+        args["multiplier"] = c.get("depth_multiplier", 1)
+        return node("dwconv", args, ("kernel", *bias))
+    args["filters"] = c["filters"]
+    if cls == "SeparableConv2D":
+        args["multiplier"] = c.get("depth_multiplier", 1)
+        return node("sepconv", args, ("depthwise_kernel", "pointwise_kernel", *bias))
+    if c.get("groups", 1) != 1:
+        if one:
+            _fail(name, cls, f"is a grouped convolution (groups={c['groups']}); netdsl's conv1d has no groups")
+        args["groups"] = c["groups"]
+    return node("conv1d" if one else "conv", args, ("kernel", *bias))
+
+
+def _norm(node, layer, cls: str, c: dict, name: str) -> Node:
+    axis = c.get("axis", -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    if axis not in (-1, _rank(layer) - 1):
+        _fail(name, cls, f"normalises axis {axis}; netdsl's {cls[:5].lower()}norm normalises the last axis")
+    if not (c.get("center", True) and c.get("scale", True)):
+        _fail(name, cls, "has no learned shift or scale (center/scale False); netdsl's has both")
+    if c.get("rms_scaling"):
+        _fail(name, cls, "scales by the root mean square (rms_scaling=True); netdsl's layernorm centres first")
+    args = {"eps": float(c["epsilon"])}
+    if cls == "GroupNormalization":
+        args["groups"] = c["groups"]
+    return node("layernorm" if cls == "LayerNormalization" else "groupnorm", args, ("gamma", "beta"))

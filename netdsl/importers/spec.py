@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..errors import NetdslError
 
 # statement keywords: never a label (docs/language.md, "Reserved words")
-_RESERVED = frozenset("input from add concat residual repeat let def train data identity".split())
+_RESERVED = frozenset("input from add concat mul residual repeat let def train data identity".split())
 _FOLD_LIMIT = 5000  # statements per level that repeat-folding looks at
 _MAX_PERIOD = 64  # statements in one repeated group, at most (keeps the search near-linear)
 
@@ -53,6 +53,35 @@ def _size(pair) -> str:
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
 
 
+def _conv_like(n: Node) -> str:
+    """dwconv, sepconv and conv1d: a size (kernel, or filters x kernel), then the options."""
+    a, op = n.args, n.op
+    one = op == "conv1d"
+    k = str(a["kernel"]) if one else _size(a["kernel"])
+    text = f"{op} {k}" if op == "dwconv" else f"{op} {a['filters']}x{k}"
+    stride = a.get("stride", 1 if one else (1, 1))
+    extra = []
+    if one and stride != 1:
+        text += f"/{stride}"
+    elif not one and stride != (1, 1):
+        if stride[0] == stride[1]:
+            text += f"/{stride[0]}"
+        else:
+            extra.append(f"stride={_size(stride)}")
+    if a.get("activation", "linear") != "linear":
+        text += f" {a['activation']}"
+    if a.get("padding", "valid") == "same":
+        text += " same"
+    if a.get("multiplier", 1) != 1:
+        extra.append(f"multiplier={a['multiplier']}")
+    d = a.get("dilation", 1 if one else (1, 1))
+    if d != (1 if one else (1, 1)):
+        extra.append(f"dilation={d if one else _size(d)}")
+    if not a.get("bias", True):
+        extra.append("bias=false")
+    return " ".join([text, *extra])
+
+
 def line(n: Node) -> str:
     a, op = n.args, n.op
     if op == "conv":
@@ -69,9 +98,22 @@ def line(n: Node) -> str:
             text += " same"
         if a.get("dilation", (1, 1)) != (1, 1):
             extra.append(f"dilation={_size(a['dilation'])}")
+        if a.get("groups", 1) != 1:
+            extra.append(f"groups={a['groups']}")
         if not a.get("bias", True):
             extra.append("bias=false")
         return " ".join([text, *extra])
+    if op in ("dwconv", "sepconv", "conv1d"):
+        return _conv_like(n)
+    if op in ("maxpool1d", "avgpool1d"):
+        text = f"{op} {a['size']}" + (f"/{a['stride']}" if a["stride"] != a["size"] else "")
+        return text + (" same" if a.get("padding", "valid") == "same" else "")
+    if op in ("layernorm", "groupnorm"):
+        text = op + (f" {a['groups']}" if op == "groupnorm" else "")
+        return text + (f" eps={_num(a['eps'])}" if a.get("eps", 1e-3) != 1e-3 else "")
+    if op == "rescale":
+        text = f"rescale {_num(a['scale'])}" if a["scale"] > 0 else f"rescale scale={_num(a['scale'])}"
+        return text + (f" offset={_num(a['offset'])}" if a.get("offset", 0) else "")
     if op in ("maxpool", "avgpool"):
         size, stride = a["size"], a["stride"]
         text = f"{op} {_size(size)}"
@@ -345,6 +387,7 @@ def _created(stmts: list, nodes: dict) -> list[str]:
 
 # ---- fusing ---------------------------------------------------------------------------------
 
+_ACT_TAKERS = ("conv", "dense", "dwconv", "sepconv", "conv1d")
 _FUSABLE = ("relu", "sigmoid", "tanh", "softmax", "log_softmax", "gelu", "elu", "selu", "silu")
 
 
@@ -360,7 +403,7 @@ def fuse(nodes: list[Node], output: str) -> tuple[list[Node], str]:
         if not (n.functional and n.op in _FUSABLE and len(n.inputs) == 1):
             continue
         p = by.get(n.inputs[0])
-        if p is None or p.op not in ("conv", "dense") or p.args.get("activation", "linear") != "linear":
+        if p is None or p.op not in _ACT_TAKERS or p.args.get("activation", "linear") != "linear":
             continue
         if users.get(p.name) != [n.name] or p.name == output:
             continue

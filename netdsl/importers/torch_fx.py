@@ -26,23 +26,30 @@ from .spec import Node, Unsupported
 from .torch_layers import _V, FUNCS, METHODS, Layers, _fn_name
 
 SUPPORTED = (
-    "modules: Conv2d (groups=1, zero padding), Linear, BatchNorm1d/2d (affine, running stats), "
+    "modules: Conv2d (zero padding; groups, dilation; depthwise as dwconv), Conv1d, MaxPool1d, AvgPool1d "
+    "(on LxC inputs), Linear, BatchNorm1d/2d (affine, running stats), LayerNorm (over a vector), "
+    "GroupNorm (affine), "
     "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d/AdaptiveMaxPool2d (to 1, or an exact divisor), Flatten, "
     "Dropout, ReLU, Sigmoid, Tanh, GELU, ELU, SELU, SiLU, LeakyReLU, Softmax/LogSoftmax (channels), "
     "Upsample (nearest, whole factors), ZeroPad2d, Identity, Sequential; functions and methods: "
     "F.relu/torch.relu, sigmoid, tanh, gelu, elu, selu, silu, leaky_relu, softmax, log_softmax, "
     "dropout, max_pool2d, avg_pool2d, adaptive_avg_pool2d, F.pad (zeros), torch.flatten, "
-    "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, torch.cat(dim=1)"
+    "x.view/reshape/flatten to (N, -1), x.mean((2, 3)), + and torch.add, * and torch.mul, torch.cat(dim=1)"
 )
 
+FLATTEN_HWC = "flatten_hwc"  # netdsl's generated torch code flattens in Keras's order with it
 MAX_INPUT = 2**24  # values per sample the shape run takes (4096x4096x1): its memory grows with it
 
 # netdsl's own helper classes in generated code: their forward is the base layer's in inference
-_HELPERS = {"KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d, "AvgPool2dSame": nn.AvgPool2d}
+_HELPERS = {
+    "ChannelLayerNorm": nn.LayerNorm, "KerasBatchNorm1d": nn.BatchNorm1d, "KerasBatchNorm2d": nn.BatchNorm2d,
+    "AvgPool2dSame": nn.AvgPool2d, "AvgPool1dSame": nn.AvgPool1d,
+}  # fmt: skip
 _LEAVES = (
     nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d, nn.Flatten, nn.Dropout, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.ELU, nn.SELU,
     nn.SiLU, nn.LeakyReLU, nn.Softmax, nn.LogSoftmax, nn.Upsample, nn.ZeroPad2d, nn.Identity,
+    nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.GroupNorm,
 )  # fmt: skip
 
 
@@ -57,9 +64,23 @@ def _base(m: nn.Module) -> type | None:
     return None
 
 
+def _keras_flattens(module: nn.Module) -> tuple:
+    """The ``flatten_hwc`` helpers of netdsl's generated torch code that the module's forwards call.
+
+    It branches on ``x.dim()`` (sequences and maps), which fx cannot trace: it is traced as one
+    call instead, and read as netdsl's flatten (already in Keras's order).
+    """
+    found = []
+    for m in module.modules():
+        fn = getattr(getattr(type(m), "forward", None), "__globals__", {}).get(FLATTEN_HWC)
+        if callable(fn) and getattr(fn, "__name__", "") == FLATTEN_HWC and fn not in found:
+            found.append(fn)
+    return tuple(found)
+
+
 class _Tracer(fx.Tracer):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, wrap: tuple = ()) -> None:
+        super().__init__(autowrap_functions=wrap)
         self.failed_in: tuple[str, str] | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -78,7 +99,8 @@ class _Tracer(fx.Tracer):
 def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node], str, dict]:
     """(nodes, the output node, {"params": torch's count over the layers used, ...})."""
     module = module.eval()
-    tracer = _Tracer()
+    wrap = _keras_flattens(module)
+    tracer = _Tracer(wrap)
     try:
         graph = tracer.trace(module)
     except Exception as e:
@@ -98,7 +120,12 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             "E704",
             f"`{name}.forward` takes {len(inputs)} inputs ({', '.join(n.name for n in inputs)}); a netdsl net has one",
         )
-    nchw = (2, input_shape[2], input_shape[0], input_shape[1]) if len(input_shape) == 3 else (2, input_shape[0])
+    if len(input_shape) == 3:
+        nchw = (2, input_shape[2], input_shape[0], input_shape[1])
+    elif len(input_shape) == 2:  # a sequence LxC is torch's (N, C, L)
+        nchw = (2, input_shape[1], input_shape[0])
+    else:
+        nchw = (2, input_shape[0])
     if int(np.prod(input_shape)) > MAX_INPUT:
         raise Unsupported(
             "E704",
@@ -128,7 +155,7 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             "E704",
             f"`{name}` does not run on an input of {'x'.join(map(str, input_shape))} "
             f"(torch shape {tuple(nchw[1:])}): {at} fails: {why}",
-            hint="give the input shape the model expects with --input HxWxC (channels last) or --input N",
+            hint="give the input shape the model expects with --input HxWxC (channels last), --input LxC (a sequence, torch (N, C, L)) or --input N",
         ) from None
     return _Reader(gm, name).read()
 
@@ -197,6 +224,13 @@ class _Reader(Layers):
             self.fail(where, kind, f"takes a tensor of shape {tuple(v.shape[1:])}; netdsl's 2-D layers need (C, H, W)")
         if v.perm:
             self.fail(where, kind, "reads a flattened tensor as a feature map")
+        return v
+
+    def as_seq(self, v: _V, where: str, kind: str) -> _V:
+        if v.pad1d:
+            self.fail(where, kind, "reads a sequence padded by F.pad; netdsl has no 1-D pad")
+        if len(v.shape) != 3 or v.squeezed or v.perm:
+            self.fail(where, kind, f"takes a tensor of shape {tuple(v.shape[1:])}; netdsl's 1-D layers need (C, L)")
         return v
 
     def as_vector(self, v: _V, where: str, kind: str) -> _V:
@@ -314,6 +348,12 @@ class _Reader(Layers):
                 self.fail(where, kind, f"uses the module's own tensor `{self.env[a][1]}` directly (F.conv2d with a "
                           "weight, a learned scale); netdsl's layers own their weights")  # fmt: skip
         x = self.env[tensors[0]]
+        if fxn.op == "call_function" and getattr(t, "__name__", "") == FLATTEN_HWC and len(fxn.args) == 1:
+            if x.perm or (len(x.shape) not in (3, 4) and not x.squeezed):
+                self.fail(where, kind, f"flattens a tensor of shape {tuple(x.shape[1:])}")
+            if x.squeezed or len(x.shape) == 2:
+                return x._replace(squeezed=False, shape=shape)
+            return self.add("flatten", {}, [x], where, shape=shape)  # Keras's order already: no permutation
         fn = FUNCS.get(t) if fxn.op == "call_function" else METHODS.get(t)
         if fn is None:
             self.fail(where, kind, "is an operation netdsl has no equivalent for")

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .torch_seq import SeqNorms, _same_pads
+
 
 class _V(NamedTuple):
     """A traced tensor: its netdsl node, torch's shape (batch first), and its element order."""
@@ -24,17 +26,11 @@ class _V(NamedTuple):
     shape: tuple
     perm: tuple | None = None  # a vector flattened in torch's (C, H, W) order: that (C, H, W)
     squeezed: bool = False  # torch has (N, C, 1, 1) where netdsl has the vector (C,)
+    pad1d: tuple | None = None  # F.pad of a sequence, for the one 1-D layer reading it: (left, right, value, source)
 
 
 def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
-
-
-def _same_pads(n: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
-    """TensorFlow's `same` padding: (before, after), the odd one after."""
-    out = -(-n // s)
-    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
-    return total // 2, total - total // 2
 
 
 def _bind(fxn: fx.Node, names: tuple, defaults: dict) -> dict:
@@ -44,7 +40,7 @@ def _bind(fxn: fx.Node, names: tuple, defaults: dict) -> dict:
     return out
 
 
-class Layers:
+class Layers(SeqNorms):
     """The modules: each method adds the nodes for one torch layer (``self`` is the reader)."""
 
     def module(self, base, m, x: _V, where: str, kind: str, shape) -> _V:
@@ -60,6 +56,14 @@ class Layers:
                 weights["bias"] = m.bias.detach().cpu().numpy()
             args = {"units": m.out_features, "bias": m.bias is not None}
             return self.add("dense", args, [x], where, weights, shape=shape)
+        if base is nn.Conv1d:
+            return self.conv1d(m, x, where, kind, shape)
+        if base in (nn.MaxPool1d, nn.AvgPool1d):
+            return self.pool1d(base, m, x, where, kind, shape)
+        if base is nn.LayerNorm:
+            return self.layernorm(m, x, where, kind, shape)
+        if base is nn.GroupNorm:
+            return self.groupnorm(m, x, where, kind, shape)
         if base in (nn.BatchNorm1d, nn.BatchNorm2d):
             return self.batchnorm(m, x, where, kind, shape)
         if base is nn.MaxPool2d or base is nn.AvgPool2d:
@@ -93,13 +97,13 @@ class Layers:
         return self.activation(base, m, x, where, kind, functional=False)
 
     def conv(self, m, x: _V, where, kind, shape) -> _V:
-        if m.groups != 1:
-            self.fail(where, kind, f"is a grouped convolution (groups={m.groups}); netdsl's conv has no groups")
+        cin, g = m.in_channels, m.groups
+        depthwise = g > 1 and g == cin and m.out_channels % cin == 0
         if m.padding_mode != "zeros":
             self.fail(where, kind, f"pads with `{m.padding_mode}`; netdsl pads with zeros only")
         x = self.as_map(x, where, kind)
         k, s, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
-        if max(s) > 1 and max(d) > 1:
+        if max(s) > 1 and max(d) > 1 and not depthwise:
             self.fail(where, kind, "combines a stride > 1 with a dilation > 1 (netdsl and Keras refuse it)")
         h, w = x.shape[2], x.shape[3]
         if m.padding == "same":
@@ -125,12 +129,18 @@ class Layers:
             if (a["top"], a["bottom"], a["left"], a["right"]) == same:
                 self.nodes = [n for n in self.nodes if n.name != x.node]
                 x, padding = src, "same"
-        weights = {"kernel": m.weight.detach().cpu().numpy().transpose(2, 3, 1, 0)}  # OIHW -> HWIO
+        wt = m.weight.detach().cpu().numpy()
+        args = {"kernel": k, "stride": s, "padding": padding, "dilation": d, "bias": m.bias is not None}
+        if depthwise:  # (C*M, 1, kh, kw) -> Keras's DepthwiseConv2D (kh, kw, C, M)
+            mult = m.out_channels // cin
+            weights = {"kernel": wt.reshape(cin, mult, *k).transpose(2, 3, 0, 1)}
+            args["multiplier"] = mult
+        else:  # OIHW -> HWIO; a grouped kernel's I is C/groups in both layouts
+            weights = {"kernel": wt.transpose(2, 3, 1, 0)}
+            args.update(filters=m.out_channels, groups=g)
         if m.bias is not None:
             weights["bias"] = m.bias.detach().cpu().numpy()
-        args = {"filters": m.out_channels, "kernel": k, "stride": s, "padding": padding, "dilation": d}
-        args["bias"] = m.bias is not None
-        return self.add("conv", args, [x], where, weights, shape=shape)
+        return self.add("dwconv" if depthwise else "conv", args, [x], where, weights, shape=shape)
 
     def batchnorm(self, m, x: _V, where, kind, shape) -> _V:
         if not m.affine:
@@ -141,8 +151,12 @@ class Layers:
             self.fail(where, kind, "uses a cumulative average (momentum=None); netdsl's batchnorm has a momentum")
         if len(x.shape) == 4 and not x.squeezed:
             x = self.as_map(x, where, kind)
-        elif len(x.shape) != 2 and not x.squeezed:
-            self.fail(where, kind, f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,) or (C, H, W)")
+        elif len(x.shape) not in (2, 3) and not x.squeezed:
+            self.fail(
+                where,
+                kind,
+                f"normalises a tensor of shape {tuple(x.shape[1:])}; netdsl takes (C,), (C, L) or (C, H, W)",
+            )
         ws = {
             "gamma": m.weight,
             "beta": m.bias,
@@ -213,7 +227,7 @@ class Layers:
     def flatten(self, x: _V, where, kind, shape) -> _V:
         if x.squeezed or len(x.shape) == 2:
             return x._replace(squeezed=False, shape=shape)  # (N, C, 1, 1) -> (N, C): nothing to do
-        c, h, w = x.shape[1:]
+        c, h, w = (*x.shape[1:], 1) if len(x.shape) == 3 else x.shape[1:]  # (C, L) is (C, L, 1)
         perm = (c, h, w) if c != 1 and h * w != 1 else None
         return self.add("flatten", {}, [x], where, shape=shape, perm=perm)
 
@@ -230,6 +244,8 @@ class Layers:
     def pad(self, x: _V, pads, value, mode, where, kind, shape, users: int = 0) -> _V:
         if mode != "constant":
             self.fail(where, kind, f"pads in `{mode}` mode; netdsl's `pad` adds zeros")
+        if len(pads) == 2 and len(x.shape) == 3 and users == 1 and min(pads) >= 0 and self._pads_for_1d():
+            return x._replace(shape=shape, pad1d=(*pads, value, x))  # TF `same` of the 1-D layer after it?
         if value not in (0, 0.0, None):
             self.fail(where, kind, f"pads with the value {value}; netdsl's `pad` adds zeros")
         if len(pads) != 4 or min(pads) < 0:
@@ -369,6 +385,11 @@ def _merge(op: str):
             if b.get("alpha", 1) != 1 or len(fxn.args) + len(fxn.kwargs) != 2:
                 r.fail(where, kind, "adds with a factor (alpha); netdsl's add sums")
             ins = [b["input"], b["other"]]
+        elif op == "mul":
+            b = _bind(fxn, ("input", "other"), {})
+            if len(fxn.args) + len(fxn.kwargs) != 2:
+                r.fail(where, kind, "is called with more than two arguments")
+            ins = [b.get("input"), b.get("other")]
         else:
             b = _bind(fxn, ("tensors", "dim"), {"dim": 0})
             ins = list(b["tensors"])
@@ -382,6 +403,8 @@ def _merge(op: str):
             vals.append(r.env[a])
         if any(v.perm for v in vals) and (op == "concat" or len({v.perm for v in vals}) != 1):
             r.fail(where, kind, f"{op}s flattened feature maps (torch's (C, H, W) order); netdsl's differs")
+        if op == "mul" and any(len(v.shape) != len(shape) and not v.squeezed for v in vals):
+            r.fail(where, kind, "multiplies tensors of different ranks; netdsl's mul needs one rank")
         if len(shape) == 4:
             vals = [r.as_map(v, where, kind) for v in vals]
         elif any(v.squeezed for v in vals):
@@ -418,6 +441,7 @@ FUNCS: dict = {
     F.adaptive_avg_pool2d: _adaptive("gap"), F.adaptive_max_pool2d: _adaptive("gmp"),
     torch.flatten: _reshape, torch.reshape: _reshape, torch.squeeze: _reshape,
     operator.add: _merge("add"), operator.iadd: _merge("add"), torch.add: _merge("add"),
+    operator.mul: _merge("mul"), operator.imul: _merge("mul"), torch.mul: _merge("mul"),
     torch.cat: _merge("concat"), torch.concat: _merge("concat"),
     F.interpolate: _upsample_fn, F.pad: _pad_fn, torch.mean: _mean,
     torch.clone: _identity,
@@ -429,4 +453,5 @@ METHODS: dict = {
     "view": _reshape, "reshape": _reshape, "flatten": _reshape, "squeeze": _reshape, "unsqueeze": _reshape,
     "contiguous": _identity, "clone": _identity, "mean": _mean,
     "add": _merge("add"), "add_": _merge("add"), "__add__": _merge("add"),
+    "mul": _merge("mul"), "mul_": _merge("mul"), "__mul__": _merge("mul"),
 }  # fmt: skip

@@ -295,3 +295,42 @@ class UNetish(nn.Module):
         x = F.relu(self.dec(self.pad(torch.cat((m, e), dim=1))))
         x = torch.sigmoid(self.excite(self.squeeze(x)))
         return self.head(torch.flatten(x, 1))
+
+
+class GroupedNet(nn.Module):
+    """Grouped, dilated and depthwise convolutions, padding, group norm and a channel gate (x * s)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(4, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, groups=2, dilation=2, padding=2, bias=False)
+        self.dw = nn.Conv2d(8, 16, 3, stride=2, groups=8)  # depthwise, multiplier 2
+        self.pad = nn.ZeroPad2d((1, 0, 2, 1))
+        self.norm = nn.GroupNorm(4, 16)
+        self.gate = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 6)
+        self.ln = nn.LayerNorm(6, eps=1e-4)
+
+    def forward(self, x):
+        x = self.norm(self.pad(self.dw(self.grouped(F.relu(self.stem(x))))))
+        s = torch.sigmoid(self.gate(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+        x = torch.mul(x, s.view(-1, 16, 1, 1)) * x
+        return self.ln(self.head(x.mean((2, 3))))
+
+
+class SeqNet(nn.Module):
+    """1-D convolutions and pools on a (N, C, L) sequence, batch norm over it, a flatten, a layer norm."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool1d(2)
+        self.c2 = nn.Conv1d(8, 8, 3, dilation=2, bias=False)
+        self.avg = nn.AvgPool1d(2)
+        self.bn = nn.BatchNorm1d(8)
+        self.fc = nn.Linear(24, 5)
+        self.ln = nn.LayerNorm(24)
+
+    def forward(self, x):
+        x = self.bn(self.avg(self.c2(self.pool(F.relu(self.c1(x))))))
+        return self.fc(self.ln(torch.flatten(x, 1)))

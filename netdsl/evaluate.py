@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import outputs
 from .errors import NetdslError
 
 if TYPE_CHECKING:
@@ -99,8 +100,10 @@ def _confusion_png(result: dict, names: list[str], title: str) -> bytes:
     ax.set_title(f"{title}: accuracy {result['accuracy']:.4f}")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    from .render import _sign_png
+
+    return _sign_png(buf.getvalue())  # signed, so a later default output may replace it (outputs.py)
 
 
 def _table(result: dict, names: list[str]) -> str:
@@ -117,9 +120,17 @@ def _table(result: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_output(out: str, spec: str, default: bool) -> None:
+    """The confusion matrix's file follows outputs.py's rule: a default one replaces only a file
+    netdsl wrote, and never the spec; -o names an explicit target."""
+    try:
+        outputs.check(out, {spec: f"the spec {spec}"}, default)
+    except outputs.Refused as e:
+        raise NetdslError("E616", str(e)) from None
+
+
 def evaluate_cli(args, params: dict) -> int:
     from . import datasets
-    from .files import write_output
     from .training import resolve
 
     spec, weights, run = _run_parts(args.target, args.weights)
@@ -136,7 +147,27 @@ def evaluate_cli(args, params: dict) -> int:
     given.update({k: v for k, v in (("dataset", args.dataset), ("data", args.data)) if v is not None})
     if args.data is not None and args.dataset is None:
         given.pop("dataset", None)
+    out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
+    _check_output(out, spec, default=args.output is None)  # before the work: nothing to lose
+    recorded = saved.get("data")
+    if args.data is None and args.dataset is None and recorded and not Path(recorded).expanduser().is_absolute():
+        # a run of an older netdsl recorded the path as typed: only its own directory knew it
+        if not Path(recorded).expanduser().exists():
+            raise NetdslError(
+                "E616",
+                f"`{args.target}` was trained on `{recorded}`, a relative path not found from here",
+                hint="name its data: --data PATH (e.g. run from the directory it was trained in)",
+            )
     s = resolve(net, {**given, "backend": backend, "quiet": True})
+    theirs = (run.get("data") or {}).get("name")
+    if args.data is None and args.dataset is None and theirs in ("folder", "npz") and datasets.kind(s) != theirs:
+        # never another data set than the run's (kind() falls back to the standard one)
+        raise NetdslError(
+            "E616",
+            f"`{args.target}` was trained on the {'image folder' if theirs == 'folder' else '.npz'} `{s.data}`, "
+            "which is no longer there",
+            hint="name its data: --data PATH",
+        )
     datasets.precheck(net, s)
     ds = datasets.load(net, s)
     result = scores(mod.predict(model, ds.x_test), ds.y_test, len(ds.class_names))
@@ -144,12 +175,11 @@ def evaluate_cli(args, params: dict) -> int:
     print(f"{net.name} on {ds.source}: {len(ds.x_test):,} test images")
     print(f"test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f}\n")
     print(_table(result, names))
-    out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
     png = _confusion_png(result, names, net.name)
     try:
-        write_output(out, png)
-    except OSError as e:
-        raise NetdslError("E616", f"cannot write `{out}`: {e.strerror or e}") from None
+        outputs.put(out, png, {spec: f"the spec {spec}"}, default=args.output is None)
+    except outputs.Refused as e:
+        raise NetdslError("E616", str(e)) from None
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

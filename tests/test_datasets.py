@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -344,3 +345,48 @@ def test_an_idx_directory_is_not_an_image_folder(tmp_path):
     assert not folder.is_folder(tmp_path)
     write_folder(tmp_path / "imgs", n=1)
     assert folder.is_folder(tmp_path / "imgs") and folder.is_folder(tmp_path / "imgs" / "train")
+
+
+def test_evaluate_keeps_user_files_and_finds_its_data_from_anywhere(tmp_path, monkeypatch):
+    """A default confusion.png replaces only a file netdsl wrote; the run records its data folder
+    absolute, so evaluate from another directory scores the same data, never MNIST instead."""
+    work = tmp_path / "work"
+    write_folder(work / "good", n=4)
+    write_folder(work / "good", n=2, split="test")
+    (work / "tiny.net").write_text(TINY)
+    monkeypatch.chdir(work)
+    m = netdsl.train("tiny.net", data="good", epochs=1, out="run", lr=0.01)
+    assert m["settings"]["data"] == str(work / "good")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mine = b"my own picture"
+    (elsewhere / "confusion.png").write_bytes(mine)
+    (work / "run" / "confusion.png").write_bytes(mine)
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 1 and "E616" in ev.stderr and "refusing to overwrite" in ev.stderr, ev.stderr
+    assert (work / "run" / "confusion.png").read_bytes() == mine
+    (work / "run" / "confusion.png").unlink()
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 0, ev.stderr
+    assert f"on {work / 'good'}" in ev.stdout and ": 4 test images" in ev.stdout  # its own data, not MNIST
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 0, ev.stderr  # netdsl's own drawing is replaced
+    cmd = [*NETDSL, "evaluate", "work/run", "--data", "work/good"]
+    ev = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)  # default output: ./confusion.png
+    assert ev.returncode == 0, ev.stderr
+    ev = subprocess.run([*cmd, "-o", "elsewhere/confusion.png"], capture_output=True, text=True, cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert (elsewhere / "confusion.png").read_bytes()[:4] == b"\x89PNG"  # -o names it: replaced
+    # an older run recorded the folder as typed: refused from elsewhere, never MNIST
+    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    metrics["settings"]["data"] = "good"
+    (work / "run" / "metrics.json").write_text(json.dumps(metrics))
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 1 and "E616" in ev.stderr and "`good`" in ev.stderr and "MNIST" not in ev.stdout
+    ev = subprocess.run([*NETDSL, "evaluate", "run"], capture_output=True, text=True, cwd=work)
+    assert ev.returncode == 0 and "4 test images" in ev.stdout, ev.stderr
+    shutil.rmtree(work / "good")
+    metrics["settings"]["data"] = str(work / "good")
+    (work / "run" / "metrics.json").write_text(json.dumps(metrics))
+    ev = subprocess.run([*NETDSL, "evaluate", "run"], capture_output=True, text=True, cwd=work)
+    assert ev.returncode == 1 and "no longer there" in ev.stderr and "MNIST" not in ev.stdout, ev.stderr

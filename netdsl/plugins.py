@@ -308,6 +308,25 @@ def source(net, node: str, what: str, *extra) -> tuple[str, str]:
     return got
 
 
+def check_output(net, node: str, got, what: str) -> None:
+    """The built module/layer's real output shape (netdsl's HWC order, without the batch) must be
+    the one the plugin's shape rule declared, or E143 names the plugin: the layers after it were
+    built for the declared one (torch would fail inside training, Keras build on the real one)."""
+    n = net.graph.nodes[node]
+    got = None if got is None else tuple(x if x is None else int(x) for x in got)
+    if got == tuple(n["shape"]):
+        return
+    p = PLUGINS[n["op"]]
+    have = "no tensor" if got is None else "x".join(str(x) for x in got) or "a scalar"
+    raise NetdslError(
+        "E143",
+        f"plugin layer `{p.name}` (from {p.origin}) failed: its {what} builder's layer returns {have}, "
+        f"but its shape rule declared {'x'.join(map(str, n['shape']))}",
+        n["span"],
+        hint="this is a fault in the plugin, not in the spec; report it to the plugin's author",
+    ).located(net.source)
+
+
 def check_weights(net, node: str, obj, what: str) -> None:
     """The built module/layer holds each declared weight as an attribute of the declared shape
     (the canonical layout), or E143 names the plugin: get/set_weights rely on it."""

@@ -86,7 +86,9 @@ def _wrap_shape(p: Plugin) -> Callable:
             raise ops.ShapeError(
                 "E144", f"{p.name}: {str(e)[:300]}", f"(a check of the plugin from {p.origin})"
             ) from None
-        except Exception as e:  # noqa: BLE001  (anything else is the plugin's fault)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001  (anything else is the plugin's fault)
             raise _blame(p, "shape rule", e) from None
         out = tuple(out) if isinstance(out, list) else out
         if not _shape_ok(out):
@@ -102,7 +104,9 @@ def _wrap_weights(p: Plugin) -> Callable:
             return ()
         try:
             got = tuple(p.weights(dict(a), tuple(ins[0])))
-        except Exception as e:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
             raise _blame(p, "weights", e) from None
         seen = set()
         out = []
@@ -128,7 +132,9 @@ def _wrap_macs(p: Plugin) -> Callable:
             return 0
         try:
             n = p.macs(dict(a), tuple(ins[0]), tuple(out))
-        except Exception as e:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
             raise _blame(p, "MACs", e) from None
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise _blame(p, "MACs", f"returned {str(n)[:40]}, not a whole number >= 0")
@@ -232,7 +238,9 @@ def load() -> None:
         _origin.append(dist)
         try:
             ep.load()()
-        except Exception as e:  # noqa: BLE001  (a broken plugin must not break netdsl)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001  (a broken plugin must not break netdsl)
             FAILED[f"{ep.name} ({dist})"] = f"{type(e).__name__}: {str(e)[:200]}"
         finally:
             _origin.pop()
@@ -289,7 +297,9 @@ def call(net, node: str, what: str, *extra) -> Any:
         return fn(dict(n["args"]), ins, tuple(n["shape"]), *extra)
     except NetdslError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001
         err = _blame(p, f"{what} builder", e)
         raise NetdslError("E143", err.message, n["span"], hint=err.hint).located(net.source) from None
 
@@ -356,7 +366,9 @@ def onnx_node(name: str, b, a, xs, shapes, out, w) -> str:
         return fn(b, dict(a), xs, shapes, out, w)
     except NetdslError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001
         raise NetdslError("E143", _blame(p, "onnx builder", e).message) from None
 
 

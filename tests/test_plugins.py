@@ -126,6 +126,8 @@ def register():
     "kw,code,text",
     [
         ({"shape": lambda a, s: 1 / 0}, "E143", "shape rule raised ZeroDivisionError"),
+        ({"shape": lambda a, s: sys.exit(0)}, "E143", "shape rule raised SystemExit"),
+        ({"shape": lambda a, s: s, "macs": lambda a, s, o: sys.exit(3)}, "E143", "MACs raised SystemExit"),
         ({"shape": lambda a, s: "big"}, "E143", "not a shape"),
         ({"shape": lambda a, s: (0, 3)}, "E143", "not a shape"),
         ({"shape": lambda a, s: s, "weights": lambda a, s: [("w", (-1, 2), True)]}, "E143", "whole numbers >= 0"),

@@ -231,7 +231,9 @@ def _check_plugin_output(net, name: str, m: nn.Module) -> None:
         m.eval()
         with torch.no_grad():
             y = m(torch.zeros((2, *nchw)))
-    except Exception as e:  # noqa: BLE001  (the plugin's module failed on its declared input)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001  (the plugin's module failed on its declared input)
         p = plugins.PLUGINS[g.nodes[name]["op"]]
         err = plugins._blame(p, "torch builder's module", e)
         raise NetdslError("E143", err.message, g.nodes[name]["span"], hint=err.hint).located(net.source) from None

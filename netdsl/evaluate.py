@@ -255,6 +255,19 @@ def predict_cli(args, params: dict) -> int:
     return 0
 
 
+def _top(text: str) -> int:
+    """-k K: a whole number >= 1 (argparse makes anything else a usage error, exit 2)."""
+    import argparse
+
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {k}")
+    return k
+
+
 def add_parsers(sub, common) -> None:
     """The ``evaluate`` and ``predict`` subcommands (cli.py calls this: one line there)."""
     e = sub.add_parser(
@@ -278,7 +291,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("target", metavar="RUN_DIR|FILE")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--weights", metavar="W", help="the weights (default: the run's weights.safetensors)")
-    p.add_argument("-k", "--top", type=int, default=3, metavar="K", help="how many classes to show (default 3)")
+    p.add_argument("-k", "--top", type=_top, default=3, metavar="K", help="how many classes to show (default 3)")
     p.add_argument("--json", action="store_true", help="JSON for machines")
     p.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (a spec without a run)")
     p.add_argument("-b", "--backend", choices=("torch", "keras"), help="the framework (default: the run's)")

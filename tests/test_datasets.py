@@ -278,6 +278,15 @@ def test_cifar_readers(tmp_path, name):
     f.write_bytes(f.read_bytes()[:-7])
     err = code_of(cifar.load, name, tmp_path)
     assert err.code == "E617" and str(f) in err.message and "whole number" in err.message
+    title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
+    assert f"not a {title} binary batch" in err.message, err.message
+
+
+def test_predict_top_k_must_be_positive(tmp_path):
+    for k in ("0", "-1", "x"):
+        cmd = [*NETDSL, "predict", str(tmp_path / "a.net"), "a.png", "--weights", "w", "-k", k]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "whole number >= 1" in p.stderr, p.stderr
 
 
 def test_cifar_download_is_verified_and_extracts_only_its_files(tmp_path, monkeypatch):

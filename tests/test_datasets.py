@@ -186,6 +186,10 @@ def _arrays(n=12):
             lambda a: a.update(x_test=np.where(np.arange(4)[:, None, None, None] == 2, np.nan, 0.5)),
             "x_test[2] holds NaN",
         ),
+        (  # finite in float64, infinite once cast to float32
+            lambda a: a.update(x_train=np.where(np.arange(12)[:, None, None, None] == 5, 1e300, 0.5)),
+            "x_train[5] holds NaN, infinite values or values beyond float32's range",
+        ),
         (lambda a: a.update(y_train=a["y_train"][:5]), "expected integer labels (12,)"),
         (lambda a: a.update(x_test=a["x_test"][:, :7]), "x_train images are 8x8x3 but x_test images are 7x8x3"),
     ],

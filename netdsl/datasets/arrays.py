@@ -98,10 +98,18 @@ def from_arrays(arrays, *, class_names=None, scale: bool = True, where: str = "d
         if len(x) > MAX_ITEMS:
             raise _bad(where, f"x_{split} holds {len(x):,} images; netdsl reads at most {MAX_ITEMS:,}")
         if x.dtype.kind == "f":
-            finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            flat = x.reshape(len(x), -1)
+            finite = np.isfinite(flat).all(axis=1)
+            if x.dtype.itemsize > 4:  # float64 beyond float32's range would overflow to inf in the cast
+                with np.errstate(invalid="ignore"):
+                    finite &= (np.abs(flat) <= np.finfo(np.float32).max).all(axis=1)
             if not finite.all():
                 i = int(np.argmin(finite))
-                raise _bad(where, f"x_{split}[{i}] holds NaN or infinite values", "clean or drop that image")
+                raise _bad(
+                    where,
+                    f"x_{split}[{i}] holds NaN, infinite values or values beyond float32's range",
+                    "clean or drop that image",
+                )
         if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
             raise _bad(where, f"y_{split} is {y.dtype} {y.shape}; expected integer labels ({len(x)},)")
         out[split] = (x if x.ndim == 4 else x[..., None], y)

@@ -188,7 +188,7 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
     """One PNG/JPEG (``-``: standard input) as uint8 (H, W, C) in the net's ``shape`` (E615)."""
     import numpy as np
 
-    from .datasets.folder import pillow
+    from .datasets.folder import pillow, to_mode
 
     pillow()
     from PIL import Image, UnidentifiedImageError
@@ -208,7 +208,7 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
                     f"{name}: a {im.size[0]}x{im.size[1]} image (width x height); the net takes {w}x{h}",
                     hint="resize it to the size the net was trained on",
                 )
-            im = im.convert({1: "L", 3: "RGB"}[c])
+            im = to_mode(im, {1: "L", 3: "RGB"}[c])  # as the folder reader converts (16-bit PNGs too)
             if im.size != (w, h):
                 im = im.resize((w, h), Image.Resampling.BILINEAR)
             return np.asarray(im).reshape(h, w, c)

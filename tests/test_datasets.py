@@ -82,6 +82,32 @@ def test_png_folder_pixels_order_split_and_cache(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz")) != caches
 
 
+def test_16_bit_pngs_are_scaled_not_clipped(tmp_path):
+    """Pillow opens a 16-bit grayscale PNG as I;16 and convert("L") clips it to white: folder
+    reading and predict scale it to 8 bits (v / 257, rounded)."""
+    from netdsl.evaluate import read_image
+
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for split, n in (("train", 3), ("test", 1)):
+        for k in range(2):
+            d = tmp_path / "d" / split / f"c{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 65536, (8, 8), dtype=np.uint16)
+                PIL.fromarray(a).save(d / f"{i}.png")
+                with PIL.open(d / f"{i}.png") as im:
+                    assert im.mode.startswith("I")  # really a 16-bit file
+                pixels[a.tobytes()] = np.rint(a / 257).astype(np.uint8)
+                last = d / f"{i}.png", pixels[a.tobytes()]
+    ds = folder.load_folder(tmp_path / "d", (8, 8, 1), scale=False)
+    want = {v.tobytes() for v in pixels.values()}
+    got = {x[..., 0].astype(np.uint8).tobytes() for x in (*ds.x_train, *ds.x_test)}
+    assert got == want and ds.x_train.max() < 255
+    assert np.array_equal(read_image(str(last[0]), (8, 8, 1), False)[..., 0], last[1])
+    assert read_image(str(last[0]), (8, 8, 3), False).shape == (8, 8, 3)
+
+
 def test_jpeg_folder_grayscale_and_resize(tmp_path):
     write_folder(tmp_path / "d", n=3, size=(10, 12), fmt="jpg")
     write_folder(tmp_path / "d", n=2, size=(10, 12), fmt="jpg", split="test")

@@ -59,6 +59,10 @@ def _run_parts(target: str, weights: str | None):
         if not w.is_file():
             raise NetdslError("E616", f"`{w}`: no weights (the run is not complete)", hint="finish it with --resume")
         return str(spec), str(w), m
+    if not path.exists():
+        raise NetdslError("E616", f"`{target}`: no such file or directory")
+    if not path.is_file() or path.suffix.lower() != ".net":
+        raise NetdslError("E616", f"`{target}` is neither a run directory of netdsl train nor a .net spec")
     if weights is None:
         raise NetdslError("E616", f"`{target}` is a spec: name its trained weights with --weights W.safetensors")
     return target, weights, {}

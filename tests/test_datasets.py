@@ -429,3 +429,15 @@ def test_evaluate_keeps_user_files_and_finds_its_data_from_anywhere(tmp_path, mo
     (work / "run" / "metrics.json").write_text(json.dumps(metrics))
     ev = subprocess.run([*NETDSL, "evaluate", "run"], capture_output=True, text=True, cwd=work)
     assert ev.returncode == 1 and "no longer there" in ev.stderr and "MNIST" not in ev.stdout, ev.stderr
+
+
+def test_evaluate_names_what_its_target_is(tmp_path):
+    (tmp_path / "mk.py").write_text("print(1)\n")
+    (tmp_path / "a.net").write_text(TINY)
+    for target, phrase in [
+        ("runs/nonexistent", "`runs/nonexistent`: no such file or directory"),
+        ("mk.py", "`mk.py` is neither a run directory of netdsl train nor a .net spec"),
+        ("a.net", "`a.net` is a spec: name its trained weights with --weights"),
+    ]:
+        p = subprocess.run([*NETDSL, "evaluate", target], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert p.returncode == 1 and "E616" in p.stderr and phrase in p.stderr, p.stderr

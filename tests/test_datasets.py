@@ -441,3 +441,16 @@ def test_evaluate_names_what_its_target_is(tmp_path):
     ]:
         p = subprocess.run([*NETDSL, "evaluate", target], capture_output=True, text=True, cwd=tmp_path, timeout=60)
         assert p.returncode == 1 and "E616" in p.stderr and phrase in p.stderr, p.stderr
+
+
+def test_a_big_image_reads_without_pillows_warning(tmp_path):
+    """Between MAX_IMAGE_PIXELS and twice it Pillow warns (DecompressionBombWarning): not printed."""
+    PIL.fromarray(np.zeros((12, 10), np.uint8)).save(tmp_path / "big.png")
+    (tmp_path / "a.net").write_text("input 4x4x1\nflatten\ndense 2 softmax\n")
+    code = (
+        "import sys, PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 100; from netdsl.cli import main; "
+        "from netdsl.evaluate import read_image; print(read_image('big.png', (4, 4, 1), True).shape)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert p.returncode == 0 and "(4, 4, 1)" in p.stdout, p.stderr
+    assert "DecompressionBomb" not in p.stderr, p.stderr

@@ -173,7 +173,7 @@ def evaluate_cli(args, params: dict) -> int:
             hint="name its data: --data PATH",
         )
     datasets.precheck(net, s)
-    ds = datasets.load(net, s)
+    ds = datasets.load(net, s, test_only=True)
     result = scores(mod.predict(model, ds.x_test), ds.y_test, len(ds.class_names))
     names = list(ds.class_names)
     print(f"{net.name} on {ds.source}: {len(ds.x_test):,} test images")

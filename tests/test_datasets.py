@@ -454,3 +454,22 @@ def test_a_big_image_reads_without_pillows_warning(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert p.returncode == 0 and "(4, 4, 1)" in p.stdout, p.stderr
     assert "DecompressionBomb" not in p.stderr, p.stderr
+
+
+def test_evaluate_checks_only_the_test_split(tmp_path):
+    """evaluate reads only x_test/y_test: a NaN (or a float64 overflow) in x_train is not its business."""
+    pytest.importorskip("torch")
+    arrays = _arrays()
+    x_train = arrays["x_train"].astype(np.float64) / 255
+    x_train[0, 0, 0, 0], x_train[1, 0, 0, 0] = np.nan, 1e300
+    arrays["x_train"] = x_train
+    np.savez(tmp_path / "nan.npz", **arrays)
+    (tmp_path / "a.net").write_text(TINY)
+    net = netdsl.parse(TINY)
+    net.save_weights(net.to_torch(device="cpu"), tmp_path / "w.safetensors")
+    cmd = [*NETDSL, "evaluate", "a.net", "--weights", "w.safetensors", "--data", "nan.npz", "-o", "c.png"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0 and "4 test images" in p.stdout, p.stderr
+    assert "Warning" not in p.stderr, p.stderr
+    err = code_of(load_npz, tmp_path / "nan.npz")  # training still refuses it
+    assert err.code == "E614" and "x_train[0]" in err.message

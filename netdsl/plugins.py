@@ -119,6 +119,12 @@ def _wrap_weights(p: Plugin) -> Callable:
                 raise _blame(p, "weights", f"named a weight `{name[:40]}` (names are identifiers, each once)")
             if not (isinstance(shape, tuple) and all(isinstance(x, int) and x >= 0 for x in shape)):
                 raise _blame(p, "weights", f"gave `{name}` the shape {str(shape)[:80]} (sizes are whole numbers >= 0)")
+            if any(x > ops.MAX_SIZE for x in shape):  # as a built-in's sizes: the frameworks index with int32
+                raise ops.ShapeError(
+                    "E209",
+                    f"the weight `{name}` of `{p.name}` would be {'x'.join(map(str, shape))}: too large for any framework",
+                    "check the layer's arguments and its input",
+                )
             seen.add(name)
             out.append((name, shape, bool(trainable)))
         return tuple(out)

@@ -247,3 +247,13 @@ def test_a_module_whose_real_shape_differs_from_the_declared_one(register, backe
         netdsl.train(net, backend, data=(x, y, x, y), epochs=1, out=tmp_path / "run", quiet=True)
     assert e.value.code == "E143"
     assert not (tmp_path / "run").exists()
+
+
+def test_plugin_weights_get_the_size_limits_of_built_ins(register):
+    """Built-ins cap every size at int32 and a layer's count at MAX_ELEMENTS (E209): plugins too."""
+    register("huge", shape=lambda a, s: s, weights=lambda a, s: [("w", (2**31, 1), True)])
+    register("many", shape=lambda a, s: s, weights=lambda a, s: [("w", (2**21, 2**20), True)])
+    for name, text in [("huge", "the weight `w` of `huge` would be 2147483648x1"), ("many", "too many")]:
+        with pytest.raises(NetdslError) as e:
+            netdsl.parse(f"input 4x4x2\n{name}")
+        assert e.value.code == "E209" and e.value.line == 2 and text in str(e.value), str(e.value)

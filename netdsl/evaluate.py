@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import outputs
 from .errors import NetdslError
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ def _run_parts(target: str, weights: str | None):
         if not w.is_file():
             raise NetdslError("E616", f"`{w}`: no weights (the run is not complete)", hint="finish it with --resume")
         return str(spec), str(w), m
+    if not path.exists():
+        raise NetdslError("E616", f"`{target}`: no such file or directory")
+    if not path.is_file() or path.suffix.lower() != ".net":
+        raise NetdslError("E616", f"`{target}` is neither a run directory of netdsl train nor a .net spec")
     if weights is None:
         raise NetdslError("E616", f"`{target}` is a spec: name its trained weights with --weights W.safetensors")
     return target, weights, {}
@@ -99,8 +104,10 @@ def _confusion_png(result: dict, names: list[str], title: str) -> bytes:
     ax.set_title(f"{title}: accuracy {result['accuracy']:.4f}")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    from .render import _sign_png
+
+    return _sign_png(buf.getvalue())  # signed, so a later default output may replace it (outputs.py)
 
 
 def _table(result: dict, names: list[str]) -> str:
@@ -117,9 +124,17 @@ def _table(result: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _check_output(out: str, spec: str, default: bool) -> None:
+    """The confusion matrix's file follows outputs.py's rule: a default one replaces only a file
+    netdsl wrote, and never the spec; -o names an explicit target."""
+    try:
+        outputs.check(out, {spec: f"the spec {spec}"}, default)
+    except outputs.Refused as e:
+        raise NetdslError("E616", str(e)) from None
+
+
 def evaluate_cli(args, params: dict) -> int:
     from . import datasets
-    from .files import write_output
     from .training import resolve
 
     spec, weights, run = _run_parts(args.target, args.weights)
@@ -136,20 +151,39 @@ def evaluate_cli(args, params: dict) -> int:
     given.update({k: v for k, v in (("dataset", args.dataset), ("data", args.data)) if v is not None})
     if args.data is not None and args.dataset is None:
         given.pop("dataset", None)
+    out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
+    _check_output(out, spec, default=args.output is None)  # before the work: nothing to lose
+    recorded = saved.get("data")
+    if args.data is None and args.dataset is None and recorded and not Path(recorded).expanduser().is_absolute():
+        # a run of an older netdsl recorded the path as typed: only its own directory knew it
+        if not Path(recorded).expanduser().exists():
+            raise NetdslError(
+                "E616",
+                f"`{args.target}` was trained on `{recorded}`, a relative path not found from here",
+                hint="name its data: --data PATH (e.g. run from the directory it was trained in)",
+            )
     s = resolve(net, {**given, "backend": backend, "quiet": True})
+    theirs = (run.get("data") or {}).get("name")
+    if args.data is None and args.dataset is None and theirs in ("folder", "npz") and datasets.kind(s) != theirs:
+        # never another data set than the run's (kind() falls back to the standard one)
+        raise NetdslError(
+            "E616",
+            f"`{args.target}` was trained on the {'image folder' if theirs == 'folder' else '.npz'} `{s.data}`, "
+            "which is no longer there",
+            hint="name its data: --data PATH",
+        )
     datasets.precheck(net, s)
-    ds = datasets.load(net, s)
+    ds = datasets.load(net, s, test_only=True)
     result = scores(mod.predict(model, ds.x_test), ds.y_test, len(ds.class_names))
     names = list(ds.class_names)
     print(f"{net.name} on {ds.source}: {len(ds.x_test):,} test images")
     print(f"test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f}\n")
     print(_table(result, names))
-    out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
     png = _confusion_png(result, names, net.name)
     try:
-        write_output(out, png)
-    except OSError as e:
-        raise NetdslError("E616", f"cannot write `{out}`: {e.strerror or e}") from None
+        outputs.put(out, png, {spec: f"the spec {spec}"}, default=args.output is None)
+    except outputs.Refused as e:
+        raise NetdslError("E616", str(e)) from None
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -158,7 +192,7 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
     """One PNG/JPEG (``-``: standard input) as uint8 (H, W, C) in the net's ``shape`` (E615)."""
     import numpy as np
 
-    from .datasets.folder import pillow
+    from .datasets.folder import pillow, to_mode
 
     pillow()
     from PIL import Image, UnidentifiedImageError
@@ -178,7 +212,7 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
                     f"{name}: a {im.size[0]}x{im.size[1]} image (width x height); the net takes {w}x{h}",
                     hint="resize it to the size the net was trained on",
                 )
-            im = im.convert({1: "L", 3: "RGB"}[c])
+            im = to_mode(im, {1: "L", 3: "RGB"}[c])  # as the folder reader converts (16-bit PNGs too)
             if im.size != (w, h):
                 im = im.resize((w, h), Image.Resampling.BILINEAR)
             return np.asarray(im).reshape(h, w, c)
@@ -225,6 +259,19 @@ def predict_cli(args, params: dict) -> int:
     return 0
 
 
+def _top(text: str) -> int:
+    """-k K: a whole number >= 1 (argparse makes anything else a usage error, exit 2)."""
+    import argparse
+
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {k}")
+    return k
+
+
 def add_parsers(sub, common) -> None:
     """The ``evaluate`` and ``predict`` subcommands (cli.py calls this: one line there)."""
     e = sub.add_parser(
@@ -248,7 +295,7 @@ def add_parsers(sub, common) -> None:
     p.add_argument("target", metavar="RUN_DIR|FILE")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--weights", metavar="W", help="the weights (default: the run's weights.safetensors)")
-    p.add_argument("-k", "--top", type=int, default=3, metavar="K", help="how many classes to show (default 3)")
+    p.add_argument("-k", "--top", type=_top, default=3, metavar="K", help="how many classes to show (default 3)")
     p.add_argument("--json", action="store_true", help="JSON for machines")
     p.add_argument("--raw-pixels", action="store_true", help="keep pixel values 0..255 (a spec without a run)")
     p.add_argument("-b", "--backend", choices=("torch", "keras"), help="the framework (default: the run's)")

@@ -86,7 +86,9 @@ def _wrap_shape(p: Plugin) -> Callable:
             raise ops.ShapeError(
                 "E144", f"{p.name}: {str(e)[:300]}", f"(a check of the plugin from {p.origin})"
             ) from None
-        except Exception as e:  # noqa: BLE001  (anything else is the plugin's fault)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001  (anything else is the plugin's fault)
             raise _blame(p, "shape rule", e) from None
         out = tuple(out) if isinstance(out, list) else out
         if not _shape_ok(out):
@@ -102,7 +104,9 @@ def _wrap_weights(p: Plugin) -> Callable:
             return ()
         try:
             got = tuple(p.weights(dict(a), tuple(ins[0])))
-        except Exception as e:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
             raise _blame(p, "weights", e) from None
         seen = set()
         out = []
@@ -115,6 +119,12 @@ def _wrap_weights(p: Plugin) -> Callable:
                 raise _blame(p, "weights", f"named a weight `{name[:40]}` (names are identifiers, each once)")
             if not (isinstance(shape, tuple) and all(isinstance(x, int) and x >= 0 for x in shape)):
                 raise _blame(p, "weights", f"gave `{name}` the shape {str(shape)[:80]} (sizes are whole numbers >= 0)")
+            if any(x > ops.MAX_SIZE for x in shape):  # as a built-in's sizes: the frameworks index with int32
+                raise ops.ShapeError(
+                    "E209",
+                    f"the weight `{name}` of `{p.name}` would be {'x'.join(map(str, shape))}: too large for any framework",
+                    "check the layer's arguments and its input",
+                )
             seen.add(name)
             out.append((name, shape, bool(trainable)))
         return tuple(out)
@@ -128,7 +138,9 @@ def _wrap_macs(p: Plugin) -> Callable:
             return 0
         try:
             n = p.macs(dict(a), tuple(ins[0]), tuple(out))
-        except Exception as e:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
             raise _blame(p, "MACs", e) from None
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise _blame(p, "MACs", f"returned {str(n)[:40]}, not a whole number >= 0")
@@ -232,7 +244,9 @@ def load() -> None:
         _origin.append(dist)
         try:
             ep.load()()
-        except Exception as e:  # noqa: BLE001  (a broken plugin must not break netdsl)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001  (a broken plugin must not break netdsl)
             FAILED[f"{ep.name} ({dist})"] = f"{type(e).__name__}: {str(e)[:200]}"
         finally:
             _origin.pop()
@@ -289,7 +303,9 @@ def call(net, node: str, what: str, *extra) -> Any:
         return fn(dict(n["args"]), ins, tuple(n["shape"]), *extra)
     except NetdslError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001
         err = _blame(p, f"{what} builder", e)
         raise NetdslError("E143", err.message, n["span"], hint=err.hint).located(net.source) from None
 
@@ -306,6 +322,25 @@ def source(net, node: str, what: str, *extra) -> tuple[str, str]:
             n["span"],
         ).located(net.source)
     return got
+
+
+def check_output(net, node: str, got, what: str) -> None:
+    """The built module/layer's real output shape (netdsl's HWC order, without the batch) must be
+    the one the plugin's shape rule declared, or E143 names the plugin: the layers after it were
+    built for the declared one (torch would fail inside training, Keras build on the real one)."""
+    n = net.graph.nodes[node]
+    got = None if got is None else tuple(x if x is None else int(x) for x in got)
+    if got == tuple(n["shape"]):
+        return
+    p = PLUGINS[n["op"]]
+    have = "no tensor" if got is None else "x".join(str(x) for x in got) or "a scalar"
+    raise NetdslError(
+        "E143",
+        f"plugin layer `{p.name}` (from {p.origin}) failed: its {what} builder's layer returns {have}, "
+        f"but its shape rule declared {'x'.join(map(str, n['shape']))}",
+        n["span"],
+        hint="this is a fault in the plugin, not in the spec; report it to the plugin's author",
+    ).located(net.source)
 
 
 def check_weights(net, node: str, obj, what: str) -> None:
@@ -337,7 +372,9 @@ def onnx_node(name: str, b, a, xs, shapes, out, w) -> str:
         return fn(b, dict(a), xs, shapes, out, w)
     except NetdslError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001
         raise NetdslError("E143", _blame(p, "onnx builder", e).message) from None
 
 

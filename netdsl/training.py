@@ -146,6 +146,8 @@ def resolve(net, given: dict, saved: dict | None = None) -> Settings:
     for name in ("data", "out", "init_from"):  # paths: str or os.PathLike
         if getattr(s, name) is not None:
             setattr(s, name, os.fspath(getattr(s, name)))
+    if s.data not in (None, ""):  # recorded absolute: evaluate may run from another directory
+        s.data = os.path.abspath(os.path.expanduser(s.data))
     s.backend = ALIASES.get(str(s.backend).lower(), str(s.backend).lower())
     if s.backend not in ("torch", "keras"):
         raise NetdslError("E401", f"unknown backend `{s.backend}` (known: torch, keras)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -79,6 +80,32 @@ def test_png_folder_pixels_order_split_and_cache(tmp_path, monkeypatch):
     folder.load_folder(tmp_path / "d", (8, 8, 3), scale=False)
     assert len(list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz"))) == 1  # replaced, not piled up
     assert list((tmp_path / "cache" / "netdsl" / "folders").glob("*.npz")) != caches
+
+
+def test_16_bit_pngs_are_scaled_not_clipped(tmp_path):
+    """Pillow opens a 16-bit grayscale PNG as I;16 and convert("L") clips it to white: folder
+    reading and predict scale it to 8 bits (v / 257, rounded)."""
+    from netdsl.evaluate import read_image
+
+    rng = np.random.default_rng(0)
+    pixels = {}
+    for split, n in (("train", 3), ("test", 1)):
+        for k in range(2):
+            d = tmp_path / "d" / split / f"c{k}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 65536, (8, 8), dtype=np.uint16)
+                PIL.fromarray(a).save(d / f"{i}.png")
+                with PIL.open(d / f"{i}.png") as im:
+                    assert im.mode.startswith("I")  # really a 16-bit file
+                pixels[a.tobytes()] = np.rint(a / 257).astype(np.uint8)
+                last = d / f"{i}.png", pixels[a.tobytes()]
+    ds = folder.load_folder(tmp_path / "d", (8, 8, 1), scale=False)
+    want = {v.tobytes() for v in pixels.values()}
+    got = {x[..., 0].astype(np.uint8).tobytes() for x in (*ds.x_train, *ds.x_test)}
+    assert got == want and ds.x_train.max() < 255
+    assert np.array_equal(read_image(str(last[0]), (8, 8, 1), False)[..., 0], last[1])
+    assert read_image(str(last[0]), (8, 8, 3), False).shape == (8, 8, 3)
 
 
 def test_jpeg_folder_grayscale_and_resize(tmp_path):
@@ -185,6 +212,10 @@ def _arrays(n=12):
             lambda a: a.update(x_test=np.where(np.arange(4)[:, None, None, None] == 2, np.nan, 0.5)),
             "x_test[2] holds NaN",
         ),
+        (  # finite in float64, infinite once cast to float32
+            lambda a: a.update(x_train=np.where(np.arange(12)[:, None, None, None] == 5, 1e300, 0.5)),
+            "x_train[5] holds NaN, infinite values or values beyond float32's range",
+        ),
         (lambda a: a.update(y_train=a["y_train"][:5]), "expected integer labels (12,)"),
         (lambda a: a.update(x_test=a["x_test"][:, :7]), "x_train images are 8x8x3 but x_test images are 7x8x3"),
     ],
@@ -277,6 +308,15 @@ def test_cifar_readers(tmp_path, name):
     f.write_bytes(f.read_bytes()[:-7])
     err = code_of(cifar.load, name, tmp_path)
     assert err.code == "E617" and str(f) in err.message and "whole number" in err.message
+    title = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
+    assert f"not a {title} binary batch" in err.message, err.message
+
+
+def test_predict_top_k_must_be_positive(tmp_path):
+    for k in ("0", "-1", "x"):
+        cmd = [*NETDSL, "predict", str(tmp_path / "a.net"), "a.png", "--weights", "w", "-k", k]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "whole number >= 1" in p.stderr, p.stderr
 
 
 def test_cifar_download_is_verified_and_extracts_only_its_files(tmp_path, monkeypatch):
@@ -344,3 +384,92 @@ def test_an_idx_directory_is_not_an_image_folder(tmp_path):
     assert not folder.is_folder(tmp_path)
     write_folder(tmp_path / "imgs", n=1)
     assert folder.is_folder(tmp_path / "imgs") and folder.is_folder(tmp_path / "imgs" / "train")
+
+
+def test_evaluate_keeps_user_files_and_finds_its_data_from_anywhere(tmp_path, monkeypatch):
+    """A default confusion.png replaces only a file netdsl wrote; the run records its data folder
+    absolute, so evaluate from another directory scores the same data, never MNIST instead."""
+    work = tmp_path / "work"
+    write_folder(work / "good", n=4)
+    write_folder(work / "good", n=2, split="test")
+    (work / "tiny.net").write_text(TINY)
+    monkeypatch.chdir(work)
+    m = netdsl.train("tiny.net", data="good", epochs=1, out="run", lr=0.01)
+    assert m["settings"]["data"] == str(work / "good")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mine = b"my own picture"
+    (elsewhere / "confusion.png").write_bytes(mine)
+    (work / "run" / "confusion.png").write_bytes(mine)
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 1 and "E616" in ev.stderr and "refusing to overwrite" in ev.stderr, ev.stderr
+    assert (work / "run" / "confusion.png").read_bytes() == mine
+    (work / "run" / "confusion.png").unlink()
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 0, ev.stderr
+    assert f"on {work / 'good'}" in ev.stdout and ": 4 test images" in ev.stdout  # its own data, not MNIST
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 0, ev.stderr  # netdsl's own drawing is replaced
+    cmd = [*NETDSL, "evaluate", "work/run", "--data", "work/good"]
+    ev = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)  # default output: ./confusion.png
+    assert ev.returncode == 0, ev.stderr
+    ev = subprocess.run([*cmd, "-o", "elsewhere/confusion.png"], capture_output=True, text=True, cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    assert (elsewhere / "confusion.png").read_bytes()[:4] == b"\x89PNG"  # -o names it: replaced
+    # an older run recorded the folder as typed: refused from elsewhere, never MNIST
+    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    metrics["settings"]["data"] = "good"
+    (work / "run" / "metrics.json").write_text(json.dumps(metrics))
+    ev = subprocess.run([*NETDSL, "evaluate", str(work / "run")], capture_output=True, text=True, cwd=elsewhere)
+    assert ev.returncode == 1 and "E616" in ev.stderr and "`good`" in ev.stderr and "MNIST" not in ev.stdout
+    ev = subprocess.run([*NETDSL, "evaluate", "run"], capture_output=True, text=True, cwd=work)
+    assert ev.returncode == 0 and "4 test images" in ev.stdout, ev.stderr
+    shutil.rmtree(work / "good")
+    metrics["settings"]["data"] = str(work / "good")
+    (work / "run" / "metrics.json").write_text(json.dumps(metrics))
+    ev = subprocess.run([*NETDSL, "evaluate", "run"], capture_output=True, text=True, cwd=work)
+    assert ev.returncode == 1 and "no longer there" in ev.stderr and "MNIST" not in ev.stdout, ev.stderr
+
+
+def test_evaluate_names_what_its_target_is(tmp_path):
+    (tmp_path / "mk.py").write_text("print(1)\n")
+    (tmp_path / "a.net").write_text(TINY)
+    for target, phrase in [
+        ("runs/nonexistent", "`runs/nonexistent`: no such file or directory"),
+        ("mk.py", "`mk.py` is neither a run directory of netdsl train nor a .net spec"),
+        ("a.net", "`a.net` is a spec: name its trained weights with --weights"),
+    ]:
+        p = subprocess.run([*NETDSL, "evaluate", target], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert p.returncode == 1 and "E616" in p.stderr and phrase in p.stderr, p.stderr
+
+
+def test_a_big_image_reads_without_pillows_warning(tmp_path):
+    """Between MAX_IMAGE_PIXELS and twice it Pillow warns (DecompressionBombWarning): not printed."""
+    PIL.fromarray(np.zeros((12, 10), np.uint8)).save(tmp_path / "big.png")
+    (tmp_path / "a.net").write_text("input 4x4x1\nflatten\ndense 2 softmax\n")
+    code = (
+        "import sys, PIL.Image; PIL.Image.MAX_IMAGE_PIXELS = 100; from netdsl.cli import main; "
+        "from netdsl.evaluate import read_image; print(read_image('big.png', (4, 4, 1), True).shape)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert p.returncode == 0 and "(4, 4, 1)" in p.stdout, p.stderr
+    assert "DecompressionBomb" not in p.stderr, p.stderr
+
+
+def test_evaluate_checks_only_the_test_split(tmp_path):
+    """evaluate reads only x_test/y_test: a NaN (or a float64 overflow) in x_train is not its business."""
+    pytest.importorskip("torch")
+    arrays = _arrays()
+    x_train = arrays["x_train"].astype(np.float64) / 255
+    x_train[0, 0, 0, 0], x_train[1, 0, 0, 0] = np.nan, 1e300
+    arrays["x_train"] = x_train
+    np.savez(tmp_path / "nan.npz", **arrays)
+    (tmp_path / "a.net").write_text(TINY)
+    net = netdsl.parse(TINY)
+    net.save_weights(net.to_torch(device="cpu"), tmp_path / "w.safetensors")
+    cmd = [*NETDSL, "evaluate", "a.net", "--weights", "w.safetensors", "--data", "nan.npz", "-o", "c.png"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0 and "4 test images" in p.stdout, p.stderr
+    assert "Warning" not in p.stderr, p.stderr
+    err = code_of(load_npz, tmp_path / "nan.npz")  # training still refuses it
+    assert err.code == "E614" and "x_train[0]" in err.message

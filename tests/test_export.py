@@ -131,6 +131,16 @@ dense 5 softmax
 EVERY_SEQUENCE_OP = "input 9x4; conv1d 4x3 same; maxpool1d 2 same; avgpool1d 2/1 same; flatten; dense 3"
 
 
+@pytest.mark.parametrize("crop", ["4x5 padding=1", "10x8 padding=1", "11x9 padding=1", "9x7", "6x6", "8x6 padding=2"])
+def test_randomcrop_exports_its_centre_window(crop):
+    """A crop that changes the shape (shrinking or growing past the input) is the centre window
+    of the padded input in onnxruntime too, as torch and Keras take it at inference."""
+    net = netdsl.parse(f"input 9x7x3; randomcrop {crop}; flatten; dense 2")
+    w = random_weights(net)
+    for opset in range(MIN_OPSET, MAX_OPSET + 1):
+        agree(net, w, opset=opset)
+
+
 def test_every_op_in_every_opset():
     nets = [netdsl.parse(EVERY_OP), netdsl.parse(EVERY_SEQUENCE_OP)]
     assert {n["op"] for net in nets for n in net.graph.nodes.values()} - {"input"} == set(netdsl.ops.OPS)

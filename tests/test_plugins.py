@@ -126,6 +126,8 @@ def register():
     "kw,code,text",
     [
         ({"shape": lambda a, s: 1 / 0}, "E143", "shape rule raised ZeroDivisionError"),
+        ({"shape": lambda a, s: sys.exit(0)}, "E143", "shape rule raised SystemExit"),
+        ({"shape": lambda a, s: s, "macs": lambda a, s, o: sys.exit(3)}, "E143", "MACs raised SystemExit"),
         ({"shape": lambda a, s: "big"}, "E143", "not a shape"),
         ({"shape": lambda a, s: (0, 3)}, "E143", "not a shape"),
         ({"shape": lambda a, s: s, "weights": lambda a, s: [("w", (-1, 2), True)]}, "E143", "whole numbers >= 0"),
@@ -211,3 +213,47 @@ def test_a_module_without_its_declared_weights_is_the_plugins_fault(register):
     with pytest.raises(NetdslError) as e:
         net.to_torch(device="cpu")
     assert e.value.code == "E143" and "the weight `gamma` of shape (3,)" in str(e.value)
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_a_module_whose_real_shape_differs_from_the_declared_one(register, backend, tmp_path):
+    """The built module/layer is run once on its declared input: a real output shape unlike the
+    shape rule's is the plugin's fault (E143), found before training and before any run directory."""
+    pytest.importorskip(backend if backend == "torch" else "tensorflow")
+
+    def torch_builder(a, s, o):
+        import torch
+
+        class Wrong(torch.nn.Module):
+            def forward(self, x):
+                return x[:, :1]
+
+        return Wrong()
+
+    def keras_builder(a, s, o, name):
+        import keras
+
+        return keras.layers.Lambda(lambda x: x[..., :1], name=name)
+
+    register("liar", shape=lambda a, s: s, torch=torch_builder, keras=keras_builder)
+    net = netdsl.parse("input 6x6x3\nconv 4x3 same\nliar\nflatten\ndense 2")
+    with pytest.raises(NetdslError) as e:
+        net.to_torch(device="cpu") if backend == "torch" else net.to_keras()
+    assert e.value.code == "E143" and e.value.line == 3, str(e.value)
+    assert f"its {backend} builder's layer returns 6x6x1, but its shape rule declared 6x6x4" in str(e.value)
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (8, 6, 6, 3)).astype(np.float32), np.arange(8) % 2
+    with pytest.raises(NetdslError) as e:
+        netdsl.train(net, backend, data=(x, y, x, y), epochs=1, out=tmp_path / "run", quiet=True)
+    assert e.value.code == "E143"
+    assert not (tmp_path / "run").exists()
+
+
+def test_plugin_weights_get_the_size_limits_of_built_ins(register):
+    """Built-ins cap every size at int32 and a layer's count at MAX_ELEMENTS (E209): plugins too."""
+    register("huge", shape=lambda a, s: s, weights=lambda a, s: [("w", (2**31, 1), True)])
+    register("many", shape=lambda a, s: s, weights=lambda a, s: [("w", (2**21, 2**20), True)])
+    for name, text in [("huge", "the weight `w` of `huge` would be 2147483648x1"), ("many", "too many")]:
+        with pytest.raises(NetdslError) as e:
+            netdsl.parse(f"input 4x4x2\n{name}")
+        assert e.value.code == "E209" and e.value.line == 2 and text in str(e.value), str(e.value)

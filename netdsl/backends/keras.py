@@ -191,6 +191,11 @@ def build(net, device: str | None = None):
                 layer = cls(*c.pos, name=c.name, **c.kw)
             ins = [tensors[i] for i in c.inputs]
             tensors[c.name] = layer(ins if c.merge else ins[0])
+            if c.cls.startswith("plugin:"):  # its real shape, before any layer builds on it
+                from .. import plugins
+
+                got = getattr(tensors[c.name], "shape", None)
+                plugins.check_output(net, c.name, None if got is None else tuple(got[1:]), "keras")
         model = keras.Model(tensors["input"], tensors[graph.graph["output"]], name=_model_name(net))
     for name, node in graph.nodes.items():  # a plugin's layer holds its declared weights (built by now)
         if node["op"] != "input" and _is_plugin(node):

@@ -307,12 +307,28 @@ def _normalize(b, a, xs, shapes, out, w) -> str:  # (x - mean) / std = x * (1 / 
     return _affine(b, xs[0], 1 / std, -mean / std, shapes[0])
 
 
+def _randomcrop(b, a, xs, shapes, out, w) -> str:
+    """At inference the centre window of the zero-padded input, as torch's and Keras's layers
+    take it (an Identity only when that window is the input itself)."""
+    p, (h, w_) = a["padding"], a["size"]
+    big_h, big_w = shapes[0][0] + 2 * p, shapes[0][1] + 2 * p
+    top, left = (big_h - h) // 2, (big_w - w_) // 2
+    if top == p and left == p and (h, w_) == tuple(shapes[0][:2]):
+        return b.op("Identity", xs)
+    x = xs[0]
+    if p:  # NCHW pads: [begin N, C, H, W, end N, C, H, W]
+        x = b.op("Pad", [x, b.const("pads", [0, 0, p, p, 0, 0, p, p])], "pad")
+    starts, ends, axes = b.const("starts", [top, left]), b.const("ends", [top + h, left + w_]), b.const("axes", [2, 3])
+    return b.op("Slice", [x, starts, ends, axes])
+
+
 OPS.update(
     rescale=_rescale,
     normalize=_normalize,
     # training-only augmentation: the identity at inference, as in Keras
     **{name: (lambda b, a, xs, shapes, out, w: b.op("Identity", xs)) for name in _ops._pre.RANDOM},
 )
+OPS["randomcrop"] = _randomcrop  # the one that can change the shape: its centre window
 
 _missing = set(_ops.OPS) ^ set(OPS)
 assert not _missing, f"the onnx backend's OPS table and netdsl.ops disagree on {sorted(_missing)}"

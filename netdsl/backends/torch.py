@@ -214,7 +214,35 @@ def _plugin_module(net, name: str) -> nn.Module:
             net.graph.nodes[name]["span"],
         ).located(net.source)
     plugins.check_weights(net, name, m, "torch")
+    _check_plugin_output(net, name, m)
     return m
+
+
+def _check_plugin_output(net, name: str, m: nn.Module) -> None:
+    """One forward of a zero batch (inference mode, no gradients): the real output shape against
+    the declared one (plugins.check_output), before any training or run directory."""
+    from .. import plugins
+
+    g = net.graph
+    shape = tuple(g.nodes[g.nodes[name]["inputs"][0]]["shape"])
+    nchw = (shape[-1], *shape[:-1])  # netdsl's (H, W, C) / (L, C) / (C,) as torch holds it
+    was = m.training
+    try:
+        m.eval()
+        with torch.no_grad():
+            y = m(torch.zeros((2, *nchw)))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001  (the plugin's module failed on its declared input)
+        p = plugins.PLUGINS[g.nodes[name]["op"]]
+        err = plugins._blame(p, "torch builder's module", e)
+        raise NetdslError("E143", err.message, g.nodes[name]["span"], hint=err.hint).located(net.source) from None
+    finally:
+        m.train(was)
+    got = None
+    if isinstance(y, torch.Tensor) and y.dim() >= 2 and y.shape[0] == 2:
+        got = (*y.shape[2:], y.shape[1])  # back to channels last
+    plugins.check_output(net, name, got, "torch")
 
 
 class NetdslModule(nn.Module):

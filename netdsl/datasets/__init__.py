@@ -50,17 +50,19 @@ def precheck(net, s, arrays=None) -> None:
         check(net, shape, classes, TITLES[k])
 
 
-def load(net, s, arrays=None) -> Dataset:
-    """The data set the settings name, checked against ``net`` (E602)."""
+def load(net, s, arrays=None, *, test_only: bool = False) -> Dataset:
+    """The data set the settings name, checked against ``net`` (E602); ``test_only``: only the
+    test split is used (evaluate), so only its values are held to be finite."""
     k = kind(s, arrays)
+    checked = ("test",) if test_only else ("train", "test")
     if k == "arrays":
         from .arrays import from_arrays
 
-        ds = from_arrays(arrays, scale=s.scale, where="data=", name="arrays")
+        ds = from_arrays(arrays, scale=s.scale, where="data=", name="arrays", checked=checked)
     elif k == "npz":
         from .arrays import load_npz
 
-        ds = load_npz(_user_path(s), scale=s.scale)._replace(name="npz")
+        ds = load_npz(_user_path(s), scale=s.scale, checked=checked)._replace(name="npz")
     elif k == "folder":
         from .folder import load_folder
 

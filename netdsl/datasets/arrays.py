@@ -24,7 +24,7 @@ def _bad(where: str, what: str, hint: str | None = None) -> NetdslError:
     return NetdslError("E614", f"{where}: {what}", hint=hint)
 
 
-def load_npz(path: Path | str, *, scale: bool = True) -> Dataset:
+def load_npz(path: Path | str, *, scale: bool = True, checked: tuple = ("train", "test")) -> Dataset:
     """An ``.npz`` of the four arrays (and optionally ``class_names``), checked (E614)."""
     import numpy as np
 
@@ -50,7 +50,8 @@ def load_npz(path: Path | str, *, scale: bool = True) -> Dataset:
     if missing:
         raise _bad(where, f"needs arrays {', '.join(KEYS)}; it has {', '.join(keys) or 'none'}")
     names = arrays.get("class_names")
-    return from_arrays(arrays, class_names=None if names is None else list(names), scale=scale, where=where)
+    names = None if names is None else list(names)
+    return from_arrays(arrays, class_names=names, scale=scale, where=where, checked=checked)
 
 
 def _names(class_names, where: str) -> tuple[str, ...] | None:
@@ -65,8 +66,17 @@ def _names(class_names, where: str) -> tuple[str, ...] | None:
     return names
 
 
-def from_arrays(arrays, *, class_names=None, scale: bool = True, where: str = "data", name: str = "arrays") -> Dataset:
-    """The four arrays (a dict, or a sequence in the order x_train, y_train, x_test, y_test) as a Dataset."""
+def from_arrays(
+    arrays,
+    *,
+    class_names=None,
+    scale: bool = True,
+    where: str = "data",
+    name: str = "arrays",
+    checked: tuple = ("train", "test"),
+) -> Dataset:
+    """The four arrays (a dict, or a sequence in the order x_train, y_train, x_test, y_test) as a Dataset.
+    ``checked``: the splits whose values must be finite (evaluate uses only the test split)."""
     import numpy as np
 
     if not isinstance(arrays, dict):
@@ -97,11 +107,19 @@ def from_arrays(arrays, *, class_names=None, scale: bool = True, where: str = "d
             raise _bad(where, f"x_{split} holds no images")
         if len(x) > MAX_ITEMS:
             raise _bad(where, f"x_{split} holds {len(x):,} images; netdsl reads at most {MAX_ITEMS:,}")
-        if x.dtype.kind == "f":
-            finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if x.dtype.kind == "f" and split in checked:
+            flat = x.reshape(len(x), -1)
+            finite = np.isfinite(flat).all(axis=1)
+            if x.dtype.itemsize > 4:  # float64 beyond float32's range would overflow to inf in the cast
+                with np.errstate(invalid="ignore"):
+                    finite &= (np.abs(flat) <= np.finfo(np.float32).max).all(axis=1)
             if not finite.all():
                 i = int(np.argmin(finite))
-                raise _bad(where, f"x_{split}[{i}] holds NaN or infinite values", "clean or drop that image")
+                raise _bad(
+                    where,
+                    f"x_{split}[{i}] holds NaN, infinite values or values beyond float32's range",
+                    "clean or drop that image",
+                )
         if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
             raise _bad(where, f"y_{split} is {y.dtype} {y.shape}; expected integer labels ({len(x)},)")
         out[split] = (x if x.ndim == 4 else x[..., None], y)
@@ -126,7 +144,8 @@ def from_arrays(arrays, *, class_names=None, scale: bool = True, where: str = "d
         if a.dtype == np.uint8:
             a = a.astype(np.float32)
             return np.divide(a, np.float32(255), out=a) if scale else a
-        return a.astype(np.float32)
+        with np.errstate(over="ignore"):  # only in a split left unchecked, which is not used
+            return a.astype(np.float32)
 
     ds = Dataset(images(xtr), ytr.astype(np.int64), images(xte), yte.astype(np.int64), name, where.strip("`"))
     return ds._replace(class_names=names or tuple(str(i) for i in range(k)))

@@ -58,7 +58,7 @@ def read_bin(path: Path, name: str):
             what = "empty" if size == 0 else f"{size:,} bytes, not a whole number of {record:,}-byte records"
             if size // record > MAX_RECORDS:
                 what = f"{size // record:,} records; a CIFAR batch holds at most {MAX_RECORDS:,}"
-            raise _bad(path, f"not a CIFAR {'-10' if name == 'cifar10' else '-100'} binary batch ({what})")
+            raise _bad(path, f"not a CIFAR{'-10' if name == 'cifar10' else '-100'} binary batch ({what})")
         raw = np.fromfile(path, np.uint8).reshape(-1, record)
     except OSError as e:
         raise _bad(path, f"cannot be read ({e.strerror or e})") from None

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit PNGs scaled to 8 bits (1 clipped them to white)
 TEST_EVERY = 5  # with no test/: one image in five of each class tests
 
 
@@ -44,6 +44,11 @@ def pillow():
         raise NetdslError(
             "E618", "reading images needs Pillow, which is not installed", hint="pip install 'netdsl[images]'"
         ) from None
+    import warnings
+
+    # a big image (over MAX_IMAGE_PIXELS, under twice it) is read as asked, without Pillow's
+    # warning lines; beyond twice it DecompressionBombError stays an E612/E615 error
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     return Image
 
 
@@ -192,6 +197,18 @@ def decode(files: list[tuple[Path, int]], shape: tuple, resize: bool) -> np.ndar
     return out
 
 
+def to_mode(im, mode: str):
+    """``im`` in ``mode`` (L or RGB).  Pillow's convert clips a 16-bit grayscale PNG (I;16, or I)
+    to 255, so those are scaled to 8 bits first (65535 -> 255, rounded)."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode.startswith("I"):  # 16-bit grayscale (PNG has no 32-bit pixels)
+        a = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray(np.clip(np.rint(a / 257), 0, 255).astype(np.uint8), "L")
+    return im if im.mode == mode else im.convert(mode)
+
+
 def _decode_into(out, files: list, indices: range, shape: tuple, resize: bool) -> NetdslError | None:
     """Decode ``files[indices]`` into ``out``; the first error met, or None."""
     import numpy as np
@@ -209,8 +226,7 @@ def _decode_into(out, files: list, indices: range, shape: tuple, resize: bool) -
                         f"`{path}`: a {im.size[0]}x{im.size[1]} image (width x height); the net takes {w}x{h}",
                         "resize the images, or pass --resize (resize=True) to scale them to the net's input",
                     )
-                if im.mode != mode:
-                    im = im.convert(mode)
+                im = to_mode(im, mode)
                 if im.size != (w, h):
                     im = im.resize((w, h), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(im).reshape(h, w, c)

@@ -16,6 +16,7 @@ Nothing here imports a framework (``netdsl train --help`` and the checker stay l
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -111,6 +112,41 @@ def check(s) -> None:
             "the keras backend does not run under torchrun",
             hint="use --distribute (MirroredStrategy; MultiWorkerMirroredStrategy with TF_CONFIG)",
         )
+    if s.backend == "keras" and s.distribute and os.environ.get("TF_CONFIG"):
+        tf_config(os.environ["TF_CONFIG"])
+
+
+def tf_config(raw: str) -> dict:
+    """``TF_CONFIG`` parsed and checked (E633): TensorFlow itself fails on a bad one with an
+    IndexError/KeyError deep in its cluster resolver, or ignores a non-object silently."""
+
+    def bad(why: str) -> NetdslError:
+        return NetdslError("E633", f"TF_CONFIG {why}", hint="see the README's tf.distribute section")
+
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        raise bad("is not JSON") from None
+    if not isinstance(cfg, dict):
+        raise bad(f"must be a JSON object with 'cluster' and 'task', got {type(cfg).__name__} {raw.strip()[:60]}")
+    cluster, task = cfg.get("cluster"), cfg.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise bad('has no "cluster" object of job names to lists of host:port')
+    for job, hosts in cluster.items():
+        if not isinstance(hosts, list) or not hosts:
+            raise bad(f'cluster "{job}" must be a non-empty list of host:port, got {json.dumps(hosts)[:60]}')
+        for h in hosts:
+            host, _, port = h.rpartition(":") if isinstance(h, str) else ("", "", "")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise bad(f'cluster "{job}" has {json.dumps(h)[:60]}, not a host:port')
+    if not isinstance(task, dict):
+        raise bad('has no "task" object (its "type" and "index": which of the cluster this process is)')
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        raise bad(f"task type {json.dumps(kind)} is not a job of the cluster ({', '.join(map(str, cluster))})")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise bad(f'task index {json.dumps(index)} is not in 0..{len(cluster[kind]) - 1} (the "{kind}" list)')
+    return cfg
 
 
 class RankStopped(Exception):

@@ -155,6 +155,46 @@ def test_a_torchrun_environment_that_is_not_one_is_refused(tmp_path, tiny, data_
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            '{"cluster": {"worker": ["localhost:29731", "localhost:29732"]}, "task": {"type": "worker", "index": 5}}',
+            "task index 5 is not in 0..1",
+        ),
+        ('{"cluster": {"worker": ["localhost:29741"]}}', 'no "task" object'),
+        ("[1, 2]", "must be a JSON object"),
+        ("{not json", "is not JSON"),
+        ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}', "non-empty list"),
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "not a host:port"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "not a job of the cluster"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": true}}', "task index true"),
+    ],
+)
+def test_a_tf_config_that_is_not_one_is_refused(raw, message):
+    from netdsl import scale
+
+    with pytest.raises(NetdslError) as e:
+        scale.tf_config(raw)
+    assert e.value.code == "E633" and message in str(e.value), str(e.value)
+
+
+def test_a_bad_tf_config_is_a_located_error_not_an_internal_one(tmp_path, tiny, data_dir):
+    raw = '{"cluster": {"worker": ["localhost:29731", "localhost:29732"]}, "task": {"type": "worker", "index": 5}}'
+    cmd = [sys.executable, "-m", "netdsl", "train", str(tiny), "--backend", "keras", "--distribute"]
+    cmd += ["--data", str(data_dir), "--out", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, env=_env(TF_CONFIG=raw), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "E633" in proc.stderr and "task index 5" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+    assert scale_ok(raw.replace('"index": 5', '"index": 1'))
+
+
+def scale_ok(raw: str) -> bool:
+    from netdsl import scale
+
+    return scale.tf_config(raw)["task"]["index"] == 1
+
+
 def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, channels_last=True, threads=1, out=tmp_path / "r")
     assert m["settings"]["channels_last"] is True and m["settings"]["precision"] == "fp32"

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import socket
+import time
 from pathlib import Path
 
 from .errors import NetdslError
@@ -64,33 +66,18 @@ def space_record(space) -> list:
 def open_study(optuna, opts, screen, out: Path, name: str):
     """(study, created): the study named ``name`` in the storage, created unless --resume."""
     url = opts.storage or f"sqlite:///{out / 'study.db'}"
-    try:
-        if url == "memory":  # a study that lives in this process only (nothing written)
-            storage = optuna.storages.InMemoryStorage()
-        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
-            kw = _sqlite(url) if url.startswith("sqlite:") else {}
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
-        else:
-            storage = optuna.storages.get_storage(url)
-    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
-        raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
-    directions = [OBJECTIVES[o] for o in opts.objectives]
-    created = False
-    try:
-        if opts.resume:
-            study = optuna.load_study(study_name=name, storage=storage)
-        else:
-            try:
-                study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-                created = True
-            except optuna.exceptions.DuplicatedStudyError:
-                study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise NetdslError(
-            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
-        ) from None
-    except Exception as e:
-        raise NetdslError("E911", f"cannot open study `{name}` in `{url}`: {_first_line(e)}") from None
+    for attempt in range(RACE_TRIES):
+        try:
+            study, created = _open(optuna, url, opts, name)
+            break
+        except NetdslError as e:
+            # Optuna creates its schema and the study without a lock of its own: several
+            # processes started together on one new storage race ("table studies already
+            # exists", a UNIQUE violation).  The loser waits a moment and joins what the
+            # winner made; any other error (or the last try) is the user's.
+            if not getattr(e, "race", False) or attempt == RACE_TRIES - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
     spec = {
         "space": space_record(screen.space),
         "objectives": list(opts.objectives),
@@ -110,6 +97,48 @@ def open_study(optuna, opts, screen, out: Path, name: str):
                     hint="name a new study with --study NAME (or another -o/--storage)",
                 )
     return study, created
+
+
+RACE_TRIES = 6
+
+
+def _raced(e: Exception) -> bool:
+    """sqlalchemy's OperationalError/IntegrityError: another process creating the same schema
+    or study at the same moment (a bad URL or server is not one: it fails every try alike)."""
+    return type(e).__name__ in ("OperationalError", "IntegrityError")
+
+
+def _storage_error(message: str, e: Exception) -> NetdslError:
+    err = NetdslError("E911", f"{message}: {_first_line(e)}")
+    err.race = _raced(e) or _raced(getattr(e, "__cause__", None) or e)
+    return err
+
+
+def _open(optuna, url: str, opts, name: str):
+    try:
+        if url == "memory":  # a study that lives in this process only (nothing written)
+            storage = optuna.storages.InMemoryStorage()
+        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
+            kw = _sqlite(url) if url.startswith("sqlite:") else {}
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
+        else:
+            storage = optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
+        raise _storage_error(f"cannot open the study storage `{url}`", e) from None
+    directions = [OBJECTIVES[o] for o in opts.objectives]
+    try:
+        if opts.resume:
+            return optuna.load_study(study_name=name, storage=storage), False
+        try:
+            return optuna.create_study(study_name=name, storage=storage, directions=directions), True
+        except optuna.exceptions.DuplicatedStudyError:
+            return optuna.load_study(study_name=name, storage=storage), False
+    except KeyError:
+        raise NetdslError(
+            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
+        ) from None
+    except Exception as e:
+        raise _storage_error(f"cannot open study `{name}` in `{url}`", e) from None
 
 
 def _sqlite(url: str) -> dict:

@@ -171,13 +171,54 @@ def _sweep(spec, data, out, *more) -> list[str]:
     return [sys.executable, "-m", "netdsl", "sweep", str(spec), "--data", str(data), "-o", str(out), *more]
 
 
+RACE = """
+import sys, time, types
+import optuna
+from netdsl.errors import NetdslError
+from netdsl.sweep_study import open_study
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+opts = types.SimpleNamespace(storage=sys.argv[1], resume=False, objectives=["val_accuracy"])
+screen = types.SimpleNamespace(space=types.SimpleNamespace(dims=[]), source=types.SimpleNamespace(text="x"))
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts at the same moment
+try:
+    study, created = open_study(optuna, opts, screen, None, "s")
+except NetdslError as e:
+    sys.exit(f"E: {e}")
+print("created" if created else "joined")
+"""
+
+
+def test_processes_started_together_on_a_new_sqlite_study_all_join_it(tmp_path):
+    """Optuna creates its schema with no lock: the processes that lose the race retry and join."""
+    env = {**_env(), "PYTHONPATH": str(ROOT)}
+    for round_ in range(2):  # the race is a matter of milliseconds: several new databases
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        start = str(time.time() + 4.0)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACE, url, start],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (_o, e) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, e[-2000:]
+        said = sorted(o.strip() for o, _ in outs)
+        assert said == ["created", "joined", "joined", "joined"], said
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(spec, data, tmp_path):
     out = tmp_path / "shared"
     cmd = _sweep(spec, data, out, "--trials", "4", "--no-prune")
-    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    time.sleep(1.0)  # the second joins the study the first created (or creates it: either order works)
-    procs.append(subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # started together: both race to create the new study's schema (the loser retries and joins)
+    procs = [
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, o + e

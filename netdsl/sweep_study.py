@@ -167,12 +167,17 @@ def _first_line(e: Exception) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs: a killed process that its parent has
+    not reaped yet (a zombie, the moment after a SIGKILL) has ended too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"  # the state letter after "(comm) "
     return True
 
 
@@ -193,8 +198,10 @@ def fail_lost(optuna, study) -> int:
     return lost
 
 
-def counts(optuna, study, before: int | None = None) -> int:
-    """Trained trials (finished, running or failed in training; not lost), numbered below ``before``."""
+def counts(optuna, study, before: int | None = None, running: bool = False) -> int:
+    """Trained trials that finished (complete, pruned by the pruner, or failed in training; not
+    lost), numbered below ``before``; with ``running``, those in training too.  --trials bounds
+    the finished ones: a running trial may belong to a process that just died."""
     S = optuna.trial.TrialState
     n = 0
     for t in study.get_trials(deepcopy=False):
@@ -203,7 +210,9 @@ def counts(optuna, study, before: int | None = None) -> int:
         a = t.user_attrs
         if a.get("netdsl") != "trained" or "lost" in a:
             continue
-        if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
+        if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and "error" in a):
+            n += 1
+        elif running and t.state == S.RUNNING:
             n += 1
     return n
 

@@ -27,6 +27,7 @@ from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_st
 
 PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
 MAX_TRIALS = 100_000
+WAIT_POLL = 2.0  # seconds between looks at trials other processes train
 
 
 @dataclass
@@ -182,6 +183,7 @@ class Sweep:
     def run(self) -> None:
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         self.in_row = 0
+        waited = False
         while True:
             if counts(self.optuna, self.study) >= self.opts.trials:
                 self.stopped = f"the study has {self.opts.trials} trained trials"
@@ -189,6 +191,17 @@ class Sweep:
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped = f"--timeout {self.opts.timeout:g} s reached"
                 return
+            if counts(self.optuna, self.study, running=True) >= self.opts.trials:
+                # the rest of --trials is in training elsewhere: wait for it to finish, or for its
+                # process to be found dead (its trial is then lost and trained again here)
+                if not waited and not self.opts.quiet:
+                    self.say("waiting for the trials other processes are training")
+                waited = True
+                lost = fail_lost(self.optuna, self.study)
+                if lost:
+                    self.say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
+                time.sleep(WAIT_POLL)
+                continue
             if self._exhausted():
                 self.stopped = f"all {self.screen.space.discrete():,} candidates of the space are trained"
                 return
@@ -200,7 +213,7 @@ class Sweep:
                 self.in_row = 0
                 continue
             self.in_row += 1
-            if counts(self.optuna, self.study) >= self.opts.trials:  # others finished the study meanwhile
+            if counts(self.optuna, self.study, running=True) >= self.opts.trials:  # others took the rest meanwhile
                 continue
             found = self._redraw(deadline)
             if found is not None:
@@ -267,7 +280,7 @@ class Sweep:
         net, reason = self.screen.check(values)
         if reason is None:
             reason = self._duplicate(trial, values)
-        if reason is None and counts(self.optuna, self.study, before=trial.number) >= self.opts.trials:
+        if reason is None and counts(self.optuna, self.study, before=trial.number, running=True) >= self.opts.trials:
             reason = "not trained: other processes have trained the study's --trials"
         if reason is not None:
             trial.set_user_attr("netdsl", "rejected")
@@ -409,7 +422,7 @@ def sweep(
     from . import sweep_report
 
     sweep_report.write(run.optuna, run.study, screen, directory, opts, print if verbose else (lambda _t: None))
-    if counts(run.optuna, run.study) == 0 and run.reasons:
+    if counts(run.optuna, run.study, running=True) == 0 and run.reasons:
         kind, n = run.reasons.most_common(1)[0]
         raise NetdslError("E910", f"every candidate was pruned before training: {n} x {run.examples[kind]}")
     return run.study

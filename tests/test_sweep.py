@@ -262,6 +262,28 @@ def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
     assert "lost" in (out / "trials.csv").read_text()
 
 
+def test_a_trial_left_running_by_a_dead_process_is_not_counted(spec, data, tmp_path, capsys):
+    """An immediate rerun after a kill: the killed process is a zombie (not reaped yet) and its
+    trial is still RUNNING; it neither counts against --trials nor stops the rerun."""
+    out = tmp_path / "z"
+    argv = ["sweep", str(spec), "--data", str(data), "-o", str(out), "--no-prune", "-q"]
+    assert main([*argv, "--trials", "2"]) == 0, capsys.readouterr().err
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead.send_signal(signal.SIGKILL)
+    time.sleep(0.5)  # killed, not reaped: os.kill(pid, 0) still succeeds
+    study = load(out)
+    t = study.ask()
+    for k, v in {"netdsl": "trained", "host": __import__("socket").gethostname(), "pid": dead.pid}.items():
+        t.set_user_attr(k, v)
+    try:
+        assert main([*argv, "--trials", "3"]) == 0, capsys.readouterr().err
+    finally:
+        dead.wait()
+    study = load(out)
+    done = [x for x in trained(study) if x.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and study.trials[t.number].user_attrs.get("lost"), capsys.readouterr().out
+
+
 def test_a_fresh_sweep_is_reproducible_from_its_seed(spec, data, tmp_path, capsys):
     def drawn(out, seed):
         argv = ["sweep", spec, "--data", data, "-o", out, "--max-params", "100", "--max-rejects", "12", "--seed", seed]

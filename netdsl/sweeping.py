@@ -86,6 +86,19 @@ class Screen:
                 hint="write one where a value may vary: `dense choice(64, 128)`, `train lr=log(1e-4, 1e-2)`",
                 source=source,
             )
+        self._whole_numbers()
+
+    def _whole_numbers(self) -> None:
+        """E907 before any trial, as `netdsl check` does: a float space feeding a whole number
+        would have every candidate but its lower bound pruned."""
+        from .frontend.driver import compile_program, whole_numbers
+
+        default = self.space.default()
+        try:
+            compile_program(self.source, self.program, self.params, self.input_shape, self.space, default)
+        except NetdslError:
+            return  # a sweep needs no valid default candidate: it is pruned like any other
+        whole_numbers(self.source, self.program, self.params, self.input_shape, self.space, default)
 
     def check(self, values: dict):
         """(net, None) for a candidate that can be trained, else (None, reason)."""

@@ -140,6 +140,17 @@ def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path,
     assert "error[E911]: study `s` in" in (err := capsys.readouterr().err) and "another search space" in err
 
 
+def test_a_float_space_feeding_a_whole_number_is_refused_before_any_trial(data, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: calls.append(1))
+    p = tmp_path / "f.net"
+    p.write_text("flatten\ndense float(1, 8) relu\ndense 10 softmax\n")
+    assert main(["sweep", str(p), "--data", str(data), "-o", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err
+    assert "f.net:2:7: error[E907]" in err and "units must be a whole number" in err, err
+    assert calls == [] and not (tmp_path / "f").exists()
+
+
 @pytest.mark.parametrize(
     "flags",
     [["--trials", "0"], ["--objective", "val_acc"], ["--objective", "params,params"], ["--max-params", "x"]],

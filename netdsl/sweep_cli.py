@@ -179,7 +179,7 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
         return 130
     trained = counts(optuna, sweep.study)
     if trained == 0 and sweep.reasons:
-        common = "; ".join(f"{n} x {sweep.examples[k]}" for k, n in sweep.reasons.most_common(3))
+        common = sweep.common_reasons(3)
         err = NetdslError(
             "E910",
             f"every candidate was pruned before training ({sum(sweep.reasons.values()):,} drawn): {common}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -122,6 +123,9 @@ class Screen:
         return net, None
 
 
+_BUDGET = re.compile(r"([\d,]+) (params|MACs), over ")
+
+
 def reason_kind(reason: str) -> str:
     """What a reason is about, to count the common ones: a code, or a budget."""
     if reason.startswith("E"):
@@ -189,7 +193,9 @@ class Sweep:
         else:
             self.study.pruner = self.optuna.pruners.NopPruner()
         self.reasons: Counter = Counter()
-        self.examples: dict[str, str] = {}
+        self.examples: dict[str, str] = {}  # kind -> its first reason
+        self.varied: set[str] = set()  # kinds whose reasons differ in their text
+        self.ranges: dict[str, tuple[int, int]] = {}  # budget -> the lowest and highest value over it
         self.trained = 0
         self.stopped = ""
 
@@ -267,6 +273,31 @@ class Sweep:
         kind = reason_kind(reason)
         self.reasons[kind] += 1
         self.examples.setdefault(kind, reason)
+        if self.examples[kind] != reason:
+            self.varied.add(kind)
+        m = _BUDGET.match(reason)
+        if m:
+            n = int(m.group(1).replace(",", ""))
+            lo, hi = self.ranges.get(kind, (n, n))
+            self.ranges[kind] = (min(lo, n), max(hi, n))
+
+    def common_reasons(self, k: int = 3) -> str:
+        """The commonest kinds of reason (an error code, a budget), each with its count and
+        what its reasons have in common: the budget's range of values, or one example when
+        the messages differ (the values in them)."""
+        parts = []
+        for kind, n in self.reasons.most_common(k):
+            example = self.examples[kind]
+            if kind in self.ranges:
+                lo, hi = self.ranges[kind]
+                unit = _BUDGET.match(example).group(2)
+                size = f"{lo:,} {unit}" if lo == hi else f"{lo:,} to {hi:,} {unit}"
+                parts.append(f"{n} x over {kind} {example.rsplit(' ', 1)[-1]} ({size})")
+            elif kind in self.varied:
+                parts.append(f"{n} x {kind}, e.g. {example}")
+            else:
+                parts.append(f"{n} x {example}")
+        return "; ".join(parts)
 
     def _write_rejected(self, rows) -> None:
         if not rows:
@@ -279,8 +310,11 @@ class Sweep:
         host, pid = socket.gethostname(), os.getpid()
         for reason, values in rows:
             w.writerow([host, pid, reason, json.dumps(values)])
-        with contextlib.suppress(OSError), open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
-            f.write(buf.getvalue())
+        with contextlib.suppress(OSError):
+            with contextlib.suppress(FileExistsError), open(self.log, "x", encoding="utf-8") as f:
+                f.write("host,pid,reason,candidate\n")  # the process that creates it writes the header
+            with open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
+                f.write(buf.getvalue())
         if not self.opts.quiet:
             self.say(f"  {len(rows)} redrawn candidate{'s' * (len(rows) != 1)} pruned before training (rejected.csv)")
 
@@ -436,6 +470,5 @@ def sweep(
 
     sweep_report.write(run.optuna, run.study, screen, directory, opts, print if verbose else (lambda _t: None))
     if counts(run.optuna, run.study, running=True) == 0 and run.reasons:
-        kind, n = run.reasons.most_common(1)[0]
-        raise NetdslError("E910", f"every candidate was pruned before training: {n} x {run.examples[kind]}")
+        raise NetdslError("E910", f"every candidate was pruned before training: {run.common_reasons(1)}")
     return run.study

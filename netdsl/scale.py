@@ -207,8 +207,14 @@ def worker_command(args, out: str) -> list[str]:
             cmd.append(("--" if v else "--no-") + name.replace("_", "-"))
     if args.data:
         cmd += ["--data", args.data]
+    if getattr(args, "resize", False):
+        cmd.append("--resize")
     if args.raw_pixels:
         cmd.append("--raw-pixels")
+    if getattr(args, "init_from", None):
+        cmd += ["--init-from", args.init_from]
+    for m in getattr(args, "map", None) or ():
+        cmd += ["--map", m]
     if args.resume:
         cmd.append("--resume")
     if args.quiet:
@@ -245,14 +251,28 @@ def launch_cli(args, out: str) -> int:
         threads = max(1, math.floor((free + 0.5) / args.nproc))
     code = launch(args, out, args.nproc, threads)
     if code == 130:
-        import shlex
-
-        again = ["netdsl", "train", args.file, "--out", str(out), "--nproc", str(args.nproc)]
         from .rundir import RunDir
 
-        again += ["--resume"] * RunDir(out).is_ours()
-        print(f"\nnetdsl: interrupted; continue with: {' '.join(map(shlex.quote, again))}", file=sys.stderr)
+        resumable = RunDir(out).is_ours()
+        advice = "continue with" if resumable else "nothing was written yet; start it again with"
+        print(f"\nnetdsl: interrupted; {advice}: {again(args, out, resumable)}", file=sys.stderr)
     return code
+
+
+def again(args, out, resumable: bool) -> str:
+    """The command that continues (``resumable``) or restarts an interrupted ``netdsl train``:
+    every flag the user gave (the ranks' command, which carries them all), its ``--out``,
+    ``--nproc`` when given, and ``--resume`` once the directory is a run."""
+    import shlex
+
+    cmd = [a for a in worker_command(args, str(out))[2:] if a != "--resume"]
+    if getattr(args, "nproc", None):
+        cmd += ["--nproc", str(args.nproc)]
+    if resumable:
+        cmd.append("--resume")
+    if args.file == "-":  # the spec came on stdin: say where it goes
+        cmd[1] = "SPEC"
+    return shlex.join(["netdsl", *cmd])
 
 
 # torchrun's own lines (its logger and the ChildFailedError report): kept from the user, who gets

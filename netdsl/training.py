@@ -713,18 +713,9 @@ def cli(args, params: dict) -> int:
     except KeyboardInterrupt:
         if world.size > 1 and (not world.main or os.environ.get("NETDSL_LAUNCHED")):
             return 130  # rank 0 (or `netdsl train --nproc`, which launched the ranks) gives the advice
-        import shlex
-
         # --resume works only once the directory is marked as a run; before that, start it again
         resumable = RunDir(out).is_ours()
-        again = ["netdsl", "train", args.file, "--out", str(out)] + ["--resume"] * resumable
-        again += [f"-D{k}={v}" for k, v in args.defines]
-        if args.input:
-            again += ["--input", "x".join(map(str, args.input))]
-        if args.file == "-":
-            hint = "netdsl train SPEC --out ..." + " --resume" * resumable
-        else:
-            hint = " ".join(shlex.quote(a) for a in again)
+        hint = scale.again(args, out, resumable)  # every flag the user gave
         advice = "continue with" if resumable else "nothing was written yet; start it again with"
         print(f"\nnetdsl: interrupted; {advice}: {hint}", file=sys.stderr)
         return 130

@@ -195,6 +195,49 @@ def scale_ok(raw: str) -> bool:
     return scale.tf_config(raw)["task"]["index"] == 1
 
 
+FLAGS = [
+    "--backend", "torch", "--epochs", "6", "--lr", "0.003", "--batch", "16", "--optimizer", "sgd",
+    "--data", "my data", "--resize", "--raw-pixels", "--init-from", "w.safetensors", "--map", "a=b",
+    "--map", "c=d", "--threads", "1", "--no-compile", "--precision", "bf16", "--channels-last",
+    "--input", "28x28x1", "-D", "w=3", "-q",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("nproc", [None, "2"])
+@pytest.mark.parametrize("resumable", [False, True])
+def test_the_advice_after_an_interrupt_repeats_every_flag(nproc, resumable):
+    import shlex
+
+    from netdsl import scale
+    from netdsl.cli import build_parser
+
+    parser = build_parser()
+    argv = ["train", "my spec.net", *FLAGS, *(["--nproc", nproc] if nproc else [])]
+    args = parser.parse_args(argv)
+    said = scale.again(args, "c 1", resumable)
+    back = parser.parse_args(shlex.split(said)[1:])
+    assert shlex.split(said)[:3] == ["netdsl", "train", "my spec.net"], said
+    for k, v in vars(args).items():
+        want = {"out": "c 1", "resume": resumable}.get(k, v)
+        assert getattr(back, k) == want, (k, said)
+
+
+def test_ctrl_c_before_the_first_checkpoint_advises_the_same_flags(tmp_path, tiny, data_dir, monkeypatch, capsys):
+    from netdsl import training
+    from netdsl.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_fit", interrupted)
+    out = tmp_path / "c1"
+    argv = ["train", str(tiny), "--data", str(data_dir), "--out", str(out), "--epochs", "6", "--lr", "0.01"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "nothing was written yet; start it again with: netdsl train" in err, err
+    assert "--epochs 6" in err and "--lr 0.01" in err and f"--out {out}" in err and "--resume" not in err, err
+
+
 def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, channels_last=True, threads=1, out=tmp_path / "r")
     assert m["settings"]["channels_last"] is True and m["settings"]["precision"] == "fp32"
@@ -378,6 +421,7 @@ def test_ctrl_c_stops_every_rank(tmp_path, data_dir):
         proc.stderr.close()
     assert proc.returncode == 130, err
     assert "interrupted; continue with: netdsl train" in err and "--nproc 2 --resume" in err, err
+    assert "--epochs 50 --batch 4" in err, err  # the user's flags, repeated
     assert "Traceback" not in err, err
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in ranks.values())

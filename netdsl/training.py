@@ -358,6 +358,16 @@ def _fit(net, given: dict, model=None, on_epoch=None, arrays=None) -> dict:
         run.release()
 
 
+def _threads_chosen(run: RunDir) -> bool:
+    """Whether the run's metrics.json records a thread count netdsl chose (not --threads)."""
+    import json
+
+    try:
+        return json.loads((Path(run.path) / "metrics.json").read_text(encoding="utf-8")).get("threads_chosen") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Settings, dict | None]:
     """(the checkpoint's manifest or None, the settings, the metrics of a run already complete or None)."""
     manifest = None
@@ -376,6 +386,8 @@ def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Sett
                     "E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net"
                 )
             restart, restarting = run.started_settings(net), True
+            if restart and _threads_chosen(run):
+                restart["threads"] = None  # chosen for the machine as it was: choose again
     s = resolve(net, given, manifest["settings"] if manifest else restart)
     from . import datasets
 
@@ -458,6 +470,9 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
     for key in ("out", "resume", "quiet") + (() if s.resize else ("resize",)):  # resize: only when asked
         metrics["settings"].pop(key)
     metrics.update(getattr(trainer, "scaled", {}))  # threads, and the ranks under torchrun
+    if s.threads is None and isinstance(metrics.get("threads"), int):
+        metrics["settings"]["threads"] = metrics["threads"]  # the count netdsl (or the framework) chose
+        metrics["threads_chosen"] = True  # not asked for: a resumed run chooses again for its machine
     if manifest:
         if run:
             run.load_checkpoint(net, trainer, manifest)
@@ -509,6 +524,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
         bar.end(row)
         watch.update(epoch, row, lambda: trainer.kept.update(recipe.snapshot(s.backend, net, trainer.model)))
         state = {k: metrics[k] for k in ("settings", "data", "epochs")}
+        state["settings"] = {**metrics["settings"], "threads": s.threads}  # as asked: None is chosen again
         state["recipe"] = watch.state()
         try:
             run.save_checkpoint(net, trainer, epoch, state)

@@ -238,6 +238,14 @@ def test_ctrl_c_before_the_first_checkpoint_advises_the_same_flags(tmp_path, tin
     assert "--epochs 6" in err and "--lr 0.01" in err and f"--out {out}" in err and "--resume" not in err, err
 
 
+def test_the_thread_count_netdsl_chose_is_recorded_in_the_settings(tmp_path, data_dir):
+    m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, out=tmp_path / "r")
+    assert isinstance(m["settings"]["threads"], int) and m["settings"]["threads"] == m["threads"] >= 1, m
+    assert m["threads_chosen"] is True
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["settings"]["threads"] == m["threads"]
+
+
 def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, channels_last=True, threads=1, out=tmp_path / "r")
     assert m["settings"]["channels_last"] is True and m["settings"]["precision"] == "fp32"

@@ -107,7 +107,7 @@ def _objectives(text: str) -> tuple[str, ...]:
 def cli(args, params: dict) -> int:
     from . import settings
     from .net import read_spec
-    from .sweep_study import make_dir
+    from .sweep_study import make_dir, undo
     from .sweeping import Options, Screen, Sweep
 
     quiet = args.quiet
@@ -139,11 +139,15 @@ def cli(args, params: dict) -> int:
         )
         screen = Screen(source, params, args.input, opts, stem)
         out = Path(args.out or Path("sweeps") / stem)
-        make_dir(out)
+        made = make_dir(out)
         name = args.study or stem
         if not quiet:
             say(f"{source.filename}: {screen.space.describe()}")
-        sweep = Sweep(screen, opts, out, name, say if not quiet else (lambda _t: None))
+        try:
+            sweep = Sweep(screen, opts, out, name, say if not quiet else (lambda _t: None))
+        except BaseException:
+            undo(made)  # a refused storage or study leaves no sweep directory behind
+            raise
     except NetdslError as e:
         if args.traceback:
             raise

@@ -66,6 +66,77 @@ def space_record(space) -> list:
 def open_study(optuna, opts, screen, out: Path, name: str):
     """(study, created): the study named ``name`` in the storage, created unless --resume."""
     url = opts.storage or f"sqlite:///{out / 'study.db'}"
+    path = _sqlite_path(url)
+    new_file = path is not None and not os.path.exists(path)
+    if path is not None and not new_file:
+        _optuna_or_empty(path, url)  # E911 before Optuna adds its tables to someone's database
+    if new_file and opts.resume:
+        raise NetdslError("E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume")
+    try:
+        return _opened(optuna, opts, screen, url, name)
+    except BaseException:
+        if new_file and not _has_study(path):  # this invocation made the file: a refusal leaves nothing
+            for p in (path, path + "-wal", path + "-shm", path + "-journal"):
+                with contextlib.suppress(OSError):
+                    os.remove(p)
+        raise
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other URLs, memory, or query options)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return None if not path or path.startswith(":memory:") or "?" in path else path
+
+
+# Optuna's RDB schema: a database holding any other table is someone else's (a schema that
+# another sweep is creating at this moment holds some of these only)
+_OPTUNA_TABLES = {
+    "studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
+    "trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes",
+    "trial_system_attributes", "trial_heartbeats", "version_info", "alembic_version",
+}  # fmt: skip
+
+
+def _has_study(path: str) -> bool:
+    """Whether the SQLite file holds a study (another process's, created meanwhile)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return bool(con.execute("SELECT count(*) FROM studies").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def _optuna_or_empty(path: str, url: str) -> None:
+    """Refuse (E911) a SQLite file that is not one, or holds tables and is not Optuna's storage:
+    opened read-only, so nothing is written (no WAL switch, no tables added)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
+    other = {t for t in tables if t not in _OPTUNA_TABLES and not t.startswith("sqlite_")}
+    if other:
+        some = ", ".join(sorted(other)[:5])
+        raise NetdslError(
+            "E911",
+            f"`{path}` is a SQLite database of something else (tables {some}), not an Optuna study storage",
+            hint="name a new file with --storage sqlite:///NEW.db (or leave --storage out)",
+        )
+
+
+def _opened(optuna, opts, screen, url: str, name: str):
     for attempt in range(RACE_TRIES):
         try:
             study, created = _open(optuna, url, opts, name)
@@ -220,11 +291,13 @@ def counts(optuna, study, before: int | None = None, running: bool = False) -> i
 MARKER = "netdsl-sweep.json"
 
 
-def make_dir(out: Path) -> None:
+def make_dir(out: Path) -> list[Path]:
     """The sweep directory: new, empty, or one netdsl marked as a sweep's (its files are
-    rewritten: trials.csv, best.net...); a directory of other files is refused (E911)."""
+    rewritten: trials.csv, best.net...); a directory of other files is refused (E911).
+    Returns what it created, for :func:`undo` when the study then cannot be opened."""
     import json
 
+    made: list[Path] = []
     try:
         if out.exists() and not out.is_dir():
             raise NetdslError("E911", f"the sweep directory `{out}` is a file")
@@ -234,9 +307,23 @@ def make_dir(out: Path) -> None:
                 f"`{out}` holds files that netdsl sweep did not write",
                 hint="name a new or empty directory with -o DIR",
             )
+        missing = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
-        (out / "trials").mkdir(exist_ok=True)
+        made += reversed(missing)
+        if not (out / "trials").exists():
+            (out / "trials").mkdir()
+            made.append(out / "trials")
         if not (out / MARKER).is_file():
             (out / MARKER).write_text(json.dumps({"netdsl": "sweep"}) + "\n", encoding="utf-8")
+            made.append(out / MARKER)
     except OSError as e:
+        undo(made)
         raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None
+    return made
+
+
+def undo(made: list[Path]) -> None:
+    """Remove what :func:`make_dir` created (last first; a directory only when empty)."""
+    for p in reversed(made):
+        with contextlib.suppress(OSError):
+            p.rmdir() if p.is_dir() else p.unlink()

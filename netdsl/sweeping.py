@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NetdslError, Source
-from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study  # noqa: F401 - re-exported
+from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study, undo  # noqa: F401 - re-exported
 
 PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
 MAX_TRIALS = 100_000
@@ -463,8 +463,12 @@ def sweep(
         raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
     directory = Path(out) if out is not None else Path("sweeps") / stem
     screen = Screen(source, {}, None, opts, stem)
-    make_dir(directory)
-    run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    made = make_dir(directory)
+    try:
+        run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    except BaseException:
+        undo(made)
+        raise
     run.run()
     from . import sweep_report
 

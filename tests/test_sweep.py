@@ -131,12 +131,14 @@ def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path,
     assert "E910" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert main(["sweep", str(spec), "--resume", "-o", str(tmp_path / "r"), "--data", str(data)]) == 1
     assert "error[E911]: there is no study `s`" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a refusal writes nothing (no study.db, no marker)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "best.net").write_text("mine")
     assert main(["sweep", str(spec), "-o", str(tmp_path / "mine")]) == 1
     assert "did not write" in capsys.readouterr().err and (tmp_path / "mine" / "best.net").read_text() == "mine"
     argv = ["sweep", str(spec), "--storage", "nosuchdb://x", "-o", str(tmp_path / "r")]
     assert main(argv) == 1 and "E911" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
     # a study of another space is refused, not mixed
     out = tmp_path / "two"
     argv = ["sweep", str(spec), "--data", str(data), "--trials", "1", "-o", str(out), "-q"]
@@ -156,6 +158,32 @@ def test_a_float_space_feeding_a_whole_number_is_refused_before_any_trial(data, 
     err = capsys.readouterr().err
     assert "f.net:2:7: error[E907]" in err and "units must be a whole number" in err, err
     assert calls == [] and not (tmp_path / "f").exists()
+
+
+def test_a_foreign_sqlite_database_is_refused_untouched(spec, data, tmp_path, capsys):
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users (name) VALUES ('ada')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database\n")
+    for storage, why in ((db, "a SQLite database of something else (tables users)"), (junk, "not a database")):
+        argv = ["sweep", str(spec), "--data", str(data), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{storage}"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "error[E911]" in err and why in err and "Traceback" not in err, err
+        assert not (tmp_path / "o").exists()
+    assert db.read_bytes() == before and not (tmp_path / "app.db-wal").exists()
+    assert junk.read_text() == "not a database\n"
+    # a new file named by --storage that cannot be resumed is not left behind either
+    new = tmp_path / "new.db"
+    argv = ["sweep", str(spec), "--resume", "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{new}"]
+    assert main(argv) == 1 and not new.exists() and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(

@@ -196,7 +196,12 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
     best = result.get("best")
     if best is not None:
         say(
-            f"best: trial {best.number} ({', '.join(f'{o} {v:.4f}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
+            f"best: trial {best.number} ({', '.join(f'{o} {_value(o, v)}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
             f"wrote {out / 'best.net'}"
         )
     return 0
+
+
+def _value(objective: str, v: float) -> str:
+    """An objective's value as people read it: counts (params, MACs) whole, with commas."""
+    return f"{int(v):,}" if objective in ("params", "macs") and float(v).is_integer() else f"{v:.4f}"

@@ -110,6 +110,11 @@ def test_bad_spaces_are_located_errors(text, code, col, capsys):
     assert [e.code for e in err.errors] == [code]  # one error each, not a cascade
 
 
+def test_one_candidate_is_singular():
+    net = net_of("flatten\ndense choice(8) relu\ndropout float(0.1, 0.5)")
+    assert net.space.describe() == "search space of 2 dimensions (1 candidate x 1 continuous dimension)"
+
+
 def test_a_name_cannot_be_a_space():
     for text in ("choice(a, b): dense 3", "from choice(a, b)", "data choice(mnist)"):
         with pytest.raises(NetdslError) as info:

@@ -200,6 +200,7 @@ def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
     assert main(list(map(str, argv))) == 0, capsys.readouterr().err
     stdout = capsys.readouterr().out
     assert "Pareto front: trials" in stdout
+    assert re.search(r"best: trial \d+ \(val_accuracy [\d.]+, params [\d,]+\)", stdout), stdout  # a count is whole
     front = (out / "front.csv").read_text().splitlines()
     assert front[0].startswith("trial,val_accuracy,params") and len(front) >= 2
     assert (out / "best.net").exists() and len(load(out).directions) == 2

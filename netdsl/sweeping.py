@@ -197,6 +197,7 @@ class Sweep:
         self.varied: set[str] = set()  # kinds whose reasons differ in their text
         self.ranges: dict[str, tuple[int, int]] = {}  # budget -> the lowest and highest value over it
         self.trained = 0
+        self.refused: set[tuple] = set()  # candidates of a discrete space the checks refused
         self.stopped = ""
 
     def run(self) -> None:
@@ -224,6 +225,10 @@ class Sweep:
             if self._exhausted():
                 self.stopped = f"all {self.screen.space.discrete():,} candidates of the space are trained"
                 return
+            if self._all_refused():
+                n = self.screen.space.discrete()
+                self.stopped = f"all {n:,} candidate{'s' * (n != 1)} of the space were drawn: none is left to train"
+                return
             if self.in_row >= self.opts.max_rejects:
                 self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
                 return
@@ -250,14 +255,40 @@ class Sweep:
         }
         return len(seen) >= space.discrete()
 
+    def _all_refused(self, study: bool = True) -> bool:
+        """A small discrete space whose every candidate was drawn and refused by the checks (or
+        trained: with ``study``, which reads the study): drawing on to --max-rejects would only
+        repeat them."""
+        space = self.screen.space
+        if space.continuous() or space.discrete() > 10_000 or not self.refused:
+            return False
+        if len(self.refused) >= space.discrete() or not study:
+            return len(self.refused) >= space.discrete()
+        seen = set(self.refused) | {
+            tuple(sorted(t.params.items()))
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("netdsl") == "trained" and "lost" not in t.user_attrs
+        }
+        return len(seen) >= space.discrete()
+
+    def _refuse(self, values: dict) -> None:
+        if not self.screen.space.continuous() and len(self.refused) <= 10_000:
+            self.refused.add(tuple(sorted(values.items())))
+
     def _redraw(self, deadline) -> dict | None:
         """Draw at random until a candidate passes the checks (then it is the next trial) or
         the bounds are reached; each rejected one is a row of rejected.csv."""
         rows = []
         try:
-            while self.in_row < self.opts.max_rejects and (deadline is None or time.monotonic() < deadline):
+            while (
+                self.in_row < self.opts.max_rejects
+                and (deadline is None or time.monotonic() < deadline)
+                and not (rows and self._all_refused(study=False))
+            ):
                 values = draw(self.rng, self.screen.space)
                 _net, reason = self.screen.check(values)
+                if reason is not None:
+                    self._refuse(values)
                 if reason is None:
                     reason = self._duplicate(None, values)
                 if reason is None:
@@ -325,6 +356,8 @@ class Sweep:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         net, reason = self.screen.check(values)
+        if reason is not None:
+            self._refuse(values)
         if reason is None:
             reason = self._duplicate(trial, values)
         if reason is None and counts(self.optuna, self.study, before=trial.number, running=True) >= self.opts.trials:

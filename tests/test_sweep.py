@@ -124,6 +124,15 @@ def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, c
     assert lines[0] == "host,pid,reason,candidate" and len(lines) == 1 + 24  # and one trial of the study
 
 
+def test_a_discrete_space_whose_every_candidate_fails_stops_once_each_was_drawn(data, tmp_path, capsys):
+    p = tmp_path / "d.net"
+    p.write_text("conv 4 x choice(30, 40) relu\nflatten\ndense 10 softmax\n")  # neither kernel fits 28x28
+    assert main(["sweep", str(p), "--data", str(data), "-o", str(tmp_path / "d"), "--seed", "1"]) == 1
+    err = capsys.readouterr().err
+    drawn = int(re.search(r"every candidate was pruned before training \(([\d,]+) drawn\)", err).group(1))
+    assert drawn < 50, err  # not --max-rejects' 1,000: two distinct candidates, each refused
+
+
 def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path, capsys):
     plain = tmp_path / "plain.net"
     plain.write_text("flatten\ndense 10 softmax\n")

@@ -148,7 +148,9 @@ CODES: dict[str, Code] = {
     "E632": Code(
         "a speed or scaling option the backend does not have (`--nproc` and `--channels-last` are torch's, `--distribute` keras's), or `--nproc` with the spec on standard input"
     ),
-    "E633": Code("torchrun's environment is unusable (RANK outside WORLD_SIZE, a LOCAL_RANK with no GPU)"),
+    "E633": Code(
+        "the distributed environment is unusable (RANK outside WORLD_SIZE, a LOCAL_RANK with no GPU; a TF_CONFIG that is not an object with a cluster of host:port lists and a task within it)"
+    ),
     "E634": Code(
         "a distributed run stopped: a rank died or lost the others; the last complete checkpoint resumes with `--resume`"
     ),
@@ -193,6 +195,10 @@ CODES: dict[str, Code] = {
         "dense int(1.5, 4)",
     ),
     "E906": Code("a search space inside another", "dense choice(int(1, 4), 8)"),
+    "E907": Code(
+        "a `float`/`log` search space whose values are not whole, where a whole number is needed",
+        "flatten; dense float(1, 8)",
+    ),
     "E910": Code(
         "nothing to sweep: a spec without a search space, or every candidate drawn was pruned before training (the message gives the commonest reasons)"
     ),

@@ -16,6 +16,7 @@ Nothing here imports a framework (``netdsl train --help`` and the checker stay l
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -111,6 +112,41 @@ def check(s) -> None:
             "the keras backend does not run under torchrun",
             hint="use --distribute (MirroredStrategy; MultiWorkerMirroredStrategy with TF_CONFIG)",
         )
+    if s.backend == "keras" and s.distribute and os.environ.get("TF_CONFIG"):
+        tf_config(os.environ["TF_CONFIG"])
+
+
+def tf_config(raw: str) -> dict:
+    """``TF_CONFIG`` parsed and checked (E633): TensorFlow itself fails on a bad one with an
+    IndexError/KeyError deep in its cluster resolver, or ignores a non-object silently."""
+
+    def bad(why: str) -> NetdslError:
+        return NetdslError("E633", f"TF_CONFIG {why}", hint="see the README's tf.distribute section")
+
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        raise bad("is not JSON") from None
+    if not isinstance(cfg, dict):
+        raise bad(f"must be a JSON object with 'cluster' and 'task', got {type(cfg).__name__} {raw.strip()[:60]}")
+    cluster, task = cfg.get("cluster"), cfg.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        raise bad('has no "cluster" object of job names to lists of host:port')
+    for job, hosts in cluster.items():
+        if not isinstance(hosts, list) or not hosts:
+            raise bad(f'cluster "{job}" must be a non-empty list of host:port, got {json.dumps(hosts)[:60]}')
+        for h in hosts:
+            host, _, port = h.rpartition(":") if isinstance(h, str) else ("", "", "")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise bad(f'cluster "{job}" has {json.dumps(h)[:60]}, not a host:port')
+    if not isinstance(task, dict):
+        raise bad('has no "task" object (its "type" and "index": which of the cluster this process is)')
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        raise bad(f"task type {json.dumps(kind)} is not a job of the cluster ({', '.join(map(str, cluster))})")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[kind]):
+        raise bad(f'task index {json.dumps(index)} is not in 0..{len(cluster[kind]) - 1} (the "{kind}" list)')
+    return cfg
 
 
 class RankStopped(Exception):
@@ -171,8 +207,14 @@ def worker_command(args, out: str) -> list[str]:
             cmd.append(("--" if v else "--no-") + name.replace("_", "-"))
     if args.data:
         cmd += ["--data", args.data]
+    if getattr(args, "resize", False):
+        cmd.append("--resize")
     if args.raw_pixels:
         cmd.append("--raw-pixels")
+    if getattr(args, "init_from", None):
+        cmd += ["--init-from", args.init_from]
+    for m in getattr(args, "map", None) or ():
+        cmd += ["--map", m]
     if args.resume:
         cmd.append("--resume")
     if args.quiet:
@@ -209,14 +251,28 @@ def launch_cli(args, out: str) -> int:
         threads = max(1, math.floor((free + 0.5) / args.nproc))
     code = launch(args, out, args.nproc, threads)
     if code == 130:
-        import shlex
-
-        again = ["netdsl", "train", args.file, "--out", str(out), "--nproc", str(args.nproc)]
         from .rundir import RunDir
 
-        again += ["--resume"] * RunDir(out).is_ours()
-        print(f"\nnetdsl: interrupted; continue with: {' '.join(map(shlex.quote, again))}", file=sys.stderr)
+        resumable = RunDir(out).is_ours()
+        advice = "continue with" if resumable else "nothing was written yet; start it again with"
+        print(f"\nnetdsl: interrupted; {advice}: {again(args, out, resumable)}", file=sys.stderr)
     return code
+
+
+def again(args, out, resumable: bool) -> str:
+    """The command that continues (``resumable``) or restarts an interrupted ``netdsl train``:
+    every flag the user gave (the ranks' command, which carries them all), its ``--out``,
+    ``--nproc`` when given, and ``--resume`` once the directory is a run."""
+    import shlex
+
+    cmd = [a for a in worker_command(args, str(out))[2:] if a != "--resume"]
+    if getattr(args, "nproc", None):
+        cmd += ["--nproc", str(args.nproc)]
+    if resumable:
+        cmd.append("--resume")
+    if args.file == "-":  # the spec came on stdin: say where it goes
+        cmd[1] = "SPEC"
+    return shlex.join(["netdsl", *cmd])
 
 
 # torchrun's own lines (its logger and the ChildFailedError report): kept from the user, who gets

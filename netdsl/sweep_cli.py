@@ -107,7 +107,7 @@ def _objectives(text: str) -> tuple[str, ...]:
 def cli(args, params: dict) -> int:
     from . import settings
     from .net import read_spec
-    from .sweep_study import make_dir
+    from .sweep_study import make_dir, undo
     from .sweeping import Options, Screen, Sweep
 
     quiet = args.quiet
@@ -139,11 +139,15 @@ def cli(args, params: dict) -> int:
         )
         screen = Screen(source, params, args.input, opts, stem)
         out = Path(args.out or Path("sweeps") / stem)
-        make_dir(out)
+        made = make_dir(out)
         name = args.study or stem
         if not quiet:
             say(f"{source.filename}: {screen.space.describe()}")
-        sweep = Sweep(screen, opts, out, name, say if not quiet else (lambda _t: None))
+        try:
+            sweep = Sweep(screen, opts, out, name, say if not quiet else (lambda _t: None))
+        except BaseException:
+            undo(made)  # a refused storage or study leaves no sweep directory behind
+            raise
     except NetdslError as e:
         if args.traceback:
             raise
@@ -179,7 +183,7 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
         return 130
     trained = counts(optuna, sweep.study)
     if trained == 0 and sweep.reasons:
-        common = "; ".join(f"{n} x {sweep.examples[k]}" for k, n in sweep.reasons.most_common(3))
+        common = sweep.common_reasons(3)
         err = NetdslError(
             "E910",
             f"every candidate was pruned before training ({sum(sweep.reasons.values()):,} drawn): {common}",
@@ -192,7 +196,12 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
     best = result.get("best")
     if best is not None:
         say(
-            f"best: trial {best.number} ({', '.join(f'{o} {v:.4f}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
+            f"best: trial {best.number} ({', '.join(f'{o} {_value(o, v)}' for o, v in zip(opts.objectives, best.values, strict=True))}); "
             f"wrote {out / 'best.net'}"
         )
     return 0
+
+
+def _value(objective: str, v: float) -> str:
+    """An objective's value as people read it: counts (params, MACs) whole, with commas."""
+    return f"{int(v):,}" if objective in ("params", "macs") and float(v).is_integer() else f"{v:.4f}"

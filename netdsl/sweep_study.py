@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import socket
+import time
 from pathlib import Path
 
 from .errors import NetdslError
@@ -64,33 +66,89 @@ def space_record(space) -> list:
 def open_study(optuna, opts, screen, out: Path, name: str):
     """(study, created): the study named ``name`` in the storage, created unless --resume."""
     url = opts.storage or f"sqlite:///{out / 'study.db'}"
+    path = _sqlite_path(url)
+    new_file = path is not None and not os.path.exists(path)
+    if path is not None and not new_file:
+        _optuna_or_empty(path, url)  # E911 before Optuna adds its tables to someone's database
+    if new_file and opts.resume:
+        raise NetdslError("E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume")
     try:
-        if url == "memory":  # a study that lives in this process only (nothing written)
-            storage = optuna.storages.InMemoryStorage()
-        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
-            kw = _sqlite(url) if url.startswith("sqlite:") else {}
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
-        else:
-            storage = optuna.storages.get_storage(url)
-    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
+        return _opened(optuna, opts, screen, url, name)
+    except BaseException:
+        if new_file and not _has_study(path):  # this invocation made the file: a refusal leaves nothing
+            for p in (path, path + "-wal", path + "-shm", path + "-journal"):
+                with contextlib.suppress(OSError):
+                    os.remove(p)
+        raise
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other URLs, memory, or query options)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return None if not path or path.startswith(":memory:") or "?" in path else path
+
+
+# Optuna's RDB schema: a database holding any other table is someone else's (a schema that
+# another sweep is creating at this moment holds some of these only)
+_OPTUNA_TABLES = {
+    "studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
+    "trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes",
+    "trial_system_attributes", "trial_heartbeats", "version_info", "alembic_version",
+}  # fmt: skip
+
+
+def _has_study(path: str) -> bool:
+    """Whether the SQLite file holds a study (another process's, created meanwhile)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return bool(con.execute("SELECT count(*) FROM studies").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+
+
+def _optuna_or_empty(path: str, url: str) -> None:
+    """Refuse (E911) a SQLite file that is not one, or holds tables and is not Optuna's storage:
+    opened read-only, so nothing is written (no WAL switch, no tables added)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as e:
         raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
-    directions = [OBJECTIVES[o] for o in opts.objectives]
-    created = False
-    try:
-        if opts.resume:
-            study = optuna.load_study(study_name=name, storage=storage)
-        else:
-            try:
-                study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-                created = True
-            except optuna.exceptions.DuplicatedStudyError:
-                study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
+    other = {t for t in tables if t not in _OPTUNA_TABLES and not t.startswith("sqlite_")}
+    if other:
+        some = ", ".join(sorted(other)[:5])
         raise NetdslError(
-            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
-        ) from None
-    except Exception as e:
-        raise NetdslError("E911", f"cannot open study `{name}` in `{url}`: {_first_line(e)}") from None
+            "E911",
+            f"`{path}` is a SQLite database of something else (tables {some}), not an Optuna study storage",
+            hint="name a new file with --storage sqlite:///NEW.db (or leave --storage out)",
+        )
+
+
+def _opened(optuna, opts, screen, url: str, name: str):
+    for attempt in range(RACE_TRIES):
+        try:
+            study, created = _open(optuna, url, opts, name)
+            break
+        except NetdslError as e:
+            # Optuna creates its schema and the study without a lock of its own: several
+            # processes started together on one new storage race ("table studies already
+            # exists", a UNIQUE violation).  The loser waits a moment and joins what the
+            # winner made; any other error (or the last try) is the user's.
+            if not getattr(e, "race", False) or attempt == RACE_TRIES - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
     spec = {
         "space": space_record(screen.space),
         "objectives": list(opts.objectives),
@@ -110,6 +168,48 @@ def open_study(optuna, opts, screen, out: Path, name: str):
                     hint="name a new study with --study NAME (or another -o/--storage)",
                 )
     return study, created
+
+
+RACE_TRIES = 6
+
+
+def _raced(e: Exception) -> bool:
+    """sqlalchemy's OperationalError/IntegrityError: another process creating the same schema
+    or study at the same moment (a bad URL or server is not one: it fails every try alike)."""
+    return type(e).__name__ in ("OperationalError", "IntegrityError")
+
+
+def _storage_error(message: str, e: Exception) -> NetdslError:
+    err = NetdslError("E911", f"{message}: {_first_line(e)}")
+    err.race = _raced(e) or _raced(getattr(e, "__cause__", None) or e)
+    return err
+
+
+def _open(optuna, url: str, opts, name: str):
+    try:
+        if url == "memory":  # a study that lives in this process only (nothing written)
+            storage = optuna.storages.InMemoryStorage()
+        elif url.startswith(("sqlite:", "postgresql", "mysql", "oracle", "mssql")):
+            kw = _sqlite(url) if url.startswith("sqlite:") else {}
+            storage = optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120, engine_kwargs=kw)
+        else:
+            storage = optuna.storages.get_storage(url)
+    except Exception as e:  # sqlalchemy's and Optuna's errors: a bad URL, an unreachable server
+        raise _storage_error(f"cannot open the study storage `{url}`", e) from None
+    directions = [OBJECTIVES[o] for o in opts.objectives]
+    try:
+        if opts.resume:
+            return optuna.load_study(study_name=name, storage=storage), False
+        try:
+            return optuna.create_study(study_name=name, storage=storage, directions=directions), True
+        except optuna.exceptions.DuplicatedStudyError:
+            return optuna.load_study(study_name=name, storage=storage), False
+    except KeyError:
+        raise NetdslError(
+            "E911", f"there is no study `{name}` in `{url}` to resume", hint="start it without --resume"
+        ) from None
+    except Exception as e:
+        raise _storage_error(f"cannot open study `{name}` in `{url}`", e) from None
 
 
 def _sqlite(url: str) -> dict:
@@ -138,12 +238,17 @@ def _first_line(e: Exception) -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs: a killed process that its parent has
+    not reaped yet (a zombie, the moment after a SIGKILL) has ended too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] not in "ZX"  # the state letter after "(comm) "
     return True
 
 
@@ -164,8 +269,10 @@ def fail_lost(optuna, study) -> int:
     return lost
 
 
-def counts(optuna, study, before: int | None = None) -> int:
-    """Trained trials (finished, running or failed in training; not lost), numbered below ``before``."""
+def counts(optuna, study, before: int | None = None, running: bool = False) -> int:
+    """Trained trials that finished (complete, pruned by the pruner, or failed in training; not
+    lost), numbered below ``before``; with ``running``, those in training too.  --trials bounds
+    the finished ones: a running trial may belong to a process that just died."""
     S = optuna.trial.TrialState
     n = 0
     for t in study.get_trials(deepcopy=False):
@@ -174,7 +281,9 @@ def counts(optuna, study, before: int | None = None) -> int:
         a = t.user_attrs
         if a.get("netdsl") != "trained" or "lost" in a:
             continue
-        if t.state in (S.COMPLETE, S.PRUNED, S.RUNNING) or (t.state == S.FAIL and "error" in a):
+        if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and "error" in a):
+            n += 1
+        elif running and t.state == S.RUNNING:
             n += 1
     return n
 
@@ -182,11 +291,13 @@ def counts(optuna, study, before: int | None = None) -> int:
 MARKER = "netdsl-sweep.json"
 
 
-def make_dir(out: Path) -> None:
+def make_dir(out: Path) -> list[Path]:
     """The sweep directory: new, empty, or one netdsl marked as a sweep's (its files are
-    rewritten: trials.csv, best.net...); a directory of other files is refused (E911)."""
+    rewritten: trials.csv, best.net...); a directory of other files is refused (E911).
+    Returns what it created, for :func:`undo` when the study then cannot be opened."""
     import json
 
+    made: list[Path] = []
     try:
         if out.exists() and not out.is_dir():
             raise NetdslError("E911", f"the sweep directory `{out}` is a file")
@@ -196,9 +307,23 @@ def make_dir(out: Path) -> None:
                 f"`{out}` holds files that netdsl sweep did not write",
                 hint="name a new or empty directory with -o DIR",
             )
+        missing = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
-        (out / "trials").mkdir(exist_ok=True)
+        made += reversed(missing)
+        if not (out / "trials").exists():
+            (out / "trials").mkdir()
+            made.append(out / "trials")
         if not (out / MARKER).is_file():
             (out / MARKER).write_text(json.dumps({"netdsl": "sweep"}) + "\n", encoding="utf-8")
+            made.append(out / MARKER)
     except OSError as e:
+        undo(made)
         raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None
+    return made
+
+
+def undo(made: list[Path]) -> None:
+    """Remove what :func:`make_dir` created (last first; a directory only when empty)."""
+    for p in reversed(made):
+        with contextlib.suppress(OSError):
+            p.rmdir() if p.is_dir() else p.unlink()

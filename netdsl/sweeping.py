@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -23,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NetdslError, Source
-from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study  # noqa: F401 - re-exported
+from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study, undo  # noqa: F401 - re-exported
 
 PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
 MAX_TRIALS = 100_000
+WAIT_POLL = 2.0  # seconds between looks at trials other processes train
 
 
 @dataclass
@@ -85,6 +87,19 @@ class Screen:
                 hint="write one where a value may vary: `dense choice(64, 128)`, `train lr=log(1e-4, 1e-2)`",
                 source=source,
             )
+        self._whole_numbers()
+
+    def _whole_numbers(self) -> None:
+        """E907 before any trial, as `netdsl check` does: a float space feeding a whole number
+        would have every candidate but its lower bound pruned."""
+        from .frontend.driver import compile_program, whole_numbers
+
+        default = self.space.default()
+        try:
+            compile_program(self.source, self.program, self.params, self.input_shape, self.space, default)
+        except NetdslError:
+            return  # a sweep needs no valid default candidate: it is pruned like any other
+        whole_numbers(self.source, self.program, self.params, self.input_shape, self.space, default)
 
     def check(self, values: dict):
         """(net, None) for a candidate that can be trained, else (None, reason)."""
@@ -106,6 +121,9 @@ class Screen:
         if self.opts.max_macs is not None and net.total_macs > self.opts.max_macs:
             return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
         return net, None
+
+
+_BUDGET = re.compile(r"([\d,]+) (params|MACs), over ")
 
 
 def reason_kind(reason: str) -> str:
@@ -175,13 +193,17 @@ class Sweep:
         else:
             self.study.pruner = self.optuna.pruners.NopPruner()
         self.reasons: Counter = Counter()
-        self.examples: dict[str, str] = {}
+        self.examples: dict[str, str] = {}  # kind -> its first reason
+        self.varied: set[str] = set()  # kinds whose reasons differ in their text
+        self.ranges: dict[str, tuple[int, int]] = {}  # budget -> the lowest and highest value over it
         self.trained = 0
+        self.refused: set[tuple] = set()  # candidates of a discrete space the checks refused
         self.stopped = ""
 
     def run(self) -> None:
         deadline = None if self.opts.timeout is None else time.monotonic() + self.opts.timeout
         self.in_row = 0
+        waited = False
         while True:
             if counts(self.optuna, self.study) >= self.opts.trials:
                 self.stopped = f"the study has {self.opts.trials} trained trials"
@@ -189,8 +211,23 @@ class Sweep:
             if deadline is not None and time.monotonic() >= deadline:
                 self.stopped = f"--timeout {self.opts.timeout:g} s reached"
                 return
+            if counts(self.optuna, self.study, running=True) >= self.opts.trials:
+                # the rest of --trials is in training elsewhere: wait for it to finish, or for its
+                # process to be found dead (its trial is then lost and trained again here)
+                if not waited and not self.opts.quiet:
+                    self.say("waiting for the trials other processes are training")
+                waited = True
+                lost = fail_lost(self.optuna, self.study)
+                if lost:
+                    self.say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
+                time.sleep(WAIT_POLL)
+                continue
             if self._exhausted():
                 self.stopped = f"all {self.screen.space.discrete():,} candidates of the space are trained"
+                return
+            if self._all_refused():
+                n = self.screen.space.discrete()
+                self.stopped = f"all {n:,} candidate{'s' * (n != 1)} of the space were drawn: none is left to train"
                 return
             if self.in_row >= self.opts.max_rejects:
                 self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
@@ -200,7 +237,7 @@ class Sweep:
                 self.in_row = 0
                 continue
             self.in_row += 1
-            if counts(self.optuna, self.study) >= self.opts.trials:  # others finished the study meanwhile
+            if counts(self.optuna, self.study, running=True) >= self.opts.trials:  # others took the rest meanwhile
                 continue
             found = self._redraw(deadline)
             if found is not None:
@@ -218,14 +255,40 @@ class Sweep:
         }
         return len(seen) >= space.discrete()
 
+    def _all_refused(self, study: bool = True) -> bool:
+        """A small discrete space whose every candidate was drawn and refused by the checks (or
+        trained: with ``study``, which reads the study): drawing on to --max-rejects would only
+        repeat them."""
+        space = self.screen.space
+        if space.continuous() or space.discrete() > 10_000 or not self.refused:
+            return False
+        if len(self.refused) >= space.discrete() or not study:
+            return len(self.refused) >= space.discrete()
+        seen = set(self.refused) | {
+            tuple(sorted(t.params.items()))
+            for t in self.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("netdsl") == "trained" and "lost" not in t.user_attrs
+        }
+        return len(seen) >= space.discrete()
+
+    def _refuse(self, values: dict) -> None:
+        if not self.screen.space.continuous() and len(self.refused) <= 10_000:
+            self.refused.add(tuple(sorted(values.items())))
+
     def _redraw(self, deadline) -> dict | None:
         """Draw at random until a candidate passes the checks (then it is the next trial) or
         the bounds are reached; each rejected one is a row of rejected.csv."""
         rows = []
         try:
-            while self.in_row < self.opts.max_rejects and (deadline is None or time.monotonic() < deadline):
+            while (
+                self.in_row < self.opts.max_rejects
+                and (deadline is None or time.monotonic() < deadline)
+                and not (rows and self._all_refused(study=False))
+            ):
                 values = draw(self.rng, self.screen.space)
                 _net, reason = self.screen.check(values)
+                if reason is not None:
+                    self._refuse(values)
                 if reason is None:
                     reason = self._duplicate(None, values)
                 if reason is None:
@@ -241,6 +304,31 @@ class Sweep:
         kind = reason_kind(reason)
         self.reasons[kind] += 1
         self.examples.setdefault(kind, reason)
+        if self.examples[kind] != reason:
+            self.varied.add(kind)
+        m = _BUDGET.match(reason)
+        if m:
+            n = int(m.group(1).replace(",", ""))
+            lo, hi = self.ranges.get(kind, (n, n))
+            self.ranges[kind] = (min(lo, n), max(hi, n))
+
+    def common_reasons(self, k: int = 3) -> str:
+        """The commonest kinds of reason (an error code, a budget), each with its count and
+        what its reasons have in common: the budget's range of values, or one example when
+        the messages differ (the values in them)."""
+        parts = []
+        for kind, n in self.reasons.most_common(k):
+            example = self.examples[kind]
+            if kind in self.ranges:
+                lo, hi = self.ranges[kind]
+                unit = _BUDGET.match(example).group(2)
+                size = f"{lo:,} {unit}" if lo == hi else f"{lo:,} to {hi:,} {unit}"
+                parts.append(f"{n} x over {kind} {example.rsplit(' ', 1)[-1]} ({size})")
+            elif kind in self.varied:
+                parts.append(f"{n} x {kind}, e.g. {example}")
+            else:
+                parts.append(f"{n} x {example}")
+        return "; ".join(parts)
 
     def _write_rejected(self, rows) -> None:
         if not rows:
@@ -253,8 +341,11 @@ class Sweep:
         host, pid = socket.gethostname(), os.getpid()
         for reason, values in rows:
             w.writerow([host, pid, reason, json.dumps(values)])
-        with contextlib.suppress(OSError), open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
-            f.write(buf.getvalue())
+        with contextlib.suppress(OSError):
+            with contextlib.suppress(FileExistsError), open(self.log, "x", encoding="utf-8") as f:
+                f.write("host,pid,reason,candidate\n")  # the process that creates it writes the header
+            with open(self.log, "a", encoding="utf-8") as f:  # appends: workers share it
+                f.write(buf.getvalue())
         if not self.opts.quiet:
             self.say(f"  {len(rows)} redrawn candidate{'s' * (len(rows) != 1)} pruned before training (rejected.csv)")
 
@@ -265,9 +356,11 @@ class Sweep:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         net, reason = self.screen.check(values)
+        if reason is not None:
+            self._refuse(values)
         if reason is None:
             reason = self._duplicate(trial, values)
-        if reason is None and counts(self.optuna, self.study, before=trial.number) >= self.opts.trials:
+        if reason is None and counts(self.optuna, self.study, before=trial.number, running=True) >= self.opts.trials:
             reason = "not trained: other processes have trained the study's --trials"
         if reason is not None:
             trial.set_user_attr("netdsl", "rejected")
@@ -403,13 +496,16 @@ def sweep(
         raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
     directory = Path(out) if out is not None else Path("sweeps") / stem
     screen = Screen(source, {}, None, opts, stem)
-    make_dir(directory)
-    run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    made = make_dir(directory)
+    try:
+        run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))
+    except BaseException:
+        undo(made)
+        raise
     run.run()
     from . import sweep_report
 
     sweep_report.write(run.optuna, run.study, screen, directory, opts, print if verbose else (lambda _t: None))
-    if counts(run.optuna, run.study) == 0 and run.reasons:
-        kind, n = run.reasons.most_common(1)[0]
-        raise NetdslError("E910", f"every candidate was pruned before training: {n} x {run.examples[kind]}")
+    if counts(run.optuna, run.study, running=True) == 0 and run.reasons:
+        raise NetdslError("E910", f"every candidate was pruned before training: {run.common_reasons(1)}")
     return run.study

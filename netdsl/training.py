@@ -360,6 +360,16 @@ def _fit(net, given: dict, model=None, on_epoch=None, arrays=None) -> dict:
         run.release()
 
 
+def _threads_chosen(run: RunDir) -> bool:
+    """Whether the run's metrics.json records a thread count netdsl chose (not --threads)."""
+    import json
+
+    try:
+        return json.loads((Path(run.path) / "metrics.json").read_text(encoding="utf-8")).get("threads_chosen") is True
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Settings, dict | None]:
     """(the checkpoint's manifest or None, the settings, the metrics of a run already complete or None)."""
     manifest = None
@@ -378,6 +388,8 @@ def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Sett
                     "E603", f"`{run.path}` holds a run of a different spec", hint="resume with its spec.net"
                 )
             restart, restarting = run.started_settings(net), True
+            if restart and _threads_chosen(run):
+                restart["threads"] = None  # chosen for the machine as it was: choose again
     s = resolve(net, given, manifest["settings"] if manifest else restart)
     from . import datasets
 
@@ -460,6 +472,9 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
     for key in ("out", "resume", "quiet") + (() if s.resize else ("resize",)):  # resize: only when asked
         metrics["settings"].pop(key)
     metrics.update(getattr(trainer, "scaled", {}))  # threads, and the ranks under torchrun
+    if s.threads is None and isinstance(metrics.get("threads"), int):
+        metrics["settings"]["threads"] = metrics["threads"]  # the count netdsl (or the framework) chose
+        metrics["threads_chosen"] = True  # not asked for: a resumed run chooses again for its machine
     if manifest:
         if run:
             run.load_checkpoint(net, trainer, manifest)
@@ -511,6 +526,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
         bar.end(row)
         watch.update(epoch, row, lambda: trainer.kept.update(recipe.snapshot(s.backend, net, trainer.model)))
         state = {k: metrics[k] for k in ("settings", "data", "epochs")}
+        state["settings"] = {**metrics["settings"], "threads": s.threads}  # as asked: None is chosen again
         state["recipe"] = watch.state()
         try:
             run.save_checkpoint(net, trainer, epoch, state)
@@ -715,18 +731,9 @@ def cli(args, params: dict) -> int:
     except KeyboardInterrupt:
         if world.size > 1 and (not world.main or os.environ.get("NETDSL_LAUNCHED")):
             return 130  # rank 0 (or `netdsl train --nproc`, which launched the ranks) gives the advice
-        import shlex
-
         # --resume works only once the directory is marked as a run; before that, start it again
         resumable = RunDir(out).is_ours()
-        again = ["netdsl", "train", args.file, "--out", str(out)] + ["--resume"] * resumable
-        again += [f"-D{k}={v}" for k, v in args.defines]
-        if args.input:
-            again += ["--input", "x".join(map(str, args.input))]
-        if args.file == "-":
-            hint = "netdsl train SPEC --out ..." + " --resume" * resumable
-        else:
-            hint = " ".join(shlex.quote(a) for a in again)
+        hint = scale.again(args, out, resumable)  # every flag the user gave
         advice = "continue with" if resumable else "nothing was written yet; start it again with"
         print(f"\nnetdsl: interrupted; {advice}: {hint}", file=sys.stderr)
         return 130

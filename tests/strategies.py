@@ -2275,8 +2275,8 @@ def search_spaces(draw, max_layers: int = 8):
     lines = prog.text.split("\n")
     count = 0
     for i, line in enumerate(lines):
-        head = line.lstrip().lower()
-        if head.startswith(("input", "data", "#")) or not line.strip():
+        heads = [part.lstrip().lower() for part in line.partition("#")[0].split(";")]  # `;input 1` too
+        if any(h.startswith(("input", "data")) for h in heads) or line.lstrip().startswith("#") or not line.strip():
             continue
         code, hash_, comment = line.partition("#")
         matches = list(_SPACEABLE.finditer(code))

@@ -155,6 +155,97 @@ def test_a_torchrun_environment_that_is_not_one_is_refused(tmp_path, tiny, data_
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            '{"cluster": {"worker": ["localhost:29731", "localhost:29732"]}, "task": {"type": "worker", "index": 5}}',
+            "task index 5 is not in 0..1",
+        ),
+        ('{"cluster": {"worker": ["localhost:29741"]}}', 'no "task" object'),
+        ("[1, 2]", "must be a JSON object"),
+        ("{not json", "is not JSON"),
+        ('{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}', "non-empty list"),
+        ('{"cluster": {"worker": ["localhost"]}, "task": {"type": "worker", "index": 0}}', "not a host:port"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', "not a job of the cluster"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": true}}', "task index true"),
+    ],
+)
+def test_a_tf_config_that_is_not_one_is_refused(raw, message):
+    from netdsl import scale
+
+    with pytest.raises(NetdslError) as e:
+        scale.tf_config(raw)
+    assert e.value.code == "E633" and message in str(e.value), str(e.value)
+
+
+def test_a_bad_tf_config_is_a_located_error_not_an_internal_one(tmp_path, tiny, data_dir):
+    raw = '{"cluster": {"worker": ["localhost:29731", "localhost:29732"]}, "task": {"type": "worker", "index": 5}}'
+    cmd = [sys.executable, "-m", "netdsl", "train", str(tiny), "--backend", "keras", "--distribute"]
+    cmd += ["--data", str(data_dir), "--out", str(tmp_path / "r")]
+    proc = subprocess.run(cmd, env=_env(TF_CONFIG=raw), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "E633" in proc.stderr and "task index 5" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+    assert scale_ok(raw.replace('"index": 5', '"index": 1'))
+
+
+def scale_ok(raw: str) -> bool:
+    from netdsl import scale
+
+    return scale.tf_config(raw)["task"]["index"] == 1
+
+
+FLAGS = [
+    "--backend", "torch", "--epochs", "6", "--lr", "0.003", "--batch", "16", "--optimizer", "sgd",
+    "--data", "my data", "--resize", "--raw-pixels", "--init-from", "w.safetensors", "--map", "a=b",
+    "--map", "c=d", "--threads", "1", "--no-compile", "--precision", "bf16", "--channels-last",
+    "--input", "28x28x1", "-D", "w=3", "-q",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("nproc", [None, "2"])
+@pytest.mark.parametrize("resumable", [False, True])
+def test_the_advice_after_an_interrupt_repeats_every_flag(nproc, resumable):
+    import shlex
+
+    from netdsl import scale
+    from netdsl.cli import build_parser
+
+    parser = build_parser()
+    argv = ["train", "my spec.net", *FLAGS, *(["--nproc", nproc] if nproc else [])]
+    args = parser.parse_args(argv)
+    said = scale.again(args, "c 1", resumable)
+    back = parser.parse_args(shlex.split(said)[1:])
+    assert shlex.split(said)[:3] == ["netdsl", "train", "my spec.net"], said
+    for k, v in vars(args).items():
+        want = {"out": "c 1", "resume": resumable}.get(k, v)
+        assert getattr(back, k) == want, (k, said)
+
+
+def test_ctrl_c_before_the_first_checkpoint_advises_the_same_flags(tmp_path, tiny, data_dir, monkeypatch, capsys):
+    from netdsl import training
+    from netdsl.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_fit", interrupted)
+    out = tmp_path / "c1"
+    argv = ["train", str(tiny), "--data", str(data_dir), "--out", str(out), "--epochs", "6", "--lr", "0.01"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "nothing was written yet; start it again with: netdsl train" in err, err
+    assert "--epochs 6" in err and "--lr 0.01" in err and f"--out {out}" in err and "--resume" not in err, err
+
+
+def test_the_thread_count_netdsl_chose_is_recorded_in_the_settings(tmp_path, data_dir):
+    m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, out=tmp_path / "r")
+    assert isinstance(m["settings"]["threads"], int) and m["settings"]["threads"] == m["threads"] >= 1, m
+    assert m["threads_chosen"] is True
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["settings"]["threads"] == m["threads"]
+
+
 def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     m = netdsl.train(netdsl.parse(TINY), data=data_dir, epochs=1, channels_last=True, threads=1, out=tmp_path / "r")
     assert m["settings"]["channels_last"] is True and m["settings"]["precision"] == "fp32"
@@ -338,6 +429,7 @@ def test_ctrl_c_stops_every_rank(tmp_path, data_dir):
         proc.stderr.close()
     assert proc.returncode == 130, err
     assert "interrupted; continue with: netdsl train" in err and "--nproc 2 --resume" in err, err
+    assert "--epochs 50 --batch 4" in err, err  # the user's flags, repeated
     assert "Traceback" not in err, err
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in ranks.values())

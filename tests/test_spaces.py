@@ -95,6 +95,11 @@ def test_a_bad_candidate_is_e914():
         ("flatten\ndense int(n, 4)", "E905", 11),
         ("flatten\ndense choice(int(1, 4), 8)", "E906", 14),
         ("flatten\ndense 8\ntrain lr=log(1e-2, 1e-4)", "E903", 10),
+        # a float space whose lower bound is whole, feeding a whole number: only its default would build
+        ("flatten\ndense float(1, 8) relu", "E907", 7),
+        ("flatten\nrepeat float(1, 3) { dense 4 }", "E907", 8),
+        ("flatten\nlet w = log(1, 8.5)\ndense w", "E907", 9),
+        ("flatten\ndense 8\ntrain batch=float(8, 64)", "E907", 13),
     ],
 )
 def test_bad_spaces_are_located_errors(text, code, col, capsys):
@@ -103,6 +108,11 @@ def test_bad_spaces_are_located_errors(text, code, col, capsys):
     err = info.value
     assert err.code == code and err.column == col, str(err)
     assert [e.code for e in err.errors] == [code]  # one error each, not a cascade
+
+
+def test_one_candidate_is_singular():
+    net = net_of("flatten\ndense choice(8) relu\ndropout float(0.1, 0.5)")
+    assert net.space.describe() == "search space of 2 dimensions (1 candidate x 1 continuous dimension)"
 
 
 def test_a_name_cannot_be_a_space():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -86,7 +87,7 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
         assert ("E203" in t.user_attrs["reason"]) == (t.params["conv@1.2"] == 40)
     assert "pruned before training: E203" in stdout or "over --max-params 2,000" in stdout
     csv = (out / "trials.csv").read_text()
-    redrawn = (out / "rejected.csv").read_text().splitlines() if (out / "rejected.csv").exists() else []
+    redrawn = (out / "rejected.csv").read_text().splitlines()[1:] if (out / "rejected.csv").exists() else []
     assert csv.count("pruned before training") == len(refused) + len(redrawn)
     assert (out / "pareto.png").stat().st_size > 1000
 
@@ -113,8 +114,23 @@ def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, c
     assert main(list(map(str, argv))) == 1
     err = capsys.readouterr().err
     assert "error[E910]: every candidate was pruned before training (25 drawn)" in err
-    assert f"over {budget} 100" in err and calls == []
-    assert len((tmp_path / "sw" / "rejected.csv").read_text().splitlines()) == 24  # and one trial of the study
+    assert calls == []
+    # grouped by kind, not by one example's text: the budget's range of values over it
+    unit = "params" if budget == "--max-params" else "MACs"
+    assert re.search(rf"\d+ x over {budget} 100 \([\d,]+ to [\d,]+ {unit}\)", err), err
+    if budget == "--max-params":
+        assert "(1,490 to 2,230 params)" in err, err
+    lines = (tmp_path / "sw" / "rejected.csv").read_text().splitlines()
+    assert lines[0] == "host,pid,reason,candidate" and len(lines) == 1 + 24  # and one trial of the study
+
+
+def test_a_discrete_space_whose_every_candidate_fails_stops_once_each_was_drawn(data, tmp_path, capsys):
+    p = tmp_path / "d.net"
+    p.write_text("conv 4 x choice(30, 40) relu\nflatten\ndense 10 softmax\n")  # neither kernel fits 28x28
+    assert main(["sweep", str(p), "--data", str(data), "-o", str(tmp_path / "d"), "--seed", "1"]) == 1
+    err = capsys.readouterr().err
+    drawn = int(re.search(r"every candidate was pruned before training \(([\d,]+) drawn\)", err).group(1))
+    assert drawn < 50, err  # not --max-rejects' 1,000: two distinct candidates, each refused
 
 
 def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path, capsys):
@@ -124,12 +140,14 @@ def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path,
     assert "E910" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert main(["sweep", str(spec), "--resume", "-o", str(tmp_path / "r"), "--data", str(data)]) == 1
     assert "error[E911]: there is no study `s`" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a refusal writes nothing (no study.db, no marker)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "best.net").write_text("mine")
     assert main(["sweep", str(spec), "-o", str(tmp_path / "mine")]) == 1
     assert "did not write" in capsys.readouterr().err and (tmp_path / "mine" / "best.net").read_text() == "mine"
     argv = ["sweep", str(spec), "--storage", "nosuchdb://x", "-o", str(tmp_path / "r")]
     assert main(argv) == 1 and "E911" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
     # a study of another space is refused, not mixed
     out = tmp_path / "two"
     argv = ["sweep", str(spec), "--data", str(data), "--trials", "1", "-o", str(out), "-q"]
@@ -138,6 +156,43 @@ def test_a_spec_without_a_space_and_bad_studies_are_errors(spec, data, tmp_path,
     capsys.readouterr()
     assert main(argv) == 1
     assert "error[E911]: study `s` in" in (err := capsys.readouterr().err) and "another search space" in err
+
+
+def test_a_float_space_feeding_a_whole_number_is_refused_before_any_trial(data, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(training, "_fit", lambda *a, **k: calls.append(1))
+    p = tmp_path / "f.net"
+    p.write_text("flatten\ndense float(1, 8) relu\ndense 10 softmax\n")
+    assert main(["sweep", str(p), "--data", str(data), "-o", str(tmp_path / "f")]) == 1
+    err = capsys.readouterr().err
+    assert "f.net:2:7: error[E907]" in err and "units must be a whole number" in err, err
+    assert calls == [] and not (tmp_path / "f").exists()
+
+
+def test_a_foreign_sqlite_database_is_refused_untouched(spec, data, tmp_path, capsys):
+    import sqlite3
+
+    db = tmp_path / "app.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users (name) VALUES ('ada')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    junk = tmp_path / "junk.db"
+    junk.write_text("not a database\n")
+    for storage, why in ((db, "a SQLite database of something else (tables users)"), (junk, "not a database")):
+        argv = ["sweep", str(spec), "--data", str(data), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{storage}"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "error[E911]" in err and why in err and "Traceback" not in err, err
+        assert not (tmp_path / "o").exists()
+    assert db.read_bytes() == before and not (tmp_path / "app.db-wal").exists()
+    assert junk.read_text() == "not a database\n"
+    # a new file named by --storage that cannot be resumed is not left behind either
+    new = tmp_path / "new.db"
+    argv = ["sweep", str(spec), "--resume", "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{new}"]
+    assert main(argv) == 1 and not new.exists() and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
@@ -154,6 +209,7 @@ def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
     assert main(list(map(str, argv))) == 0, capsys.readouterr().err
     stdout = capsys.readouterr().out
     assert "Pareto front: trials" in stdout
+    assert re.search(r"best: trial \d+ \(val_accuracy [\d.]+, params [\d,]+\)", stdout), stdout  # a count is whole
     front = (out / "front.csv").read_text().splitlines()
     assert front[0].startswith("trial,val_accuracy,params") and len(front) >= 2
     assert (out / "best.net").exists() and len(load(out).directions) == 2
@@ -171,13 +227,54 @@ def _sweep(spec, data, out, *more) -> list[str]:
     return [sys.executable, "-m", "netdsl", "sweep", str(spec), "--data", str(data), "-o", str(out), *more]
 
 
+RACE = """
+import sys, time, types
+import optuna
+from netdsl.errors import NetdslError
+from netdsl.sweep_study import open_study
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+opts = types.SimpleNamespace(storage=sys.argv[1], resume=False, objectives=["val_accuracy"])
+screen = types.SimpleNamespace(space=types.SimpleNamespace(dims=[]), source=types.SimpleNamespace(text="x"))
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts at the same moment
+try:
+    study, created = open_study(optuna, opts, screen, None, "s")
+except NetdslError as e:
+    sys.exit(f"E: {e}")
+print("created" if created else "joined")
+"""
+
+
+def test_processes_started_together_on_a_new_sqlite_study_all_join_it(tmp_path):
+    """Optuna creates its schema with no lock: the processes that lose the race retry and join."""
+    env = {**_env(), "PYTHONPATH": str(ROOT)}
+    for round_ in range(2):  # the race is a matter of milliseconds: several new databases
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        start = str(time.time() + 4.0)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACE, url, start],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (_o, e) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, e[-2000:]
+        said = sorted(o.strip() for o, _ in outs)
+        assert said == ["created", "joined", "joined", "joined"], said
+
+
 @pytest.mark.slow
 def test_two_processes_share_one_sqlite_study(spec, data, tmp_path):
     out = tmp_path / "shared"
     cmd = _sweep(spec, data, out, "--trials", "4", "--no-prune")
-    procs = [subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    time.sleep(1.0)  # the second joins the study the first created (or creates it: either order works)
-    procs.append(subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # started together: both race to create the new study's schema (the loser retries and joins)
+    procs = [
+        subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, o + e
@@ -221,11 +318,33 @@ def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
     assert "lost" in (out / "trials.csv").read_text()
 
 
+def test_a_trial_left_running_by_a_dead_process_is_not_counted(spec, data, tmp_path, capsys):
+    """An immediate rerun after a kill: the killed process is a zombie (not reaped yet) and its
+    trial is still RUNNING; it neither counts against --trials nor stops the rerun."""
+    out = tmp_path / "z"
+    argv = ["sweep", str(spec), "--data", str(data), "-o", str(out), "--no-prune", "-q"]
+    assert main([*argv, "--trials", "2"]) == 0, capsys.readouterr().err
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead.send_signal(signal.SIGKILL)
+    time.sleep(0.5)  # killed, not reaped: os.kill(pid, 0) still succeeds
+    study = load(out)
+    t = study.ask()
+    for k, v in {"netdsl": "trained", "host": __import__("socket").gethostname(), "pid": dead.pid}.items():
+        t.set_user_attr(k, v)
+    try:
+        assert main([*argv, "--trials", "3"]) == 0, capsys.readouterr().err
+    finally:
+        dead.wait()
+    study = load(out)
+    done = [x for x in trained(study) if x.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and study.trials[t.number].user_attrs.get("lost"), capsys.readouterr().out
+
+
 def test_a_fresh_sweep_is_reproducible_from_its_seed(spec, data, tmp_path, capsys):
     def drawn(out, seed):
         argv = ["sweep", spec, "--data", data, "-o", out, "--max-params", "100", "--max-rejects", "12", "--seed", seed]
         assert main(list(map(str, argv))) == 1
-        lines = (out / "rejected.csv").read_text().splitlines()
+        lines = (out / "rejected.csv").read_text().splitlines()[1:]  # after the header
         return [load(out).trials[0].params] + [line.split(",", 2)[2] for line in lines]
 
     a, b, c = drawn(tmp_path / "a", 3), drawn(tmp_path / "b", 3), drawn(tmp_path / "c", 4)

@@ -12,7 +12,6 @@ loss scaling) on a GPU only.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 # isort: off
@@ -21,6 +20,7 @@ import keras
 import tensorflow as tf
 # isort: on
 
+from .. import scale
 from ..errors import NetdslError
 
 
@@ -39,10 +39,7 @@ def strategy(s):
     if not s.distribute:
         return None
     if os.environ.get("TF_CONFIG"):
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError:
-            raise NetdslError("E633", "TF_CONFIG is not JSON", hint="see the README's tf.distribute section") from None
+        scale.tf_config(os.environ["TF_CONFIG"])  # E633 before TensorFlow reads it
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
@@ -84,6 +81,6 @@ def described(s, strat) -> dict:
             "strategy": type(strat).__name__,
             "replicas": n,
             "global_batch": s.batch,
-            "batch_per_replica": s.batch / n,
+            "batch_per_replica": s.batch // n if s.batch % n == 0 else s.batch / n,
         }
     return out

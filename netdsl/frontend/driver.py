@@ -33,7 +33,60 @@ def compile_graph(
     if program is None:
         program = parse_program(source.text)
     space = extract(program, source.text)
-    return compile_program(source, program, params, input_shape, space, check_values(space, candidate))
+    values = check_values(space, candidate)
+    graph = compile_program(source, program, params, input_shape, space, values)
+    if candidate is None:  # the default candidate: its values are whole where float()'s others are not
+        whole_numbers(source, program, params, input_shape, space, values)
+    return graph
+
+
+def whole_numbers(source: Source, program, params: dict[str, Any], input_shape, space, values: dict) -> None:
+    """E907 for a `float`/`log` space that feeds a whole-number argument (a size, a count).
+
+    Its default, the lower bound, is often whole (`float(1, 8)`), so the default candidate
+    checks; every other value would be refused and a sweep would prune everything.  Each such
+    dimension is tried once more at a value that is not whole, the others at their defaults:
+    an error asking for a whole number is then this dimension's.  Called after the defaults
+    checked, so any new error comes from the value changed."""
+    for d in space.dims:
+        v = _not_whole(d)
+        if v is None:
+            continue
+        try:
+            compile_program(source, program, params, input_shape, space, {**values, d.name: v})
+        except NetdslError as e:
+            for err in getattr(e, "errors", None) or [e]:
+                if "whole number" in err.message:
+                    where = f" (line {err.span.line}: {err.message})" if err.span else f" ({err.message})"
+                    raise NetdslError(
+                        "E907",
+                        f"`{d.text()}` takes values that are not whole, where a whole number is needed{where}",
+                        d.span,
+                        hint=f"write `int({_whole(d.low)}, {_whole(d.high)})` (or `log` with whole bounds)",
+                        source=source,
+                    ) from None
+
+
+def _not_whole(d):
+    """A value of dimension ``d`` that is not a whole number, or None (a `choice`, an `int`)."""
+    import math
+
+    if d.kind not in ("float", "log") or d.integer or d.low == d.high:
+        return None
+    for f in (0.5, 0.37, 0.71, 0.13):
+        if d.kind == "log":
+            v = math.exp(math.log(d.low) + f * (math.log(d.high) - math.log(d.low)))
+        else:
+            v = d.low + f * (d.high - d.low)
+        if v != int(v) and d.low < v < d.high:
+            return v
+    return None
+
+
+def _whole(x) -> str:
+    import math
+
+    return str(int(math.ceil(x))) if x == x else str(x)
 
 
 def compile_program(source: Source, program, params: dict[str, Any], input_shape, space, values: dict):

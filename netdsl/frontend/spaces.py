@@ -89,7 +89,7 @@ class Space:
 
     def describe(self) -> str:
         n = len(self.dims)
-        size = f"{self.discrete():,} candidates"
+        size = f"{self.discrete():,} candidate{'s' * (self.discrete() != 1)}"
         if self.continuous():
             size = (
                 f"{size} x {self.continuous()} continuous dimension{'s' * (self.continuous() != 1)}"

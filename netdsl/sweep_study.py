@@ -310,12 +310,26 @@ def make_dir(out: Path) -> list[Path]:
         missing = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
         made += reversed(missing)
-        if not (out / "trials").exists():
-            (out / "trials").mkdir()
-            made.append(out / "trials")
-        if not (out / MARKER).is_file():
-            (out / MARKER).write_text(json.dumps({"netdsl": "sweep"}) + "\n", encoding="utf-8")
+        # Several `netdsl sweep` processes may start on one new directory at once: every step
+        # tolerates another process having done it first, and the marker comes before any other
+        # file, so a directory that is not empty always carries it (the check above never
+        # refuses a sibling's half-made directory).
+        try:
+            fd = os.open(out / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            if not (out / MARKER).is_file():
+                raise
+        else:
             made.append(out / MARKER)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"netdsl": "sweep"}) + "\n")
+        try:
+            (out / "trials").mkdir()
+        except FileExistsError:
+            if not (out / "trials").is_dir():
+                raise
+        else:
+            made.append(out / "trials")
     except OSError as e:
         undo(made)
         raise NetdslError("E911", f"cannot make the sweep directory `{out}`: {e.strerror or e}") from None

@@ -195,6 +195,39 @@ def test_a_foreign_sqlite_database_is_refused_untouched(spec, data, tmp_path, ca
     assert main(argv) == 1 and not new.exists() and not (tmp_path / "o").exists()
 
 
+def test_sweep_directory_made_by_many_processes_at_once(tmp_path):
+    """Several sweeps started together on one new -o DIR: each step tolerates a sibling having
+    done it first, and a sibling's half-made directory (only the marker yet) is not foreign."""
+    import threading
+
+    from netdsl.sweep_study import MARKER, make_dir
+
+    for i in range(40):
+        out = tmp_path / f"s{i}" / "sweep"
+        go = threading.Barrier(6)
+        errors: list[BaseException] = []
+
+        def run(out=out, go=go, errors=errors):
+            go.wait()
+            try:
+                make_dir(out)
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, "trials"])
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / MARKER).touch()  # a sibling made the directory and its marker, not yet trials/
+    make_dir(half)
+    assert (half / "trials").is_dir()
+
+
 @pytest.mark.parametrize(
     "flags",
     [["--trials", "0"], ["--objective", "val_acc"], ["--objective", "params,params"], ["--max-params", "x"]],

@@ -257,3 +257,40 @@ def test_plugin_weights_get_the_size_limits_of_built_ins(register):
         with pytest.raises(NetdslError) as e:
             netdsl.parse(f"input 4x4x2\n{name}")
         assert e.value.code == "E209" and e.value.line == 2 and text in str(e.value), str(e.value)
+
+
+def test_a_frozen_plugin_layer_is_frozen_in_every_build(tmp_path, monkeypatch):
+    """`frozen=true` on a plugin layer: not trained in memory and in both generated sources."""
+    pytest.importorskip("torch")
+    pytest.importorskip("keras")
+    monkeypatch.syspath_prepend(str(PACKAGE))
+    import netdsl_affine
+
+    netdsl_affine.register()
+    try:
+        _frozen_plugin_checks(tmp_path)
+    finally:
+        plugins._unregister("affine")
+
+
+def _frozen_plugin_checks(tmp_path):
+    import importlib.util
+
+    net = netdsl.parse("input 6x6x2\nconv 3x3\naffine frozen=true\naffine 0.5\nflatten\ndense 2")
+    assert net.trainable_params == 2 * 3 * 3 * 3 + 3 + 6 + 3 * 4 * 4 * 2 + 2
+    modules = {}
+    for backend in ("torch", "keras"):
+        path = tmp_path / f"gen_{backend}.py"
+        path.write_text(net.generate(backend))
+        spec = importlib.util.spec_from_file_location(f"gen_frozen_plugin_{backend}", path)
+        modules[backend] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[backend])
+    km = modules["keras"].build_model()
+    assert not km.get_layer("affine_1").trainable and km.get_layer("affine_2").trainable
+    assert sum(int(np.prod(w.shape)) for w in km.trainable_weights) == net.trainable_params
+    tm = modules["torch"].build_model()
+    assert sum(p.numel() for p in tm.parameters() if p.requires_grad) == net.trainable_params
+    in_memory = net.to_keras()
+    assert [w.path for w in in_memory.trainable_weights] == [w.path for w in km.trainable_weights]
+    tmem = net.to_torch(device="cpu")
+    assert sum(p.numel() for p in tmem.parameters() if p.requires_grad) == net.trainable_params

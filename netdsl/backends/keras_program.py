@@ -170,7 +170,16 @@ def _calls(net) -> list[_Call]:
 # ---- generate -------------------------------------------------------------------------
 
 # Names the generated build_model() uses itself; a node variable never takes one.
-_RESERVED = frozenset({"keras", "layers", "os", "re", "sys", "tempfile", "inputs", "x", "build_model", "__debug__"})
+_RESERVED = frozenset(
+    {"keras", "layers", "os", "re", "sys", "tempfile", "inputs", "x", "build_model", "_frozen", "__debug__"}
+)
+
+# A frozen plugin layer (`frozen=true`): its constructor is the plugin's, so the generated source
+# sets trainable afterwards, as the in-memory build does.
+_FROZEN = '''def _frozen(layer):
+    """A layer written with frozen=true: its weights are not trained."""
+    layer.trainable = False
+    return layer'''
 
 
 def _comment(text: str) -> str:
@@ -239,6 +248,10 @@ def generate(net) -> str:
             defs, expr = plugins.source(net, c.name, "keras_source", c.name)
             if defs.strip() and defs not in plugin_defs:
                 plugin_defs.append(defs.strip("\n"))
+            if c.kw.get("trainable") is False:  # frozen=true, as the in-memory build sets it
+                if _FROZEN not in plugin_defs:
+                    plugin_defs.append(_FROZEN)
+                expr = f"_frozen({expr})"
             body.append(f"{var[c.name]} = {expr}({ins[0]})")
             continue
         body += _layer_statement(var[c.name], c, f"[{', '.join(ins)}]" if c.merge else ins[0])

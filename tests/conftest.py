@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.net"))
 
 
+def cli_env(**extra) -> dict:
+    """The environment of a `python -m netdsl` subprocess: this checkout on the path, nothing
+    inherited that steers netdsl (NETDSL_*), threads (OMP_*) or a distributed launch (torchrun's
+    RANK..., TF_CONFIG), and no MNIST download; ``extra`` is added last."""
+    launch = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "TF_CONFIG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETDSL_", "OMP_")) and k not in launch}
+    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none", **extra}
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--update-golden",

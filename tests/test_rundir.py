@@ -27,6 +27,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import ROOT  # noqa: E402
+from conftest import cli_env as _env  # noqa: E402
 from test_train import TINY, synthetic, train_cli, weights, write_idx  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -49,11 +50,6 @@ def tiny(tmp_path):
 
 def snapshot(directory: Path) -> dict:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDSL_")}
-    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none", **extra}
 
 
 # ---- the user's files are never written over ------------------------------------------------

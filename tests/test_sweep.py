@@ -8,7 +8,6 @@ Training is tiny: a few hundred generated images, one or two epochs of four step
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import signal
@@ -22,6 +21,7 @@ optuna = pytest.importorskip("optuna")
 pytest.importorskip("torch")
 
 from conftest import ROOT  # noqa: E402
+from conftest import cli_env as _env  # noqa: E402
 from data_server import write_idx  # noqa: E402
 
 from netdsl import training  # noqa: E402
@@ -249,11 +249,6 @@ def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
 
 
 # ---- real processes ----------------------------------------------------------------------------
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDSL_")}
-    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none"}
 
 
 def _sweep(spec, data, out, *more) -> list[str]:

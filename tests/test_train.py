@@ -24,6 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import ROOT  # noqa: E402
+from conftest import cli_env as _env  # noqa: E402
 
 import netdsl  # noqa: E402
 from netdsl import NetdslError  # noqa: E402
@@ -492,11 +493,6 @@ def test_keras_optimizer_state_round_trips(tmp_path, tiny, data_dir, keras_ok):
 # ---- a SIGKILL mid-epoch, then --resume (a real process) ------------------------------------
 
 
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NETDSL_")}
-    return {**env, "PYTHONPATH": str(ROOT), "NETDSL_MNIST_MIRROR": "none", **extra}
-
-
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     """Kill `netdsl train --epochs 3` with SIGKILL during epoch 2, resume it, and it finishes
@@ -516,7 +512,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "epoch 1 did not finish in 120 s"
             time.sleep(0.01)
-        time.sleep(0.4 * json.loads(metrics.read_text())["epochs"][0]["seconds"])  # 40% into epoch 2
+        time.sleep(0.1 * json.loads(metrics.read_text())["epochs"][0]["seconds"])  # 10% into epoch 2: load varies
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

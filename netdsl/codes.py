@@ -130,7 +130,7 @@ CODES: dict[str, Code] = {
     "E601": Code(
         "a bad training setting from a flag or `netdsl.train()`: the same rules as the `train` line's ([`train`](#train))"
     ),
-    "E602": Code("a net that does not fit the data set (input not 28x28x1, output not 10 classes)"),
+    "E602": Code("a net that does not fit the data set (input not the samples' shape, output not one score per class)"),
     "E603": Code(
         "a run directory that cannot be resumed, that holds another spec, that holds files netdsl did not write, that another `netdsl train` is using, or whose checkpoint is damaged or tampered with (the message gives the reason; nothing is discarded)"
     ),

@@ -217,7 +217,7 @@ def _arrays(n=12):
             "x_train[5] holds NaN, infinite values or values beyond float32's range",
         ),
         (lambda a: a.update(y_train=a["y_train"][:5]), "expected integer labels (12,)"),
-        (lambda a: a.update(x_test=a["x_test"][:, :7]), "x_train images are 8x8x3 but x_test images are 7x8x3"),
+        (lambda a: a.update(x_test=a["x_test"][:, :7]), "x_train samples are 8x8x3 but x_test samples are 7x8x3"),
     ],
 )
 def test_bad_arrays_and_npz(tmp_path, edit, phrase):
@@ -243,6 +243,40 @@ def test_arrays_given_to_train_and_npz_agree(tmp_path):
 
 
 # ---- real pictures: Fashion-MNIST as PNG files ------------------------------------------------
+
+
+def _separable(n: int, shape: tuple, seed: int = 0):
+    """Three classes told apart by the mean of every value (labels, float samples)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 0.3, (n, *shape)).astype(np.float32) + (y.reshape(-1, *[1] * len(shape)) - 1).astype(np.float32)
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "spec, shape, backend",
+    [
+        ("input 20\ndense 16 relu\ndense 3 softmax", (20,), "keras"),
+        ("input 20x2\nconv1d 4x3 relu same\nmaxpool1d 2\nflatten\ndense 3 softmax", (20, 2), "torch"),
+        ("input 6x6x5\nconv 4x3 relu\nflatten\ndense 3 softmax", (6, 6, 5), "torch"),
+    ],
+)
+def test_arrays_of_the_nets_input_shape_train_as_they_are(tmp_path, spec, shape, backend):
+    """Vectors for a dense net, sequences for a 1-D net, 5 channels: samples of exactly the net's
+    input shape are not images and are taken as they are, from arrays and from an .npz."""
+    if backend == "keras":
+        pytest.importorskip("keras")
+    (xtr, ytr), (xte, yte) = _separable(300, shape), _separable(90, shape, seed=1)
+    np.savez(tmp_path / "d.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    net = netdsl.parse(spec + "\ntrain adam lr=0.01 epochs=6 batch=30")
+    a = netdsl.train(net, data=(xtr, ytr, xte, yte), backend=backend, out=str(tmp_path / "a"), quiet=True)
+    b = netdsl.train(net, data=str(tmp_path / "d.npz"), backend=backend, out=str(tmp_path / "b"), quiet=True)
+    assert a["data"]["input"] == list(shape) and a["test_accuracy"] > 0.9, a["test_accuracy"]
+    assert a["test_accuracy"] == b["test_accuracy"]
+    # samples of another shape are still images (or refused), named with the net's shape
+    wrong = _separable(30, (7,))
+    err = code_of(from_arrays, (*wrong, *wrong), shape=shape)
+    assert err.code == "E614" and f"or samples of the net's input shape {'x'.join(map(str, shape))}" in err.message
 
 
 @pytest.mark.slow

@@ -55,14 +55,15 @@ def load(net, s, arrays=None, *, test_only: bool = False) -> Dataset:
     test split is used (evaluate), so only its values are held to be finite."""
     k = kind(s, arrays)
     checked = ("test",) if test_only else ("train", "test")
+    shape = tuple(net.input_shape[1:])
     if k == "arrays":
         from .arrays import from_arrays
 
-        ds = from_arrays(arrays, scale=s.scale, where="data=", name="arrays", checked=checked)
+        ds = from_arrays(arrays, scale=s.scale, where="data=", name="arrays", checked=checked, shape=shape)
     elif k == "npz":
         from .arrays import load_npz
 
-        ds = load_npz(_user_path(s), scale=s.scale, checked=checked)._replace(name="npz")
+        ds = load_npz(_user_path(s), scale=s.scale, checked=checked, shape=shape)._replace(name="npz")
     elif k == "folder":
         from .folder import load_folder
 

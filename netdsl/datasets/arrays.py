@@ -2,7 +2,9 @@
 
 ``x_train, y_train, x_test, y_test`` (and optionally ``class_names``): images uint8 (scaled to
 [0, 1] as MNIST is) or float (taken as they are), NHWC or (N, H, W); labels integers
-0..K-1.  Every problem is an E614 naming the array (and the file) and the first bad index.
+0..K-1.  Samples whose shape is exactly the net's input shape are taken as they are, whatever
+their rank and channel count: sequences (N, L, C) for a 1-D net, vectors (N, F) for a dense one.
+Every problem is an E614 naming the array (and the file) and the first bad index.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ def _bad(where: str, what: str, hint: str | None = None) -> NetdslError:
     return NetdslError("E614", f"{where}: {what}", hint=hint)
 
 
-def load_npz(path: Path | str, *, scale: bool = True, checked: tuple = ("train", "test")) -> Dataset:
-    """An ``.npz`` of the four arrays (and optionally ``class_names``), checked (E614)."""
+def load_npz(
+    path: Path | str, *, scale: bool = True, checked: tuple = ("train", "test"), shape: tuple | None = None
+) -> Dataset:
+    """An ``.npz`` of the four arrays (and optionally ``class_names``), checked (E614); ``shape``:
+    the net's input shape (samples of exactly that shape are taken as they are)."""
     import numpy as np
 
     path = Path(path)
@@ -51,7 +56,7 @@ def load_npz(path: Path | str, *, scale: bool = True, checked: tuple = ("train",
         raise _bad(where, f"needs arrays {', '.join(KEYS)}; it has {', '.join(keys) or 'none'}")
     names = arrays.get("class_names")
     names = None if names is None else list(names)
-    return from_arrays(arrays, class_names=names, scale=scale, where=where, checked=checked)
+    return from_arrays(arrays, class_names=names, scale=scale, where=where, checked=checked, shape=shape)
 
 
 def _names(class_names, where: str) -> tuple[str, ...] | None:
@@ -74,9 +79,12 @@ def from_arrays(
     where: str = "data",
     name: str = "arrays",
     checked: tuple = ("train", "test"),
+    shape: tuple | None = None,
 ) -> Dataset:
     """The four arrays (a dict, or a sequence in the order x_train, y_train, x_test, y_test) as a Dataset.
-    ``checked``: the splits whose values must be finite (evaluate uses only the test split)."""
+    ``checked``: the splits whose values must be finite (evaluate uses only the test split);
+    ``shape``: the net's input shape, if known (samples of exactly that shape are not images:
+    taken as they are, any rank and channel count)."""
     import numpy as np
 
     if not isinstance(arrays, dict):
@@ -99,8 +107,13 @@ def from_arrays(
             x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
         except KeyError as e:
             raise _bad(where, f"needs {e.args[0]}") from None
-        if x.ndim not in (3, 4):
-            raise _bad(where, f"x_{split} has rank {x.ndim} (shape {x.shape}); images are (N, H, W) or (N, H, W, C)")
+        exact = shape is not None and x.ndim >= 2 and tuple(x.shape[1:]) == tuple(shape)
+        if x.ndim not in (3, 4) and not exact:
+            raise _bad(
+                where,
+                f"x_{split} has rank {x.ndim} (shape {x.shape}); images are (N, H, W) or (N, H, W, C)"
+                + (f", or samples of the net's input shape {_dims(shape)}" if shape else ""),
+            )
         if x.dtype != np.uint8 and x.dtype.kind != "f":
             raise _bad(where, f"x_{split} is {x.dtype}; images are uint8 (0..255) or float")
         if len(x) == 0:
@@ -122,11 +135,11 @@ def from_arrays(
                 )
         if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
             raise _bad(where, f"y_{split} is {y.dtype} {y.shape}; expected integer labels ({len(x)},)")
-        out[split] = (x if x.ndim == 4 else x[..., None], y)
+        out[split] = (x if x.ndim == 4 or exact else x[..., None], y)
     (xtr, ytr), (xte, yte) = out["train"], out["test"]
     if xtr.shape[1:] != xte.shape[1:]:
-        raise _bad(where, f"x_train images are {_hwc(xtr)} but x_test images are {_hwc(xte)}")
-    if xtr.shape[3] not in (1, 3):
+        raise _bad(where, f"x_train samples are {_hwc(xtr)} but x_test samples are {_hwc(xte)}")
+    if xtr.shape[1:] != tuple(shape or ()) and xtr.shape[3] not in (1, 3):
         raise _bad(where, f"images have {xtr.shape[3]} channels; netdsl reads 1 (grayscale) or 3 (RGB)")
     k = len(names) if names else int(max(ytr.max(), yte.max())) + 1
     for split, y in (("train", ytr), ("test", yte)):
@@ -151,5 +164,9 @@ def from_arrays(
     return ds._replace(class_names=names or tuple(str(i) for i in range(k)))
 
 
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))
+
+
 def _hwc(x) -> str:
-    return "x".join(map(str, x.shape[1:]))
+    return _dims(x.shape[1:])

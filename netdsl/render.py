@@ -207,6 +207,13 @@ def to_dot(net_or_graph, rankdir: str = "TB", expand: bool = False, compact: boo
     return "\n".join(out) + "\n"
 
 
+class _Drawn:
+    """What :func:`spaces.note` reads from a net (its space and candidate), from the graph's record."""
+
+    def __init__(self, record: dict) -> None:
+        self.space, self.candidate = record["space"], dict(record.get("candidate") or {})
+
+
 def _graph_label(graph, title: str, errors: list, loose: list) -> str:
     nodes = graph.graph
     ns = graph.nodes
@@ -222,6 +229,10 @@ def _graph_label(graph, title: str, errors: list, loose: list) -> str:
         f"input {_h(_shape(inp))} \u2192 output {_h(_shape(outp))}",
         f"{t + nt:,} params{so_far}: {t:,} trainable, {nt:,} non-trainable \u00b7 {macs:,} MACs",
     ]
+    if nodes.get("space"):  # a spec with search spaces: the drawing names the candidate it shows
+        from .frontend.spaces import note
+
+        lines.append("<br/>".join(_h(x) for x in _wrap(note(_Drawn(nodes)), 90, 3)))
     if errors:
         n = len(errors)
         lines.append(

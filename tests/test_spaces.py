@@ -144,6 +144,9 @@ def test_check_summary_and_plot_say_which_candidate(tmp_path, capsys):
     assert out.startswith("# search space of 9 dimensions") and "Total params: 6,042" in out
     assert main(["plot", str(spec), "-o", str(tmp_path / "s.dot")]) == 0
     assert "showing the default candidate" in capsys.readouterr().err
+    # the drawing itself names the candidate (a picture is read without the terminal)
+    label = next(x for x in (tmp_path / "s.dot").read_text().splitlines() if x.startswith("  label=<"))
+    assert "search space of 9 dimensions" in label and "width=8" in label, label
     assert main(["check", str(tmp_path / "s.net"), "-q"]) == 0 and capsys.readouterr().out == ""
 
 

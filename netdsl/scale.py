@@ -85,6 +85,25 @@ def _count(name: str, most: int):
     return parse
 
 
+def header(s, scaled: dict) -> str:
+    """What the run's first line adds about scale and speed: the ranks or replicas and the
+    global batch, then each opt-in flag (``, 2 ranks (global batch 64), compiled, bf16``)."""
+    parts = []
+    d = scaled.get("distributed") or {}
+    if "world_size" in d:
+        parts.append(f"{d['world_size']} ranks (global batch {d['global_batch']})")
+    elif "replicas" in d:
+        n = d["replicas"]
+        parts.append(f"{d['strategy']}, {n} replica{'s' * (n != 1)} (global batch {d['global_batch']})")
+    if getattr(s, "compile", False):
+        parts.append("compiled")
+    if getattr(s, "precision", "fp32") != "fp32":
+        parts.append(s.precision)
+    if getattr(s, "channels_last", False):
+        parts.append("channels-last")
+    return "".join(f", {p}" for p in parts)
+
+
 def check(s) -> None:
     """The speed settings of :class:`netdsl.training.Settings` ``s``, against its backend (E630, E632)."""
     if s.precision not in PRECISIONS:

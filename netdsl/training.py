@@ -489,6 +489,7 @@ def _fit_in(run: RunDir, net, given: dict, model, world: scale.World, on_epoch=N
     bar.say(
         f"{net.name}: {net.total_params:,} params, {s.backend} on {trainer.device}; {recipe.describe(s)}, "
         f"{s.epochs} epoch{'s' * (s.epochs != 1)}, batch {s.batch}, seed {s.seed}"
+        + scale.header(s, getattr(trainer, "scaled", {}))
     )
     bar.say(
         f"data: {ds.name} from {ds.source}: {len(x_train):,} train, {len(x_val):,} validation, {len(ds.x_test):,} test"

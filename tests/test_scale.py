@@ -247,6 +247,17 @@ def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     assert saved["settings"]["channels_last"] is True
 
 
+def test_the_first_line_says_how_the_run_scales(capsys, tmp_path, data_dir):
+    """The opt-in speed flags and the ranks are said on the run's first line, not only in metrics.json."""
+    from netdsl.cli import main
+
+    spec = tmp_path / "t.net"
+    spec.write_text(TINY)
+    argv = ["train", str(spec), "--data", str(data_dir), "--epochs", "1", "--precision", "bf16", "--channels-last"]
+    assert main([*argv, "-o", str(tmp_path / "r")]) == 0
+    assert "seed 0, bf16, channels-last\n" in capsys.readouterr().out
+
+
 # ---- the speed flags agree with the plain path --------------------------------------------------
 
 
@@ -333,6 +344,7 @@ def test_two_ranks_train_lenet_like_one_process_with_the_same_global_batch(tmp_p
         "global_batch": 16,
     }
     assert proc.stdout.count("Test accuracy") == 1 and proc.stdout.count("Epoch 1/1") == 1  # rank 0 speaks
+    assert "batch 8, seed 0, 2 ranks (global batch 16)" in proc.stdout, proc.stdout[:500]
     m = json.loads((out / "metrics.json").read_text())
     assert m["complete"] and m["distributed"]["world_size"] == 2 and len(m["epochs"]) == 1
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == [

@@ -324,8 +324,8 @@ def format_text(
             source=source,
         )
     check_same(norm, program, out, net, params, input_shape, filename)  # never write a changed meaning
-    if oneline:  # a string to embed: no byte-order mark
-        bom = ""
+    if oneline:  # a string to embed: no byte-order mark, and one line that ends as a line does
+        bom, eol = "", ("\r\n" if crlf else "\n")  # (a lone CR does not end a line on a terminal)
     return bom + (out.replace("\n", eol) if eol != "\n" else out)
 
 

@@ -152,6 +152,14 @@ def test_oneline_refuses_comments():
     assert format_text("relu  # c\nrelu", oneline=True, force=True) == "relu; relu\n"
 
 
+def test_oneline_of_an_old_mac_file_ends_its_line():
+    """Lone CR line endings are kept by a rewrite, but the one-line form ends as a line does
+    (found by the mutant property test drawing at random: `input 2x2x1\r;  batchnorm`)."""
+    assert format_text("input 2x2x1\r;  batchnorm", {}) == "input 2x2x1\rbatchnorm\r"
+    assert format_text("input 2x2x1\r;  batchnorm", {}, oneline=True) == "input 2x2x1; batchnorm\n"
+    assert format_text("relu\r\nrelu\r\n", {}, oneline=True) == "relu; relu\r\n"
+
+
 def test_errors_are_located():
     with pytest.raises(NetdslError) as e:
         format_text("conv 6x5\ndense 10\n", filename="x.net")

@@ -97,6 +97,8 @@ def _from_torch(module, input, name, source):
             f"the module {params:,} + {stats:,}",
         )
     net.import_notes = [f"left out (never called by forward): {u}" for u in unused]
+    if any(t.dtype == torch.float64 for _, t in tensors):
+        net.import_notes.append("float64 weights rounded to float32 (netdsl's weights are float32)")
     if narrow:
         net.import_notes.append(
             f"{' and '.join(narrow)} weights widened to float32 (exactly: float32 holds each value)"

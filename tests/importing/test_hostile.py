@@ -43,6 +43,11 @@ def test_narrow_float_weights_import_exactly(dtype, tmp_path):
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_double_weights_are_noted():
+    net, _ = netdsl.from_torch(nn.Sequential(nn.Linear(4, 3)).double(), input="4")
+    assert net.import_notes == ["float64 weights rounded to float32 (netdsl's weights are float32)"]
+
+
 def test_meta_module_is_refused():
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.from_torch(nn.Sequential(nn.Linear(4, 3)).to("meta"), input="4")

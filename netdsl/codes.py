@@ -162,10 +162,10 @@ CODES: dict[str, Code] = {
         "`netdsl import` cannot load its source: no such file or module, no such name, an error while importing or building it, not an nn.Module or a Keras model"
     ),
     "E702": Code(
-        "a layer or operation of the imported model that netdsl has no equivalent for (the message names its module path, its type, why, and what is supported)"
+        "a layer or operation of the imported model that netdsl has no equivalent for, a value outside the limits a spec's checker takes (a negative leaky slope, eps=0), or weights that are NaN, infinite or on the meta device (the message names its module path, its type, why, and what is supported)"
     ),
     "E703": Code(
-        "torch.fx cannot trace the model: control flow that depends on the data, or Python that a trace cannot follow (the message names the module)"
+        "torch.fx cannot trace the model: control flow that depends on the data, Python that a trace cannot follow, or the module's forward raising (an exception, sys.exit) while traced (the message names the module)"
     ),
     "E704": Code(
         "the imported model's structure does not fit a spec: not one input and one output, an input shape it cannot take, shared (reused) layers"

@@ -461,6 +461,8 @@ def test_keras_refusals(keras):
         ((10, 3), layers.Conv1D(4, 3, padding="causal"), "has padding `causal`"),
         ((10, 4), layers.Conv1D(4, 3, groups=2), "netdsl's conv1d has no groups"),
         ((8, 8, 3), layers.Normalization(mean=0.5, variance=2.0), "write `normalize mean=... std=...`"),
+        ((8, 8, 3), layers.BatchNormalization(epsilon=5.0), "batchnorm cannot take it: eps must be in (0, 1], got 5"),
+        ((8, 8, 3), layers.BatchNormalization(momentum=1.5), "momentum must be in [0, 1], got 1.5"),
     ]:
         inp = keras.Input(inp_shape)
         with pytest.raises(netdsl.NetdslError) as e:

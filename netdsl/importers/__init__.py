@@ -62,6 +62,19 @@ def _from_torch(module, input, name, source):
     shape = _shape(input)
     cls = type(module).__name__
     name = name or _snake(cls)
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    meta = [k for k, t in tensors if t.is_meta]
+    if meta:
+        raise NetdslError(
+            "E702",
+            f"`{meta[0]}` and {len(meta) - 1} more tensor(s) are on the meta device: the module has no weights to import"
+            if len(meta) > 1
+            else f"`{meta[0]}` is on the meta device: the module has no weights to import",
+            hint="materialise the module first (module.to_empty(device='cpu'), then load its state_dict)",
+        )
+    narrow = sorted(
+        {str(t.dtype).removeprefix("torch.") for _, t in tensors if t.dtype in (torch.bfloat16, torch.float16)}
+    )
     training = module.training
     try:
         nodes, out, info = torch_fx.trace(module, shape, cls)
@@ -84,6 +97,12 @@ def _from_torch(module, input, name, source):
             f"the module {params:,} + {stats:,}",
         )
     net.import_notes = [f"left out (never called by forward): {u}" for u in unused]
+    if any(t.dtype == torch.float64 for _, t in tensors):
+        net.import_notes.append("float64 weights rounded to float32 (netdsl's weights are float32)")
+    if narrow:
+        net.import_notes.append(
+            f"{' and '.join(narrow)} weights widened to float32 (exactly: float32 holds each value)"
+        )
     return net, weights
 
 

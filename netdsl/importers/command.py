@@ -8,6 +8,7 @@ model (``.keras``, ``.h5``).  The whole import is done in memory first; only the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -50,8 +51,7 @@ def _load_python(kind: str, target: str, name: str):
     try:
         if kind == "file":
             path = Path(target)
-            if not path.is_file():
-                raise NetdslError("E701", f"cannot read {where}: no such file")
+            _regular(path, where)
             modname = "_netdsl_import_" + re.sub(r"\W", "_", path.stem)
             spec = importlib.util.spec_from_file_location(modname, path)
             if spec is None or spec.loader is None:
@@ -60,15 +60,19 @@ def _load_python(kind: str, target: str, name: str):
             added = str(path.resolve().parent)
             sys.path.insert(0, added)  # the file's own imports of its neighbours work
             sys.modules[modname] = module
-            spec.loader.exec_module(module)
+            argv, sys.argv = sys.argv, [str(path)]  # its argparse sees what `python file.py` gives it
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                sys.argv = argv
         else:
             if "" not in sys.path and os.getcwd() not in sys.path:
                 added = os.getcwd()
                 sys.path.insert(0, added)  # `netdsl import mypkg.models:Net` from the project's root
             module = importlib.import_module(target)
-    except NetdslError:
+    except (NetdslError, KeyboardInterrupt):
         raise
-    except (Exception, SystemExit) as e:  # the user's code failed: say how, without a traceback
+    except BaseException as e:  # the user's code failed (sys.exit too): say how, without a traceback
         if isinstance(e, ModuleNotFoundError) and kind == "module" and e.name and target.startswith(e.name):
             raise NetdslError(
                 "E701",
@@ -104,7 +108,9 @@ def load_torch(kind: str, target: str, name: str):
             obj = obj()
         elif not isinstance(obj, torch.nn.Module) and callable(obj) and not isinstance(obj, type):
             obj = obj()
-    except (Exception, SystemExit) as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
         raise NetdslError(
             "E701",
             f"building `{name}()` failed: {type(e).__name__}: {e}",
@@ -122,8 +128,10 @@ def load_torch(kind: str, target: str, name: str):
 def load_keras(path: str):
     from .. import backends
 
-    if not Path(path).is_file():
-        raise NetdslError("E701", f"cannot read `{path}`: no such file")
+    _regular(Path(path), f"`{path}`")
+    too_big = _zip_too_big(path)
+    if too_big:
+        raise NetdslError("E701", f"refusing to load `{path}`: {too_big}")
     backends.get("keras")  # TensorFlow's start-up notes held back, or E402
     import warnings
 
@@ -133,9 +141,59 @@ def load_keras(path: str):
         with warnings.catch_warnings():  # Keras's loading code trips numpy 2's copy= deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             return keras.saving.load_model(path, compile=False)
-    except (Exception, SystemExit) as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NetdslError("E701", f"Keras cannot load `{path}`: {type(e).__name__}: {why}") from None
+
+
+def _regular(path: Path, where: str) -> None:
+    """E701 unless ``path`` is a regular file (a FIFO is never opened: reading it would block)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise NetdslError("E701", f"cannot read {where}: no such file") from None
+    except OSError as e:
+        raise NetdslError("E701", f"cannot read {where}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise NetdslError("E701", f"cannot read {where}: it is a directory")
+    if not stat.S_ISREG(mode):
+        raise NetdslError("E701", f"cannot read {where}: it is not a regular file (a FIFO, a device or a socket)")
+
+
+MAX_KERAS_MEMBER = 4 << 30  # bytes one member of a .keras archive may inflate to (the weights)
+MAX_KERAS_CONFIG = 64 << 20  # its JSON (config.json, metadata.json): Keras parses it whole into objects
+MAX_RATIO = 1000  # inflated / compressed past which a large member is a bomb (deflate tops out near 1030)
+
+
+def _zip_too_big(path: str) -> str | None:
+    """Why a .keras archive's members cannot be read safely, from its directory before Keras inflates any.
+
+    A 1 MB zip can hold a 1 GiB config.json of spaces, which Keras reads and parses whole.
+    An .h5 is not a zip and is left to h5py (its datasets are read as the model asks).
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                size, packed = info.file_size, max(info.compress_size, 1)
+                json = info.filename.endswith(".json")
+                limit = MAX_KERAS_CONFIG if json else MAX_KERAS_MEMBER
+                # untrained weights can be mostly zeros: only a large weights member is judged by its ratio
+                if size > limit or (size > ((1 << 20) if json else (64 << 20)) and size / packed > MAX_RATIO):
+                    return (
+                        f"its member `{info.filename}` inflates to {size:,} bytes from {info.compress_size:,} "
+                        f"(netdsl reads at most {limit:,} bytes and a ratio of {MAX_RATIO}:1)"
+                    )
+    except (OSError, zipfile.BadZipFile, ValueError) as e:
+        return f"it is not a readable zip archive ({e})"
+    return None
 
 
 def _weights_ours(path: str) -> bool:
@@ -177,23 +235,30 @@ def usage(args) -> str | None:
     return None
 
 
+def _import(kind: str, target: str, name: str | None, input, label: str):
+    """(net, weights, label) of the model SOURCE names."""
+    from . import _snake, from_keras, from_torch
+
+    if kind == "keras":
+        model = load_keras(target)
+        stem = re.sub(r"\W+", "_", Path(target).stem).strip("_") or "model"
+        net, weights = from_keras(model, name=stem, source=target)
+        return net, weights, label
+    module, label = load_torch(kind, target, name)  # type: ignore[arg-type]
+    net, weights = from_torch(module, input, name=_snake(name or "net"), source=label)
+    return net, weights, label
+
+
 def run(args) -> int:
     """The command (its usage already checked by :func:`usage`); returns the exit code."""
     from ..files import write_output
-    from . import from_keras, from_torch, save_weights
+    from . import save_weights
 
     kind, target, name = parse_source(args.source)
     label = args.source
     try:
-        if kind == "keras":
-            model = load_keras(target)
-            stem = re.sub(r"\W+", "_", Path(target).stem).strip("_") or "model"
-            net, weights = from_keras(model, name=stem, source=target)
-        else:
-            module, label = load_torch(kind, target, name)  # type: ignore[arg-type]
-            from . import _snake
-
-            net, weights = from_torch(module, args.input, name=_snake(name or "net"), source=label)
+        with contextlib.redirect_stdout(sys.stderr):  # the user's prints stay out of `-o -`'s spec
+            net, weights, label = _import(kind, target, name, args.input, label)
     except NetdslError as e:
         e.located(Source("", label))
         if args.traceback:
@@ -204,6 +269,8 @@ def run(args) -> int:
     spec = net.source.text
     if out == "-":
         emit(spec)
+        for note in getattr(net, "import_notes", []):
+            print(f"netdsl: note: {note}", file=sys.stderr)
         return 0
     wout = out[: -len(".net")] + ".safetensors"
     protect = {target: f"the source {target}"} if kind != "module" else {}
@@ -215,7 +282,7 @@ def run(args) -> int:
         check(out, protect, default)
         if not args.no_weights:
             check(wout, {**protect, out: f"the spec {out}"})
-            if default and not _weights_ours(wout):
+            if not _weights_ours(wout):  # -o names the spec; the weights beside it are netdsl's choice
                 raise Refused(f"refusing to overwrite {wout}, which netdsl did not write; -o names another place")
     except Refused as e:
         print(f"netdsl: error: {e}", file=sys.stderr)

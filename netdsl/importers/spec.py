@@ -422,6 +422,43 @@ def input_line(shape: tuple) -> str:
     return "input " + "x".join(map(str, shape))
 
 
+def _printable(text: str) -> str:
+    """A header line as one comment line: a newline, CR or other control character in a source path
+    (``evil\\ndense 999``) is written escaped, never as spec text."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _validate(n: Node) -> None:
+    """The node's numbers against the limits the checker puts on the spec (ops.OPS), and its weights
+    finite: a refusal naming the layer and the argument, before any spec text is written."""
+    import numpy as np
+
+    from ..ops import ArgError, lookup
+
+    op = lookup(n.op)
+    for key, value in n.args.items():
+        spec = op.args.get(key) if op is not None else None
+        if spec is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        try:
+            spec[0](key, value)
+        except ArgError as e:
+            raise Unsupported(
+                "E702",
+                f"`{n.origin}` ({n.op}): netdsl's {n.op} cannot take it: {e.message}",
+                hint="these are the limits a spec's checker puts on the layer (docs/language.md)",
+            ) from None
+    for key, arr in n.weights.items():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise Unsupported(
+                "E702",
+                f"`{n.origin}` ({n.op}): its {key} holds {bad:,} NaN or infinite value{'s' * (bad != 1)}; "
+                "netdsl imports finite weights only",
+                hint="the model's weights are broken (a diverged training run?): load a good checkpoint",
+            )
+
+
 def assemble(nodes: list[Node], output: str, input_shape: tuple, header: list[str], name: str):
     """(the checked Net of the written spec, its weights keyed ``node.weight``)."""
     import numpy as np
@@ -436,7 +473,10 @@ def assemble(nodes: list[Node], output: str, input_shape: tuple, header: list[st
         body, created = _render(stmts, byname, 0), _created(stmts, byname)
     except _Fallback:
         body, created = em.labelled(), list(em.order)
-    text = "".join(f"# {h}\n" if h else "#\n" for h in header) + input_line(input_shape) + "\n" + "\n".join(body) + "\n"
+    for n in nodes:
+        _validate(n)
+    text = "".join(f"# {_printable(h)}\n" if h else "#\n" for h in header)
+    text += input_line(input_shape) + "\n" + "\n".join(body) + "\n"
     try:
         net = parse(text, filename=f"{name}.net")
     except NetdslError as e:  # a bug here, not in the user's model: show what was written

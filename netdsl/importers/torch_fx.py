@@ -16,6 +16,7 @@ outputs agree exactly.
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,7 @@ class _Tracer(fx.Tracer):
         qualname = self.path_of_module(m)
         try:
             return super().call_module(m, forward, args, kwargs)
-        except Exception:
+        except BaseException:
             if self.failed_in is None:  # the innermost module is where the trace broke
                 self.failed_in = (qualname, type(m).__name__)
             raise
@@ -103,10 +104,16 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
     tracer = _Tracer(wrap)
     try:
         graph = tracer.trace(module)
-    except Exception as e:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # sys.exit() in forward included: netdsl's exit code stays its own
         where = tracer.failed_in
         place = f"`{where[0]}` ({where[1]})" if where and where[0] else f"`{name}.forward` ({type(module).__name__})"
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if _raised_by_user(e):
+            raise Unsupported(
+                "E703", f"{place}: its forward raised {type(e).__name__}: {why} while torch.fx traced it"
+            ) from None
         raise Unsupported(
             "E703",
             f"{place}: torch.fx cannot trace it: {why}",
@@ -150,6 +157,8 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
     except _RunError as e:
         n, err = e.node, e.error
         why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not isinstance(err, Exception):  # SystemExit: its text is a bare exit code
+            why = f"{type(err).__name__}: {why}"
         at = f"`{n.target}`" if n.op == "call_module" else f"`{n.name}`"
         raise Unsupported(
             "E704",
@@ -158,6 +167,24 @@ def trace(module: nn.Module, input_shape: tuple, name: str) -> tuple[list[Node],
             hint="give the input shape the model expects with --input HxWxC (channels last), --input LxC (a sequence, torch (N, C, L)) or --input N",
         ) from None
     return _Reader(gm, name).read()
+
+
+def _raised_by_user(e: BaseException) -> bool:
+    """Whether the module's own code raised ``e`` (a ``raise`` or ``sys.exit`` in its forward), not
+    torch.fx meeting what it cannot trace (a TypeError from Python code given a Proxy is fx's)."""
+    if not isinstance(e, Exception):
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or isinstance(e, TypeError):
+        return False
+    where = tb.tb_frame.f_code.co_filename
+    return not where.startswith((_TORCH_DIR, _HERE))
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class _RunError(Exception):
@@ -174,7 +201,9 @@ class _Shapes(fx.Interpreter):
     def run_node(self, n):
         try:
             result = super().run_node(n)
-        except Exception as e:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # a sys.exit() in a wrapped function included
             raise _RunError(n, e) from None
         if isinstance(result, torch.Tensor):
             n.meta["netdsl_shape"] = tuple(result.shape)

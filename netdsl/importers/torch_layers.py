@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .torch_seq import SeqNorms, _same_pads
+from .torch_seq import SeqNorms, _np, _same_pads
 
 
 class _V(NamedTuple):
@@ -48,12 +48,12 @@ class Layers(SeqNorms):
             return self.conv(m, x, where, kind, shape)
         if base is nn.Linear:
             x = self.as_vector(x, where, kind)
-            w = m.weight.detach().cpu().numpy().T  # (out, in) -> (in, out)
+            w = _np(m.weight).T  # (out, in) -> (in, out)
             if x.perm:
                 w = w[_perm(x.perm)]
             weights = {"kernel": w}
             if m.bias is not None:
-                weights["bias"] = m.bias.detach().cpu().numpy()
+                weights["bias"] = _np(m.bias)
             args = {"units": m.out_features, "bias": m.bias is not None}
             return self.add("dense", args, [x], where, weights, shape=shape)
         if base is nn.Conv1d:
@@ -129,7 +129,7 @@ class Layers(SeqNorms):
             if (a["top"], a["bottom"], a["left"], a["right"]) == same:
                 self.nodes = [n for n in self.nodes if n.name != x.node]
                 x, padding = src, "same"
-        wt = m.weight.detach().cpu().numpy()
+        wt = _np(m.weight)
         args = {"kernel": k, "stride": s, "padding": padding, "dilation": d, "bias": m.bias is not None}
         if depthwise:  # (C*M, 1, kh, kw) -> Keras's DepthwiseConv2D (kh, kw, C, M)
             mult = m.out_channels // cin
@@ -139,7 +139,7 @@ class Layers(SeqNorms):
             weights = {"kernel": wt.transpose(2, 3, 1, 0)}
             args.update(filters=m.out_channels, groups=g)
         if m.bias is not None:
-            weights["bias"] = m.bias.detach().cpu().numpy()
+            weights["bias"] = _np(m.bias)
         return self.add("dwconv" if depthwise else "conv", args, [x], where, weights, shape=shape)
 
     def batchnorm(self, m, x: _V, where, kind, shape) -> _V:
@@ -149,6 +149,8 @@ class Layers(SeqNorms):
             self.fail(where, kind, "keeps no running statistics (track_running_stats=False)")
         if m.momentum is None:
             self.fail(where, kind, "uses a cumulative average (momentum=None); netdsl's batchnorm has a momentum")
+        if not 0 <= m.momentum <= 1:  # NaN too
+            self.fail(where, kind, f"has momentum={m.momentum}; netdsl's batchnorm takes one in [0, 1]")
         if len(x.shape) == 4 and not x.squeezed:
             x = self.as_map(x, where, kind)
         elif len(x.shape) not in (2, 3) and not x.squeezed:
@@ -163,7 +165,7 @@ class Layers(SeqNorms):
             "moving_mean": m.running_mean,
             "moving_variance": m.running_var,
         }
-        ws = {k: v.detach().cpu().numpy() for k, v in ws.items()}
+        ws = {k: _np(v) for k, v in ws.items()}
         if x.perm:
             ws = {k: v[_perm(x.perm)] for k, v in ws.items()}
         # Keras's momentum weighs the moving average, torch's the batch
@@ -330,7 +332,15 @@ def _softmax(cls):
 
 
 def _dropout(r, fxn, x, ts, where, kind, shape):
-    b = _bind(fxn, ("input", "p", "training", "inplace"), {"p": 0.5})
+    names = ("input", "p", "train") if fxn.target is torch.dropout else ("input", "p", "training", "inplace")
+    b = _bind(fxn, names, {"p": 0.5, names[2]: True})
+    active = b[names[2]]
+    if not (isinstance(active, (bool, int)) and not active):  # torch's default drops at inference too
+        r.fail(
+            where,
+            kind,
+            f"drops units at inference ({names[2]}={active!r}, torch's default); pass {names[2]}=self.training",
+        )
     return r.add("dropout", {"rate": float(b["p"])}, [x], where, shape=shape, perm=x.perm, squeezed=x.squeezed)
 
 

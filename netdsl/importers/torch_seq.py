@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from .torch_layers import _V
 
 
+def _np(t):
+    """A weight as numpy: bfloat16 and float16 (which numpy cannot take from torch) widened to
+    float32, which holds each of their values exactly."""
+    import torch
+
+    t = t.detach().cpu()
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+
+
 def _one(v) -> int:
     return v[0] if isinstance(v, (tuple, list)) else v
 
@@ -43,9 +52,9 @@ class SeqNorms:
             if padding != "valid":
                 self.fail(where, kind, "pads a sequence F.pad has padded already; netdsl has no 1-D pad")
             padding = "same"
-        weights = {"kernel": m.weight.detach().cpu().numpy().transpose(2, 1, 0)}  # OIK -> KIO
+        weights = {"kernel": _np(m.weight).transpose(2, 1, 0)}  # OIK -> KIO
         if m.bias is not None:
-            weights["bias"] = m.bias.detach().cpu().numpy()
+            weights["bias"] = _np(m.bias)
         args = {"filters": m.out_channels, "kernel": k, "stride": s, "padding": padding, "dilation": d}
         args["bias"] = m.bias is not None
         return self.add("conv1d", args, [x], where, weights, shape=shape)
@@ -118,7 +127,7 @@ class SeqNorms:
             self.fail(where, kind, "has no learned scale or shift; netdsl's layernorm has both")
         if len(m.normalized_shape) != 1:
             self.fail(where, kind, f"normalises over {len(m.normalized_shape)} dims; netdsl's layernorm over one")
-        ws = {"gamma": m.weight.detach().cpu().numpy(), "beta": m.bias.detach().cpu().numpy()}
+        ws = {"gamma": _np(m.weight), "beta": _np(m.bias)}
         args = {"eps": float(m.eps)}
         if kind == "ChannelLayerNorm":  # netdsl's own: over dim 1 of (N, C, ...), Keras's axis=-1
             if x.perm or (len(x.shape) not in (3, 4) and not x.squeezed):
@@ -145,6 +154,6 @@ class SeqNorms:
             self.fail(where, kind, "normalises a vector flattened in torch's (C, H, W) order; its groups differ")
         if len(x.shape) == 4 or x.squeezed:
             x = self.as_map(x, where, kind)
-        ws = {"gamma": m.weight.detach().cpu().numpy(), "beta": m.bias.detach().cpu().numpy()}
+        ws = {"gamma": _np(m.weight), "beta": _np(m.bias)}
         args = {"groups": m.num_groups, "eps": float(m.eps)}
         return self.add("groupnorm", args, [x], where, ws, shape=shape)

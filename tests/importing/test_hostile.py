@@ -1,0 +1,169 @@
+"""`netdsl import` against what a hostile user gives it: odd dtypes and values, prints, exits, odd files.
+
+Each refusal is exit 1 with a located error naming the layer and why, and writes nothing; what
+imports is exact (the written weights are the module's, compared with torch's outputs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import netdsl  # noqa: E402
+from netdsl.cli import main  # noqa: E402
+
+from . import hostile_models as hm  # noqa: E402
+
+MODELS = Path(hm.__file__)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_narrow_float_weights_import_exactly(dtype, tmp_path):
+    from netdsl.importers import save_weights
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).to(dtype)
+    net, weights = netdsl.from_torch(module, input="4")
+    assert any("widened to float32" in n for n in net.import_notes)
+    save_weights(net, weights, tmp_path / "w.safetensors")
+    model = net.to_torch()
+    net.load_weights(model, tmp_path / "w.safetensors")
+    x = torch.randn(5, 4)
+    with torch.no_grad():  # float32 holds every bf16/fp16 value: the same weights, the same float32 outputs
+        want = module.float()(x)
+        got = model.eval()(x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_double_weights_are_noted():
+    net, _ = netdsl.from_torch(nn.Sequential(nn.Linear(4, 3)).double(), input="4")
+    assert net.import_notes == ["float64 weights rounded to float32 (netdsl's weights are float32)"]
+
+
+def test_meta_module_is_refused():
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.from_torch(nn.Sequential(nn.Linear(4, 3)).to("meta"), input="4")
+    assert e.value.code == "E702" and "meta device" in str(e.value) and "`0.weight`" in str(e.value)
+
+
+def _bad_weight(value):
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        m[2].bias[1] = value
+    return m
+
+
+OUT_OF_LIMITS = [
+    (hm.Leaky(-0.5), "4", "`leaky_relu` (leakyrelu)", "alpha must be in [0, 1e+06], got -0.5"),
+    (hm.Leaky(1e30), "4", "`leaky_relu` (leakyrelu)", "got 1e+30"),
+    (hm.Leaky(float("nan")), "4", "`leaky_relu` (leakyrelu)", "got nan"),
+    (hm.Leaky(float("inf")), "4", "`leaky_relu` (leakyrelu)", "got inf"),
+    (nn.Sequential(nn.Linear(4, 3), nn.Dropout(1.0)), "4", "`1` (dropout)", "rate must be in [0, 1), got 1"),
+    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, eps=0)), "3x3x2", "`1` (batchnorm)", "eps must be in (0, 1], got 0"),
+    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, eps=10)), "3x3x2", "`1` (batchnorm)", "got 10"),
+    (nn.Sequential(nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2, momentum=-0.5)), "3x3x2", "`1` (BatchNorm2d)", "momentum=-0.5"),
+    (nn.Sequential(nn.Conv2d(2, 4, 1), nn.GroupNorm(2, 4, eps=0.0)), "3x3x2", "`1` (groupnorm)", "eps must be in (0, 1]"),
+    (nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3, eps=0.0)), "4", "`1` (layernorm)", "eps must be in (0, 1]"),
+    (_bad_weight(float("nan")), "4", "`2` (dense)", "its bias holds 1 NaN or infinite value"),
+    (_bad_weight(float("-inf")), "4", "`2` (dense)", "its bias holds 1 NaN or infinite value"),
+    (hm.Dropping(), "4", "`dropout` (F.dropout)", "drops units at inference (training=True"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("module,shape,where,why", OUT_OF_LIMITS, ids=[f"{c[2]}-{c[3][:20]}" for c in OUT_OF_LIMITS])
+def test_values_netdsl_cannot_express_are_refused_precisely(module, shape, where, why):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.from_torch(module, input=shape)
+    assert e.value.code == "E702" and where in str(e.value) and why in str(e.value), str(e.value)
+
+
+def test_dropout_passing_training_imports():
+    net, _ = netdsl.from_torch(hm.Dropping(pass_training=True), input="4")
+    assert "dropout 0.5" in net.source.text
+
+
+def test_forward_exits_and_raises_are_reported(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, message in [
+        ("Exits", "`Exits.forward` (Exits): its forward raised SystemExit: 3 while torch.fx traced it"),
+        ("exits7", "its forward raised SystemExit: 7"),
+        ("Raises", "`Raises.forward` (Raises): its forward raised RuntimeError: fwd boom"),
+    ]:
+        assert main(["import", f"{MODELS}:{name}", "--input", "4"]) == 1
+        err = capsys.readouterr().err
+        assert "error[E703]" in err and message in err and "control flow" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_user_prints_stay_out_of_the_spec(capsys):
+    assert main(["import", f"{MODELS}:Prints", "--input", "4", "--no-weights", "-o", "-"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out.startswith("# generated by netdsl import") and "hello" not in cap.out
+    assert "hello from forward" in cap.err
+    assert netdsl.parse(cap.out).total_params == 15
+
+
+def test_user_file_sees_its_own_argv(capsys):
+    assert main(["import", f"{MODELS}:mlp", "--input", "4", "--no-weights", "-o", "-"]) == 0
+    assert hm.ARGV != [str(MODELS)]  # the test's own import ran under pytest's argv
+    import sys
+
+    mod = sys.modules[next(k for k in sys.modules if k.startswith("_netdsl_import_hostile_models"))]
+    assert mod.ARGV == [str(MODELS)]
+
+
+def test_o_keeps_a_users_weights_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("out.safetensors").write_text("mine\n")
+    assert main(["import", f"{MODELS}:mlp", "--input", "4", "-o", "out.net"]) == 1
+    assert "refusing to overwrite out.safetensors, which netdsl did not write" in capsys.readouterr().err
+    assert Path("out.safetensors").read_text() == "mine\n" and not Path("out.net").exists()
+    # what netdsl wrote itself it replaces
+    Path("out.safetensors").unlink()
+    assert main(["import", f"{MODELS}:mlp", "--input", "4", "-o", "out.net"]) == 0
+    assert main(["import", f"{MODELS}:Prints", "--input", "4", "-o", "out.net"]) == 0
+
+
+def test_header_escapes_control_characters_of_the_source_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = "evil\ndense 999\r\x1b#.py"
+    shutil.copy(MODELS, evil)
+    assert main(["import", f"{evil}:mlp", "--input", "4", "--no-weights", "-o", "-"]) == 0
+    spec = capsys.readouterr().out
+    assert "evil\\ndense 999\\r\\x1b#.py:mlp" in spec.splitlines()[0]
+    assert netdsl.parse(spec).total_params == 15  # no `dense 999` layer
+
+
+def test_odd_source_files_say_what_they_are(tmp_path, capsys):
+    (tmp_path / "dir.keras").mkdir()
+    (tmp_path / "d.py").mkdir()
+    os.mkfifo(tmp_path / "ff.py")  # never opened: reading a FIFO would block
+    for argv, message in [
+        ([f"{tmp_path}/dir.keras"], f"cannot read `{tmp_path}/dir.keras`: it is a directory"),
+        ([f"{tmp_path}/d.py:M", "--input", "4"], "it is a directory"),
+        ([f"{tmp_path}/ff.py:M", "--input", "4"], "it is not a regular file"),
+    ]:
+        assert main(["import", *argv]) == 1
+        err = capsys.readouterr().err
+        assert "error[E701]" in err and message in err, err
+
+
+def test_keras_zip_bomb_refused_before_keras_reads_it(tmp_path, capsys):
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("config.json", "w") as f:
+            for _ in range(65):
+                f.write(b" " * (1 << 20))
+        z.writestr("metadata.json", "{}")
+    assert bomb.stat().st_size < 200_000
+    assert main(["import", str(bomb)]) == 1
+    err = capsys.readouterr().err
+    assert "error[E701]" in err and "member `config.json` inflates to 68,157,440 bytes" in err, err

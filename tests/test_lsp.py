@@ -398,3 +398,17 @@ def test_exit_without_shutdown_ends_with_1():
         c.initialize()
         c.notify("exit", None)
         assert c.proc.wait(timeout=20) == 1
+
+
+def test_documents_not_opened_are_not_read_from_disk(lsp, tmp_path):
+    """pygls reads an unopened URI from disk, at every access: a hover on file:///dev/zero grew
+    to 6 GB.  Only documents the client opened are served."""
+    spec = tmp_path / "on_disk.net"
+    spec.write_text("conv 6x5 relu\nflatten\ndense 10\n", encoding="utf-8")
+    pos = {"textDocument": {"uri": spec.as_uri()}, "position": {"line": 0, "character": 1}}
+    assert lsp.request("textDocument/hover", pos) is None
+    assert lsp.request("textDocument/documentSymbol", {"textDocument": {"uri": spec.as_uri()}}) == []
+    doc = Doc(lsp, "relu\n")
+    lsp.notify("textDocument/didClose", {"textDocument": {"uri": doc.uri}})
+    assert lsp.diagnostics(doc.uri) == []
+    assert lsp.request("textDocument/hover", {**pos, "textDocument": {"uri": doc.uri}}) is None

@@ -17,6 +17,7 @@ import functools
 import logging
 import re
 import time
+from urllib.parse import unquote
 
 from lsprotocol import types as t
 from pygls.lsp.server import LanguageServer
@@ -67,9 +68,18 @@ class NetdslServer(LanguageServer):
         self.published: dict[str, tuple] = {}  # uri -> (analysis, version) whose diagnostics were sent
         self.where: dict[str, Positions] = {}  # uri -> the position table of its current text
 
+    def document(self, uri: str):
+        """The open document ``uri``.  pygls' own lookup reads any other URI from disk, again at
+        every access: a hover on file:///dev/zero grew to 6 GB.  A request on a document the
+        client has not opened gets an empty answer."""
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            raise NotOpen(uri)
+        return doc
+
     def analysis(self, uri: str) -> an.Analysis:
         """The analysis of the document's current text, run now if the text changed since."""
-        doc = self.workspace.get_text_document(uri)
+        doc = self.document(uri)
         a = self.latest.get(uri)
         if a is None or a.source_text != doc.source:
             start = time.monotonic()
@@ -84,7 +94,7 @@ class NetdslServer(LanguageServer):
         return a
 
     def positions(self, uri: str) -> Positions:
-        doc = self.workspace.get_text_document(uri)
+        doc = self.document(uri)
         p = self.where.get(uri)
         if p is None or (p.source is not doc.source and p.source != doc.source):
             p = self.where[uri] = Positions(doc.source, doc.position_codec.impl.code_units_for_char)
@@ -117,8 +127,10 @@ class NetdslServer(LanguageServer):
         """Publish the diagnostics of the newest text (once per analysis; a stale version never)."""
         self.timers.pop(uri, None)
         try:
+            if unquote(uri) not in self.workspace.text_documents:
+                return
             a = self.analysis(uri)
-            version = self.workspace.get_text_document(uri).version
+            version = self.document(uri).version
             sent = self.published.get(uri)
             if sent is not None and sent[0] is a and sent[1] == version:
                 return
@@ -143,6 +155,10 @@ MIN_WAIT, MAX_WAIT = 0.02, 0.5  # seconds from a change to its diagnostics (see 
 server = NetdslServer()
 
 
+class NotOpen(LookupError):
+    pass
+
+
 def safe(default=None):
     """Answer ``default`` instead of an error when a handler fails (it is logged)."""
 
@@ -151,6 +167,9 @@ def safe(default=None):
         def inner(ls, params):
             try:
                 return f(ls, params)
+            except NotOpen as e:
+                log.warning("%s: %.200s is not an open document", f.__name__, e)
+                return default() if callable(default) else default
             except Exception:  # the server must outlive any document
                 log.exception("netdsl lsp: %s failed", f.__name__)
                 return default() if callable(default) else default
@@ -292,7 +311,7 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
     from ..fmt import format_text
 
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
+    doc = ls.document(uri)
     a = ls.analysis(uri)
     if a.program is None:
         return []  # a spec that does not parse is not formatted (the diagnostics say why)

@@ -380,6 +380,7 @@ def test_malformed_requests_get_invalid_request():
             assert got["error"]["code"] == -32600 and "id" in got and got["id"] == want_id, got
         msg = c.wait(c.send_request("textDocument/hover", {**hover, "position": {"line": -1, "character": 0}}), 20)
         assert msg["error"]["code"] == -32602
+        assert raw(c, {"jsonrpc": "2.0", "id": "s", "method": "nope/x"})["error"]["code"] == -32601  # no params
         assert c.request("textDocument/hover", hover) is not None  # the server still serves
         assert c.request("shutdown", None) is None
         for method in ("textDocument/hover", "shutdown", "initialize"):  # LSP: InvalidRequest after shutdown
@@ -389,7 +390,7 @@ def test_malformed_requests_get_invalid_request():
         c.close()
     lines = c.stderr.splitlines()
     err = c.stderr
-    assert "Traceback" not in err and "+---" not in err and len(lines) == 8, err  # one line per refused request
+    assert "Traceback" not in err and "+---" not in err and len(lines) == 9, err  # one line per refused request
 
 
 def test_exit_without_shutdown_ends_with_1():
@@ -412,3 +413,21 @@ def test_documents_not_opened_are_not_read_from_disk(lsp, tmp_path):
     lsp.notify("textDocument/didClose", {"textDocument": {"uri": doc.uri}})
     assert lsp.diagnostics(doc.uri) == []
     assert lsp.request("textDocument/hover", {**pos, "textDocument": {"uri": doc.uri}}) is None
+
+
+def test_position_table_counts_as_the_client_does():
+    from lsprotocol.types import Position
+    from pygls.workspace.position_codec import Utf8, Utf16
+
+    from netdsl.lsp.positions import Positions
+
+    text = "a\U0001f600b\r\n\u00e9x\rplain\n"
+    p16, p8 = Positions(text, Utf16().code_units_for_char), Positions(text, Utf8().code_units_for_char)
+    assert p16.lines == ["a\U0001f600b", "\u00e9x", "plain", ""]
+    assert p16.to_client(1, 3) == Position(0, 3) and p8.to_client(1, 3) == Position(0, 5)  # b, after the emoji
+    assert p16.from_client(Position(0, 3)) == (1, 3) and p8.from_client(Position(0, 5)) == (1, 3)
+    assert p16.from_client(Position(0, 2)) == (1, 2)  # inside the surrogate pair: the emoji itself
+    assert p8.to_client(2, 2) == Position(1, 2) and p16.to_client(2, 2) == Position(1, 1)
+    assert p16.to_client(9, 9) == Position(3, 8)  # clamped to the last line (col kept, as before)
+    assert p16.to_client(1, 99) == Position(0, 4)  # past the end of a non-ASCII line: its end
+    assert p16.end() == Position(3, 0) and Positions("x\u00e9", Utf16().code_units_for_char).end() == Position(0, 2)

@@ -17,7 +17,7 @@ import logging
 
 from cattrs import transform_error
 from lsprotocol.types import EXIT
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcMethodNotFound
 from pygls.protocol import LanguageServerProtocol
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class NetdslProtocol(LanguageServerProtocol):
                 return _Refused(None, INVALID_REQUEST, "the request's id is neither a number nor a string")
             if data.get("jsonrpc") != "2.0" or not isinstance(data.get("method"), str):
                 return _Refused(msg_id, INVALID_REQUEST, 'not a JSON-RPC 2.0 request ("jsonrpc": "2.0", "method")')
+            if self.get_message_type(data["method"]) is None:  # pygls wants params even for a method it lacks
+                return _Refused(msg_id, JsonRpcMethodNotFound.CODE, f"unknown method {data['method']!r:.100}")
             return _Refused(msg_id, JsonRpcInvalidParams.CODE, f"invalid params for {data['method']}: {why}")
 
     def refuse(self, msg_id, code: int, why: str) -> None:

@@ -320,7 +320,7 @@ def test_quick_changes_are_analysed_once_for_the_newest_version():
     """Each didChange ran the whole front end and published its diagnostics (4-6 s each for a
     100,000-layer `repeat`; a hover after 10 changes took 42 s).  Now a change only records
     the text: a burst of changes is analysed once, and only the newest version is published."""
-    spec = "input 8\nrepeat 10000 {{ dense {} }}\n"
+    spec = "input 8\nrepeat 20000 {{ dense {} }}\n"
     with Client() as c:
         c.initialize()
         c.open(URI, spec.format(8))

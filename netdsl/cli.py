@@ -409,12 +409,21 @@ def _flushed() -> int:
     return 1
 
 
-def _check_usage(parser, args) -> None:
+def check_defines(defines) -> None:
+    """ValueError when a -D NAME is given twice (`-D w=6 -D w=7`: which one?); the %%netdsl magic
+    refuses it with the same words."""
     seen: set[str] = set()
-    for name, _ in getattr(args, "defines", []):  # linear: 20,000 -D flags are a usage error at once
+    for name, _ in defines:  # linear: 20,000 -D flags are a usage error at once
         if name in seen:
-            parser.error(f"-D {name} is given more than once")
+            raise ValueError(f"-D {name} is given more than once")
         seen.add(name)
+
+
+def _check_usage(parser, args) -> None:
+    try:
+        check_defines(getattr(args, "defines", []))
+    except ValueError as e:
+        parser.error(str(e))
     if args.command in ("compile", "plot", "export") and args.output == "":
         parser.error("-o needs a file name (or - for standard output)")
     files = getattr(args, "files", None) or [getattr(args, "file", None)]

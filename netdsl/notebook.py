@@ -77,13 +77,13 @@ def _inline(svg: str) -> str:
 
 def _magic_args(line: str):
     """``name``, params and input shape from the magic's line; ValueError with the reason."""
-    from .cli import _define, _input
+    from .cli import _define, _input, check_defines
 
     try:
         words = shlex.split(line)
     except ValueError as e:
         raise ValueError(f"cannot read the line: {e}") from None
-    name, params, shape = None, {}, None
+    name, defines, shape = None, [], None
     i = 0
     while i < len(words):
         w = words[i]
@@ -94,8 +94,7 @@ def _magic_args(line: str):
             i += 2
             try:
                 if w == "-D":
-                    k, v = _define(value)
-                    params[k] = v
+                    defines.append(_define(value))
                 else:
                     shape = _input(value)
             except Exception as e:  # argparse's type errors
@@ -108,7 +107,8 @@ def _magic_args(line: str):
             raise ValueError(f"`{w}` is not a Python name to bind the net to")
         name = w
         i += 1
-    return name, params, shape
+    check_defines(defines)  # as `netdsl check -D w=6 -D w=7` does: the later one did not silently win
+    return name, dict(defines), shape
 
 
 USAGE = "usage: %%netdsl [NAME] [-D NAME=VALUE ...] [--input HxWxC]"

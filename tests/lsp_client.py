@@ -107,9 +107,12 @@ class Client:
         )
 
     def close(self) -> int:
+        if self.proc.stdin.closed:  # closed before
+            return self.proc.returncode
         try:
-            self.request("shutdown", None, timeout=10)
-            self.notify("exit", None)
+            if self.proc.poll() is None:  # a test may have ended it already
+                self.request("shutdown", None, timeout=10)
+                self.notify("exit", None)
             code = self.proc.wait(timeout=10)
             self.stderr = self.proc.stderr.read().decode("utf-8", "replace")
             return code

@@ -314,3 +314,120 @@ def test_train_completion_offers_what_is_left(lsp):
     doc.change("flatten; dense 10\ntrain sgd lr=0.1 ")
     got = labels(doc.at("textDocument/completion", 1, 17))
     assert "momentum" in got and "lr" not in got and "optimizer" not in got
+
+
+def test_quick_changes_are_analysed_once_for_the_newest_version():
+    """Each didChange ran the whole front end and published its diagnostics (4-6 s each for a
+    100,000-layer `repeat`; a hover after 10 changes took 42 s).  Now a change only records
+    the text: a burst of changes is analysed once, and only the newest version is published."""
+    spec = "input 8\nrepeat 20000 {{ dense {} }}\n"
+    with Client() as c:
+        c.initialize()
+        c.open(URI, spec.format(8))
+        assert c.diagnostics(URI, 1) == []
+        for v in range(2, 12):
+            c.change(URI, spec.format(v), v)
+        pos = {"textDocument": {"uri": URI}, "position": {"line": 1, "character": 17}}
+        assert "output `(None, 11)`" in c.request("textDocument/hover", pos)["contents"]["value"]
+        c.change(URI, spec.format(12) + "relu (\n", 12)  # the newest version is published, with its errors
+        published = []
+        while 12 not in published:
+            note = c.notes.get(timeout=20)
+            assert note["method"] == "textDocument/publishDiagnostics"
+            published.append(note["params"]["version"])
+            assert bool(note["params"]["diagnostics"]) == (published[-1] == 12)
+    assert published in ([11, 12], [12])  # versions 2 to 10 were never analysed
+
+
+def test_large_document_outline_and_hints_are_linear():
+    """10,000 layers (80 kB): documentSymbol took 20 s and inlayHint 4 s (per-item position
+    conversion split the whole text; each symbol split it again)."""
+    import time
+
+    text = "input 8\n" + "dense 8 # \u00e9\n" * 10_000
+    with Client() as c:
+        c.initialize()
+        c.open(URI, text)
+        assert c.diagnostics(URI) == []
+        start = time.monotonic()
+        syms = c.request("textDocument/documentSymbol", {"textDocument": {"uri": URI}})
+        hints = c.request("textDocument/inlayHint", {"textDocument": {"uri": URI}, "range": rng(0, 0, 10_001, 0)})
+        took = time.monotonic() - start
+        assert len(syms) == len(hints) == 10_001
+        assert hints[-1]["position"] == {"line": 10_000, "character": len("dense 8")}
+        assert syms[-1]["range"] == rng(10_000, 0, 10_000, len("dense 8"))
+    assert took < 4, f"documentSymbol + inlayHint of 10,000 layers took {took:.1f} s"
+
+
+def raw(c, msg: dict) -> dict:
+    c._send(msg)
+    return c.wait(msg.get("id") if isinstance(msg.get("id"), (int, str)) else None, timeout=20)
+
+
+def test_malformed_requests_get_invalid_request():
+    """These got no answer at all: the client waited forever."""
+    hover = {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 0}}
+    with Client() as c:
+        c.initialize()
+        c.open(URI, "relu\n")
+        for msg, want_id in (
+            ({"jsonrpc": "1.0", "id": 7, "method": "textDocument/hover", "params": hover}, 7),
+            ({"id": 8, "method": "textDocument/hover", "params": hover}, 8),
+            ({"jsonrpc": "2.0", "id": {"a": 1}, "method": "textDocument/hover", "params": hover}, None),
+            ({"jsonrpc": "2.0", "id": [1], "method": "textDocument/hover", "params": {"x": -1}}, None),
+        ):
+            got = raw(c, msg)
+            assert got["error"]["code"] == -32600 and "id" in got and got["id"] == want_id, got
+        msg = c.wait(c.send_request("textDocument/hover", {**hover, "position": {"line": -1, "character": 0}}), 20)
+        assert msg["error"]["code"] == -32602
+        assert raw(c, {"jsonrpc": "2.0", "id": "s", "method": "nope/x"})["error"]["code"] == -32601  # no params
+        assert c.request("textDocument/hover", hover) is not None  # the server still serves
+        assert c.request("shutdown", None) is None
+        for method in ("textDocument/hover", "shutdown", "initialize"):  # LSP: InvalidRequest after shutdown
+            assert c.wait(c.send_request(method, hover), 20)["error"]["code"] == -32600
+        c.notify("exit", None)
+        assert c.proc.wait(timeout=20) == 0
+        c.close()
+    lines = c.stderr.splitlines()
+    err = c.stderr
+    assert "Traceback" not in err and "+---" not in err and len(lines) == 9, err  # one line per refused request
+
+
+def test_exit_without_shutdown_ends_with_1():
+    """LSP: `exit` without a `shutdown` before it exits 1 (it exited 0)."""
+    with Client() as c:
+        c.initialize()
+        c.notify("exit", None)
+        assert c.proc.wait(timeout=20) == 1
+
+
+def test_documents_not_opened_are_not_read_from_disk(lsp, tmp_path):
+    """pygls reads an unopened URI from disk, at every access: a hover on file:///dev/zero grew
+    to 6 GB.  Only documents the client opened are served."""
+    spec = tmp_path / "on_disk.net"
+    spec.write_text("conv 6x5 relu\nflatten\ndense 10\n", encoding="utf-8")
+    pos = {"textDocument": {"uri": spec.as_uri()}, "position": {"line": 0, "character": 1}}
+    assert lsp.request("textDocument/hover", pos) is None
+    assert lsp.request("textDocument/documentSymbol", {"textDocument": {"uri": spec.as_uri()}}) == []
+    doc = Doc(lsp, "relu\n")
+    lsp.notify("textDocument/didClose", {"textDocument": {"uri": doc.uri}})
+    assert lsp.diagnostics(doc.uri) == []
+    assert lsp.request("textDocument/hover", {**pos, "textDocument": {"uri": doc.uri}}) is None
+
+
+def test_position_table_counts_as_the_client_does():
+    from lsprotocol.types import Position
+    from pygls.workspace.position_codec import Utf8, Utf16
+
+    from netdsl.lsp.positions import Positions
+
+    text = "a\U0001f600b\r\n\u00e9x\rplain\n"
+    p16, p8 = Positions(text, Utf16().code_units_for_char), Positions(text, Utf8().code_units_for_char)
+    assert p16.lines == ["a\U0001f600b", "\u00e9x", "plain", ""]
+    assert p16.to_client(1, 3) == Position(0, 3) and p8.to_client(1, 3) == Position(0, 5)  # b, after the emoji
+    assert p16.from_client(Position(0, 3)) == (1, 3) and p8.from_client(Position(0, 5)) == (1, 3)
+    assert p16.from_client(Position(0, 2)) == (1, 2)  # inside the surrogate pair: the emoji itself
+    assert p8.to_client(2, 2) == Position(1, 2) and p16.to_client(2, 2) == Position(1, 1)
+    assert p16.to_client(9, 9) == Position(3, 8)  # clamped to the last line (col kept, as before)
+    assert p16.to_client(1, 99) == Position(0, 4)  # past the end of a non-ASCII line: its end
+    assert p16.end() == Position(3, 0) and Positions("x\u00e9", Utf16().code_units_for_char).end() == Position(0, 2)

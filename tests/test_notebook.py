@@ -161,3 +161,11 @@ def test_a_killed_dot_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RenderError, match="killed by SIGKILL"):
         render("digraph {}", "svg")
+
+
+def test_magic_refuses_a_parameter_given_twice(shell):
+    """`-D w=6 -D w=7` silently used 7; `netdsl check` refuses it, and so does the magic, in the same words."""
+    shell.user_ns.pop("x", None)
+    result, cap = run_cell(shell, "x -D w=6 -Dw=7", "conv w x 3 same; flatten; dense 2")
+    assert result.success and cap.outputs == [] and "x" not in shell.user_ns
+    assert "%%netdsl: -D w is given more than once" in cap.stderr and "usage: %%netdsl" in cap.stderr

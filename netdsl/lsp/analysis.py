@@ -29,6 +29,15 @@ class Analysis:
     calls: list = field(default_factory=list)  # (span, [group ids]) of def calls, per call site
     ok: bool = False
     source_text: str = ""  # the document's text as the client has it (the cache key)
+    _lines: list | None = None
+    _members: dict | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        """The text's lines, split once (splitting per symbol made the outline quadratic)."""
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -51,8 +60,14 @@ class Analysis:
         return None
 
     def group_nodes(self, gids) -> list[str]:
-        gids = set(gids)
-        return [n for n, d in self.graph.nodes.items() if gids & set(d["groups"])]
+        """The nodes of the groups ``gids``, in graph order (an index built once, not a scan per call)."""
+        if self._members is None:
+            self._members = {}
+            for i, (n, d) in enumerate(self.graph.nodes.items()):
+                for g in d["groups"]:
+                    self._members.setdefault(g, []).append((i, n))
+        got = {x for g in gids for x in self._members.get(g, ())}
+        return [n for _, n in sorted(got)]
 
 
 def _inside(span: Span | None, line: int, col: int) -> bool:
@@ -178,7 +193,7 @@ def inlay_hints(a: Analysis, first: int = 1, last: int | None = None) -> list[tu
     out = []
     if a.graph is None:
         return out
-    lines = a.text.split("\n")
+    lines = a.lines
     call_lines = {}
     for span, gids in a.calls:
         call_lines.setdefault(span.line, []).append((span, gids))
@@ -271,7 +286,7 @@ def symbols(a: Analysis) -> list[Symbol]:
 
 
 def _symbol(a: Analysis, st, label: s.Word | None = None) -> Symbol | None:
-    snippet = _snippet(a.text, st.span)
+    snippet = _snippet(a.lines, st.span)
     match st:
         case s.Labeled(label=lab, inner=inner):
             sym = _symbol(a, inner, lab)
@@ -312,8 +327,7 @@ def _children(a: Analysis, stmts) -> list[Symbol]:
     return [x for st in stmts if (x := _symbol(a, st)) is not None]
 
 
-def _snippet(text: str, span: Span) -> str:
-    lines = text.split("\n")
+def _snippet(lines: list[str], span: Span) -> str:
     if span.line == span.end_line:
         return lines[span.line - 1][span.column - 1 : span.end_column - 1]
     return lines[span.line - 1][span.column - 1 :].strip()

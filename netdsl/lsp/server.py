@@ -1,8 +1,11 @@
 """`netdsl lsp`: the language server (stdio, pygls).
 
-Each change re-runs the front end once (:func:`netdsl.lsp.analysis.analyze`) and publishes
-its diagnostics; hover, inlay hints, completion, definitions and symbols read that cached
-analysis, so they cost microseconds.  While a document is broken, hovers and hints come
+The front end (:func:`netdsl.lsp.analysis.analyze`) runs once per text: at a change when the
+document is cheap to analyse, else once for the newest text when a request needs it or a short
+timer after the last change publishes its diagnostics (:meth:`NetdslServer.changed`), so quick
+edits of a large spec are analysed once, not once each.  Requests read that cached analysis,
+and convert positions through a table built once per text (:mod:`netdsl.lsp.positions`).
+While a document is broken, hovers and hints come
 from what the front end could still build, and completion also offers the names of the
 last good version.  Every handler catches everything: a request always gets an answer
 (empty at worst), and the server never dies of a document.
@@ -10,19 +13,22 @@ last good version.  Every handler catches everything: a request always gets an a
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
+import time
+from urllib.parse import unquote
 
 from lsprotocol import types as t
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
 
 from .. import __version__
 from ..errors import NetdslError, Span
 from . import analysis as an
 from .complete import completions
+from .positions import Positions
+from .rpc import Brief, CappedStdin, NetdslProtocol, quiet_pygls
 
 log = logging.getLogger(__name__)
 _AT_LINE = re.compile(r"\bat line (\d+)")
@@ -46,65 +52,6 @@ SYMBOLS = {
 }
 
 
-class _BadRequest:
-    """A request whose params do not fit its method (`{"line": -1}`, null): answered with InvalidParams."""
-
-    jsonrpc = "2.0"
-
-    def __init__(self, msg_id, method: str, why: str):
-        self.id, self.method, self.why = msg_id, method, why
-
-
-class NetdslProtocol(LanguageServerProtocol):
-    """pygls 2.1 raises JsonRpcInvalidParams while decoding a request with bad params, before it
-    knows the request: the client got no answer at all and waited forever.  Such a request
-    becomes a :class:`_BadRequest`, answered with the error -32602 (InvalidParams)."""
-
-    def structure_message(self, data):
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as e:
-            if isinstance(data, dict) and "id" in data and isinstance(data.get("method"), str):
-                return _BadRequest(data["id"], data["method"], e.message or type(e).__name__)
-            raise
-
-    def handle_message(self, message):
-        if isinstance(message, _BadRequest):
-            error = JsonRpcInvalidParams(message=f"invalid params for {message.method}: {message.why}")
-            self._send_response(message.id, error=error.to_response_error())
-            return
-        super().handle_message(message)
-
-
-MAX_MESSAGE = 64 * 1024 * 1024  # a larger Content-Length is skipped, not allocated
-MAX_HEADER = 64 * 1024
-_SKIPPED = b'{"jsonrpc": "2.0", "method": "$/netdsl/skipped"}'  # a notification nobody handles
-
-
-class _CappedStdin:
-    """Standard input for pygls' reader, with bounded reads: `Content-Length: 99999999999` made
-    it allocate the whole body (out of memory).  A body over MAX_MESSAGE is read and dropped in
-    chunks; an overlong header line is cut."""
-
-    def __init__(self, raw):
-        self.raw = raw
-
-    def readline(self) -> bytes:
-        return self.raw.readline(MAX_HEADER)
-
-    def read(self, n: int) -> bytes:
-        if n <= MAX_MESSAGE:
-            return self.raw.read(n)
-        left = n
-        while left:
-            chunk = self.raw.read(min(left, 1 << 20))
-            if not chunk:
-                return b""  # the input ended inside it: the server stops, as at any end of input
-            left -= len(chunk)
-        logging.getLogger(__name__).warning("skipped a message of %d bytes (the limit is %d)", n, MAX_MESSAGE)
-        return _SKIPPED
-
-
 class NetdslServer(LanguageServer):
     def __init__(self):
         super().__init__(
@@ -117,12 +64,28 @@ class NetdslServer(LanguageServer):
         self.good: dict[str, an.Analysis] = {}  # uri -> last analysis without errors
         self.parsed: dict[str, an.Analysis] = {}  # uri -> last analysis that parsed (a graph, maybe partial)
         self.params: dict = {}  # free parameters, from the client's initializationOptions {"params": {...}}
+        self.cost: dict[str, float] = {}  # uri -> seconds of CPU its last analysis took
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # uri -> the pending diagnostics run
+        self.published: dict[str, tuple] = {}  # uri -> (analysis, version) whose diagnostics were sent
+        self.where: dict[str, Positions] = {}  # uri -> the position table of its current text
+
+    def document(self, uri: str):
+        """The open document ``uri``.  pygls' own lookup reads any other URI from disk, again at
+        every access: a hover on file:///dev/zero grew to 6 GB.  A request on a document the
+        client has not opened gets an empty answer."""
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            raise NotOpen(uri)
+        return doc
 
     def analysis(self, uri: str) -> an.Analysis:
-        doc = self.workspace.get_text_document(uri)
+        """The analysis of the document's current text, run now if the text changed since."""
+        doc = self.document(uri)
         a = self.latest.get(uri)
         if a is None or a.source_text != doc.source:
+            start = time.thread_time()  # CPU: what the analysis costs, whatever else the machine runs
             a = an.analyze(doc.source, self.params)
+            self.cost[uri] = time.thread_time() - start
             a.source_text = doc.source
             self.latest[uri] = a
             if a.ok:
@@ -130,6 +93,13 @@ class NetdslServer(LanguageServer):
             if a.graph is not None:
                 self.parsed[uri] = a
         return a
+
+    def positions(self, uri: str) -> Positions:
+        doc = self.document(uri)
+        p = self.where.get(uri)
+        if p is None or (p.source is not doc.source and p.source != doc.source):
+            p = self.where[uri] = Positions(doc.source, doc.position_codec.impl.code_units_for_char)
+        return p
 
     def readable(self, uri: str) -> tuple[an.Analysis, set | None]:
         """The analysis to answer hovers and hints from, and the lines it may answer for.
@@ -140,19 +110,62 @@ class NetdslServer(LanguageServer):
         good = self.parsed.get(uri)
         if a.graph is not None or good is None:
             return a, None
-        now, then = a.text.split("\n"), good.text.split("\n")
+        now, then = a.lines, good.lines
         return good, {i + 1 for i in range(min(len(now), len(then))) if now[i] == then[i]}
 
+    def changed(self, uri: str) -> None:
+        """A change of a document whose analysis is cheap (under EAGER seconds of CPU, as a
+        1,000-line spec at 44 ms) is analysed and published at once, as before.  Any other change
+        only records the text (pygls did) and (re)starts the diagnostics timer: edits quicker than
+        the timer are analysed once, for the newest text, and older versions are never published
+        (a 100,000-layer `repeat` costs 4 s, as `netdsl check` does; each of 10 quick changes
+        cost that, and a hover after them waited 42 s).  The wait is the last analysis' cost,
+        at most MAX_WAIT; a request needing the analysis runs it at once."""
+        cost = self.cost.get(uri, 0.0)
+        old = self.timers.pop(uri, None)
+        if old is not None:
+            old.cancel()
+        elif cost < EAGER:
+            return self.refresh(uri)
+        delay = min(MAX_WAIT, max(MIN_WAIT, cost))
+        self.timers[uri] = asyncio.get_running_loop().call_later(delay, self.refresh, uri)
+        return None
+
     def refresh(self, uri: str) -> None:
-        a = self.analysis(uri)
-        doc = self.workspace.get_text_document(uri)
-        diags = [diagnostic(doc, uri, e) for e in a.errors]
-        self.text_document_publish_diagnostics(
-            t.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version)
-        )
+        """Publish the diagnostics of the newest text (once per analysis; a stale version never)."""
+        self.timers.pop(uri, None)
+        try:
+            if unquote(uri) not in self.workspace.text_documents:
+                return
+            a = self.analysis(uri)
+            version = self.document(uri).version
+            sent = self.published.get(uri)
+            if sent is not None and sent[0] is a and sent[1] == version:
+                return
+            p = self.positions(uri)
+            diags = [diagnostic(p, uri, e) for e in a.errors]
+            self.text_document_publish_diagnostics(
+                t.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
+            )
+            self.published[uri] = (a, version)
+        except Exception:  # the server must outlive any document
+            log.exception("netdsl lsp: diagnostics failed")
+
+    def forget(self, uri: str) -> None:
+        timer = self.timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+        for cache in (self.latest, self.good, self.parsed, self.cost, self.published, self.where):
+            cache.pop(uri, None)
 
 
+EAGER = 0.1  # seconds of CPU: a document analysed faster is analysed at every change (NetdslServer.changed)
+MIN_WAIT, MAX_WAIT = 0.02, 0.5  # seconds from a change of any other document to its diagnostics
 server = NetdslServer()
+
+
+class NotOpen(LookupError):
+    pass
 
 
 def safe(default=None):
@@ -163,6 +176,9 @@ def safe(default=None):
         def inner(ls, params):
             try:
                 return f(ls, params)
+            except NotOpen as e:
+                log.warning("%s: %.200s is not an open document", f.__name__, e)
+                return default() if callable(default) else default
             except Exception:  # the server must outlive any document
                 log.exception("netdsl lsp: %s failed", f.__name__)
                 return default() if callable(default) else default
@@ -175,38 +191,18 @@ def safe(default=None):
 # ---- positions: netdsl's 1-based code points <-> the client's (UTF-16 by default) ------------------
 
 
-def to_client(doc, line: int, col: int) -> t.Position:
-    """1-based line/column (code points) -> an LSP position."""
-    lines = doc.lines
-    ln = min(max(line - 1, 0), max(len(lines) - 1, 0)) if lines else 0
-    text = lines[ln] if lines else ""
-    ch = max(col - 1, 0)
-    if not text.isascii():
-        return doc.position_codec.position_to_client_units(lines, t.Position(ln, min(ch, len(text))))
-    return t.Position(ln, ch)
-
-
-def from_client(doc, pos: t.Position) -> tuple[int, int]:
-    """An LSP position -> 1-based line/column (code points)."""
-    lines = doc.lines
-    if 0 <= pos.line < len(lines) and not lines[pos.line].isascii():
-        p = doc.position_codec.position_from_client_units(lines, pos)
-        return p.line + 1, p.character + 1
-    return pos.line + 1, pos.character + 1
-
-
-def to_range(doc, span: Span | None) -> t.Range:
+def to_range(p: Positions, span: Span | None) -> t.Range:
     if span is None:
         return t.Range(t.Position(0, 0), t.Position(0, 0))
-    return t.Range(to_client(doc, span.line, span.column), to_client(doc, span.end_line, span.end_column))
+    return t.Range(p.to_client(span.line, span.column), p.to_client(span.end_line, span.end_column))
 
 
-def diagnostic(doc, uri: str, e) -> t.Diagnostic:
-    rng = to_range(doc, e.span)
+def diagnostic(p: Positions, uri: str, e) -> t.Diagnostic:
+    rng = to_range(p, e.span)
     related = []
     for note in e.notes:
         m = _AT_LINE.search(note)
-        where = to_range(doc, Span(int(m.group(1)), 1, int(m.group(1)), 200)) if m else rng
+        where = to_range(p, Span(int(m.group(1)), 1, int(m.group(1)), 200)) if m else rng
         related.append(t.DiagnosticRelatedInformation(t.Location(uri, where), note))
     if e.hint:
         related.append(t.DiagnosticRelatedInformation(t.Location(uri, rng), f"hint: {e.hint}"))
@@ -237,22 +233,20 @@ def initialize(ls: NetdslServer, params: t.InitializeParams):
 @server.feature(t.TEXT_DOCUMENT_DID_OPEN)
 @safe()
 def did_open(ls: NetdslServer, params: t.DidOpenTextDocumentParams):
-    ls.refresh(params.text_document.uri)
+    ls.changed(params.text_document.uri)
 
 
 @server.feature(t.TEXT_DOCUMENT_DID_CHANGE)
 @safe()
 def did_change(ls: NetdslServer, params: t.DidChangeTextDocumentParams):
-    ls.refresh(params.text_document.uri)
+    ls.changed(params.text_document.uri)
 
 
 @server.feature(t.TEXT_DOCUMENT_DID_CLOSE)
 @safe()
 def did_close(ls: NetdslServer, params: t.DidCloseTextDocumentParams):
     uri = params.text_document.uri
-    ls.latest.pop(uri, None)
-    ls.good.pop(uri, None)
-    ls.parsed.pop(uri, None)
+    ls.forget(uri)
     ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
@@ -263,8 +257,8 @@ def did_close(ls: NetdslServer, params: t.DidCloseTextDocumentParams):
 @safe()
 def hover(ls: NetdslServer, params: t.HoverParams):
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
-    line, col = from_client(doc, params.position)
+    p = ls.positions(uri)
+    line, col = p.from_client(params.position)
     a, lines = ls.readable(uri)
     if lines is not None and line not in lines:
         return None
@@ -272,19 +266,19 @@ def hover(ls: NetdslServer, params: t.HoverParams):
     if got is None:
         return None
     text, span = got
-    return t.Hover(contents=t.MarkupContent(t.MarkupKind.Markdown, text), range=to_range(doc, span))
+    return t.Hover(contents=t.MarkupContent(t.MarkupKind.Markdown, text), range=to_range(p, span))
 
 
 @server.feature(t.TEXT_DOCUMENT_INLAY_HINT, t.InlayHintOptions(resolve_provider=False))
 @safe(list)
 def inlay_hints(ls: NetdslServer, params: t.InlayHintParams):
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
+    p = ls.positions(uri)
     r = params.range
     a, lines = ls.readable(uri)
     hints = [h for h in an.inlay_hints(a, r.start.line + 1, r.end.line + 1) if lines is None or h[0] in lines]
     return [
-        t.InlayHint(position=to_client(doc, line, col), label=label, kind=t.InlayHintKind.Type, padding_left=True)
+        t.InlayHint(position=p.to_client(line, col), label=label, kind=t.InlayHintKind.Type, padding_left=True)
         for line, col, label in hints
     ]
 
@@ -293,8 +287,7 @@ def inlay_hints(ls: NetdslServer, params: t.InlayHintParams):
 @safe(list)
 def completion(ls: NetdslServer, params: t.CompletionParams):
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
-    line, col = from_client(doc, params.position)
+    line, col = ls.positions(uri).from_client(params.position)
     items = completions(ls.analysis(uri), ls.good.get(uri), line, col)
     return t.CompletionList(
         is_incomplete=False,
@@ -309,8 +302,8 @@ def completion(ls: NetdslServer, params: t.CompletionParams):
 @safe()
 def definition(ls: NetdslServer, params: t.DefinitionParams):
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
-    line, col = from_client(doc, params.position)
+    p = ls.positions(uri)
+    line, col = p.from_client(params.position)
     a = ls.analysis(uri)
     word = an.word_at(a.text, line, col)
     if word is None:
@@ -318,7 +311,7 @@ def definition(ls: NetdslServer, params: t.DefinitionParams):
     span = an.definitions(a).get(word)
     if span is None and uri in ls.parsed:
         span = an.definitions(ls.parsed[uri]).get(word)
-    return t.Location(uri, to_range(doc, span)) if span is not None else None
+    return t.Location(uri, to_range(p, span)) if span is not None else None
 
 
 @server.feature(t.TEXT_DOCUMENT_FORMATTING)
@@ -327,7 +320,7 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
     from ..fmt import format_text
 
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
+    doc = ls.document(uri)
     a = ls.analysis(uri)
     if a.program is None:
         return []  # a spec that does not parse is not formatted (the diagnostics say why)
@@ -337,9 +330,7 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
         return []
     if new == doc.source:
         return []
-    # the whole document, counted as LSP counts: `\r\n`, `\r` and `\n` each end a line; columns in UTF-16 units
-    lines = re.split(r"\r\n|\r|\n", doc.source)
-    end = t.Position(len(lines) - 1, len(lines[-1].encode("utf-16-le")) // 2)
+    end = ls.positions(uri).end()  # the whole document, its lines and columns counted as the client counts
     return [t.TextEdit(range=t.Range(t.Position(0, 0), end), new_text=new)]
 
 
@@ -347,11 +338,11 @@ def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
 @safe(list)
 def document_symbols(ls: NetdslServer, params: t.DocumentSymbolParams):
     uri = params.text_document.uri
-    doc = ls.workspace.get_text_document(uri)
+    p = ls.positions(uri)
 
     def convert(sym: an.Symbol) -> t.DocumentSymbol:
-        rng = to_range(doc, sym.span)
-        sel = to_range(doc, sym.select)
+        rng = to_range(p, sym.span)
+        sel = to_range(p, sym.select)
         return t.DocumentSymbol(
             name=sym.name or "?",
             kind=SYMBOLS[sym.kind],
@@ -364,20 +355,14 @@ def document_symbols(ls: NetdslServer, params: t.DocumentSymbolParams):
     return [convert(x) for x in an.symbols(ls.analysis(uri))]
 
 
-class _Brief(logging.Formatter):
-    """One line per problem in the editor's log (a malformed message from the client, say);
-    tracebacks only with --traceback."""
-
-    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
-        return f"  ({ei[0].__name__}: {ei[1]})"
-
-
 def main(traceback: bool = False) -> int:
     handler = logging.StreamHandler()
     fmt = "netdsl lsp: %(message)s"
-    handler.setFormatter(logging.Formatter(fmt) if traceback else _Brief(fmt))
+    handler.setFormatter(logging.Formatter(fmt) if traceback else Brief(fmt))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    if not traceback:
+        quiet_pygls()
     import sys
 
-    server.start_io(stdin=_CappedStdin(sys.stdin.buffer))
-    return 0
+    server.start_io(stdin=CappedStdin(sys.stdin.buffer))
+    return server.protocol.exit_code

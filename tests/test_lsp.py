@@ -239,7 +239,8 @@ def test_missing_pygls_is_a_clear_error(tmp_path):
     (stub / "__init__.py").write_text("raise ImportError('no pygls here', name='pygls')\n")
     env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-m", "netdsl", "lsp"], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 1 and "error[E803]" in proc.stderr and "netdsl[lsp]" in proc.stderr
+    assert proc.returncode == 1 and "netdsl lsp: error[E803]" in proc.stderr and "netdsl[lsp]" in proc.stderr
+    assert "<string>" not in proc.stderr
 
 
 def test_byte_order_mark_is_accepted(lsp):

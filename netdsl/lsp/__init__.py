@@ -27,13 +27,13 @@ def cli(args) -> int:
     try:
         from .server import main
     except ImportError as e:
-        from ..errors import NetdslError
+        from ..errors import NetdslError, Source
 
         err = NetdslError(
             "E803",
             f"netdsl lsp needs the language-server packages ({e.name or e} is not installed)",
             hint="pip install 'netdsl[lsp]'",
-        )
+        ).located(Source("", "netdsl lsp"))  # named by the command, not `<string>` (there is no spec)
         print(err, file=sys.stderr)
         return 1
     try:

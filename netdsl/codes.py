@@ -140,6 +140,12 @@ CODES: dict[str, Code] = {
     "E605": Code(
         "a file of the run directory could not be written (a full disk, a file-size limit); the message names it, and the last complete checkpoint is kept"
     ),
+    "E606": Code(
+        "nothing to train: every weight of the net is frozen, or it has none (batchnorm's moving statistics are not trained)"
+    ),
+    "E607": Code(
+        "not enough memory to build or train the model (its weights alone exceed the machine's memory, or an allocation failed)"
+    ),
     # scaling (netdsl.scale): E63x
     "E630": Code("a bad speed setting from `netdsl.train()`: precision, threads, compile, channels_last, distribute"),
     "E631": Code(

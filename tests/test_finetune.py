@@ -193,3 +193,43 @@ def test_frozen_from_a_parameter_and_in_a_def():
     )
     assert [x.trainable for x in net.layers[:2]] == [0, 4 * 9 * 4 + 4]
     assert netdsl.parse("input 4; dense 3 frozen=fz", fz="true").trainable_params == 0
+
+
+# ---- the one weights reader: never a device or FIFO, never more than the file holds -----
+
+
+@pytest.mark.parametrize("bad", ["/dev/zero", "fifo", "huge-header"])
+def test_weights_reader_refuses_devices_fifos_and_absurd_headers(tmp_path, capsys, bad):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    spec = tmp_path / "p.net"
+    spec.write_text("input 8x8x1\nflatten\ndense 8 relu\ndense 3 softmax\n")
+    if bad == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    elif bad == "huge-header":
+        (tmp_path / bad).write_bytes((2**63).to_bytes(8, "little") + b"{}")
+    path = bad if bad.startswith("/") else str(tmp_path / bad)
+    for argv in (["export", str(spec), "--weights", path, "-o", str(tmp_path / "x.onnx")],):
+        # a subprocess with a memory limit: /dev/zero was read without end
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import resource,sys;resource.setrlimit(resource.RLIMIT_AS,(2<<30,2<<30));"
+                "from netdsl.cli import main;sys.exit(main(sys.argv[1:]))",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env(),
+        )
+        assert r.returncode == 1, r.stderr
+        assert "error[E303]" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(NetdslError) as e:
+        netdsl.parse(spec.read_text()).load_weights(netdsl.parse(spec.read_text()).to_torch(), path)
+    assert e.value.code == "E303"

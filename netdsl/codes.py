@@ -101,7 +101,9 @@ CODES: dict[str, Code] = {
     ),
     "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
     "E450": Code("`--init-from` names a directory that holds no weights.safetensors"),
-    "E451": Code("a bad `--map OLD=NEW`: not two names, a name renamed twice, or two tensors mapped to one"),
+    "E451": Code(
+        "a bad `--map OLD=NEW`: not two names, a name renamed twice, two tensors mapped to one, an OLD the weights do not have or a NEW the net does not have"
+    ),
     "E461": Code(
         "`normalize` given a different number of values than its input has channels",
         "input 8x8x3; normalize mean=0.5x0.5 std=1",

@@ -56,7 +56,7 @@ def _run_parts(target: str, weights: str | None):
         except (OSError, ValueError) as e:
             raise NetdslError("E616", f"`{metrics}`: not readable ({e})") from None
         w = Path(weights) if weights else path / "weights.safetensors"
-        if not w.is_file():
+        if not weights and not w.is_file():  # named weights: the reader says what is wrong with them (E303)
             raise NetdslError("E616", f"`{w}`: no weights (the run is not complete)", hint="finish it with --resume")
         return str(spec), str(w), m
     if not path.exists():

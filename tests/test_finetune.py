@@ -213,7 +213,14 @@ def test_weights_reader_refuses_devices_fifos_and_absurd_headers(tmp_path, capsy
     elif bad == "huge-header":
         (tmp_path / bad).write_bytes((2**63).to_bytes(8, "little") + b"{}")
     path = bad if bad.startswith("/") else str(tmp_path / bad)
-    for argv in (["export", str(spec), "--weights", path, "-o", str(tmp_path / "x.onnx")],):
+    run = tmp_path / "run"  # a run directory as evaluate sees one: --weights names other weights
+    run.mkdir()
+    (run / "spec.net").write_text(spec.read_text())
+    (run / "metrics.json").write_text("{}")
+    for argv in (
+        ["export", str(spec), "--weights", path, "-o", str(tmp_path / "x.onnx")],
+        ["evaluate", str(run), "--weights", path],
+    ):
         # a subprocess with a memory limit: /dev/zero was read without end
         r = subprocess.run(
             [
@@ -233,3 +240,20 @@ def test_weights_reader_refuses_devices_fifos_and_absurd_headers(tmp_path, capsy
     with pytest.raises(NetdslError) as e:
         netdsl.parse(spec.read_text()).load_weights(netdsl.parse(spec.read_text()).to_torch(), path)
     assert e.value.code == "E303"
+
+
+@pytest.mark.parametrize(
+    "mapping, message",
+    [
+        ({"dense_1": "nosuch"}, "--map dense_1=nosuch: the net has no node or weight `nosuch`"),
+        ({"nosuch": "dense_1"}, "--map nosuch=dense_1: the weights have no node or tensor `nosuch`"),
+        ({"dense_1.gamma": "dense_1.kernel"}, "the weights have no node or tensor `dense_1.gamma`"),
+    ],
+)
+def test_a_map_entry_that_names_nothing_is_refused(tmp_path, mapping, message):
+    net = netdsl.parse("input 4; dense 3 relu; dense 2 softmax")
+    _, path = _save(net, tmp_path)
+    with pytest.raises(NetdslError) as e:
+        net.load_weights(net.to_torch(device="cpu"), path, strict=False, mapping=mapping)
+    assert e.value.code == "E451" and message in str(e.value)
+    assert "dense_1, dense_2" in str(e.value)  # what there is

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,7 +234,9 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
     except NetdslError:
         raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise NetdslError("E615", f"{name}: not a readable image ({e})") from None
+        # Pillow names what it read: for standard input that is a buffer's repr, not a name
+        why = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e)) or type(e).__name__
+        raise NetdslError("E615", f"{name}: not a readable image ({why})") from None
 
 
 def predict_cli(args, params: dict) -> int:

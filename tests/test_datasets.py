@@ -535,3 +535,23 @@ def test_evaluate_loss_is_trainings_from_the_logits(tmp_path, capsys, backend):
     assert code == 0
     got = float(out.split("test loss: ")[1].split()[0])
     assert got == pytest.approx(want, rel=1e-3), out
+
+
+def test_a_text_file_named_npz_is_said_to_be_no_zip(tmp_path):
+    from netdsl import data
+
+    (tmp_path / "small.npz").write_text("hello\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for path, said in ((tmp_path / "small.npz", "not a zip/npz file"), (tmp_path / "empty.npz", "it is empty")):
+        for read in (load_npz, data.load_npz):  # an .npz of the user's, and MNIST's
+            err = code_of(read, path)
+            assert err.code in ("E614", "E502") and said in err.message and "pickle" not in err.message, err
+
+
+def test_bad_standard_input_to_predict_names_standard_input(monkeypatch):
+    from netdsl.evaluate import read_image
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"garbage\n")))
+    err = code_of(read_image, "-", (8, 8, 1), False)
+    assert err.code == "E615" and err.message.startswith("standard input: not a readable image (")
+    assert "BytesIO" not in err.message and "0x" not in err.message, err.message

@@ -150,6 +150,8 @@ def evaluate_cli(args, params: dict) -> int:
     given.update({k: v for k, v in (("dataset", args.dataset), ("data", args.data)) if v is not None})
     if args.data is not None and args.dataset is None:
         given.pop("dataset", None)
+    if args.dataset is not None and args.data is None:  # that standard data set, not the run's own files
+        given.pop("data", None)
     out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
     _check_output(out, spec, default=args.output is None)  # before the work: nothing to lose
     recorded = saved.get("data")

@@ -555,3 +555,19 @@ def test_bad_standard_input_to_predict_names_standard_input(monkeypatch):
     err = code_of(read_image, "-", (8, 8, 1), False)
     assert err.code == "E615" and err.message.startswith("standard input: not a readable image (")
     assert "BytesIO" not in err.message and "0x" not in err.message, err.message
+
+
+def test_evaluate_dataset_scores_that_data_set_not_the_runs(tmp_path, capsys):
+    """--dataset mnist on a run trained on an .npz scored the .npz's test set, silently."""
+    pytest.importorskip("torch")
+    from netdsl.cli import main
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), np.arange(30) % 10
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:7], y_test=y[:7])
+    netdsl.train(netdsl.parse("flatten\ndense 10 softmax\n"), data=str(tmp_path / "d.npz"), out=tmp_path / "run")
+    assert main(["evaluate", str(tmp_path / "run"), "-o", str(tmp_path / "c.png")]) == 0
+    assert "d.npz: 7 test images" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "run"), "--dataset", "mnist", "-o", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "d.npz" not in out and "7 test images" not in out, out

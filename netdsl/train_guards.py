@@ -10,6 +10,7 @@ built or trained, is E607 too, not a framework's traceback.
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import NetdslError
 
@@ -72,5 +73,8 @@ def out_of_memory(e: BaseException) -> str | None:
     if isinstance(e, RuntimeError) and (
         "can't allocate memory" in text or "DefaultCPUAllocator" in text or "out of memory" in text.lower()
     ):
+        m = re.search(r"tried to allocate (\d+) bytes", text)  # torch's CPU allocator
+        if m:
+            return f"torch could not allocate {int(m.group(1)):,} bytes"
         return text.splitlines()[0][:160] if text else "out of memory"
     return None

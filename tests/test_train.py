@@ -640,3 +640,22 @@ def test_a_data_path_not_there_is_said_first(capsys, tmp_path):
     assert status == 1
     assert f"error[E502]: `{tmp_path / 'nonexist'}`: no such file or directory" in err and "E602" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_allocation_that_fails_is_e607_not_an_internal_error(tmp_path, data_dir):
+    """Under a 4 GB address-space limit a 5.4 GB dense layer cannot be allocated: torch's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory") was exit 3."""
+    import resource
+
+    spec = tmp_path / "big.net"
+    spec.write_text("flatten\ndense 1700000\ndense 10 softmax\n")  # 1.35e9 params, 5.4 GB
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    cmd = [sys.executable, "-m", "netdsl", "train", str(spec), "--data", str(data_dir), "--out", str(tmp_path / "r")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env(), preexec_fn=limit)
+    assert p.returncode == 1, p.stderr
+    assert "error[E607]: not enough memory to build the model: 1,351,500,010 params" in p.stderr, p.stderr
+    assert "torch could not allocate" in p.stderr and "internal error" not in p.stderr, p.stderr
+    assert not (tmp_path / "r").exists()

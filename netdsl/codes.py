@@ -101,7 +101,9 @@ CODES: dict[str, Code] = {
     ),
     "E412": Code("a net whose weights do not fit in one ONNX file (over 2 GiB, protobuf's limit)"),
     "E450": Code("`--init-from` names a directory that holds no weights.safetensors"),
-    "E451": Code("a bad `--map OLD=NEW`: not two names, a name renamed twice, or two tensors mapped to one"),
+    "E451": Code(
+        "a bad `--map OLD=NEW`: not two names, a name renamed twice, two tensors mapped to one, an OLD the weights do not have or a NEW the net does not have"
+    ),
     "E461": Code(
         "`normalize` given a different number of values than its input has channels",
         "input 8x8x3; normalize mean=0.5x0.5 std=1",
@@ -139,6 +141,12 @@ CODES: dict[str, Code] = {
     ),
     "E605": Code(
         "a file of the run directory could not be written (a full disk, a file-size limit); the message names it, and the last complete checkpoint is kept"
+    ),
+    "E606": Code(
+        "nothing to train: every weight of the net is frozen, or it has none (batchnorm's moving statistics are not trained)"
+    ),
+    "E607": Code(
+        "not enough memory to build or train the model (its weights alone exceed the machine's memory, or an allocation failed)"
     ),
     # scaling (netdsl.scale): E63x
     "E630": Code("a bad speed setting from `netdsl.train()`: precision, threads, compile, channels_last, distribute"),

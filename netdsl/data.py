@@ -235,12 +235,17 @@ def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Da
         raise _bad(path, too_big)
     try:
         with open(path, "rb") as fh:  # our handle: np.load leaks its own on a foreign file
+            why = not_npz(fh)
+            if why:
+                raise _bad(path, why)
             npz = np.load(fh, allow_pickle=False)
             if not hasattr(npz, "files"):
                 raise ValueError("a single .npy array, not an .npz archive")
             with npz as f:
                 arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in f.files}
                 keys = list(f.files)
+    except NetdslError:
+        raise
     except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError...
         raise _bad(path, f"not a readable .npz file ({e})") from None
     if len(arrays) < 4:
@@ -254,6 +259,20 @@ def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Da
         if y.size and (y.min() < 0 or y.max() > 9):
             raise _bad(path, f"y_{split} holds labels outside 0..9 ({y.min()}..{y.max()})")
     return _finish(name, path, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], scale)
+
+
+def not_npz(fh) -> str | None:
+    """Why the open file ``fh`` is not an .npz (a zip archive), from its first bytes, or None.
+
+    np.load takes anything else for a pickle and says "contains pickled (object) data", even of
+    a text file: this names what it is instead.  ``fh`` is left at its start."""
+    head = fh.read(6)
+    fh.seek(0)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return None
+    if head == b"\x93NUMPY":
+        return "a single .npy array, not an .npz archive"
+    return "not a zip/npz file" + (" (it is empty)" if not head else "")
 
 
 def _npz_too_big(path: Path) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,21 +22,19 @@ from .errors import NetdslError
 if TYPE_CHECKING:
     import numpy as np
 
-EPSILON = 1e-7  # Keras's clamp of probabilities in the cross-entropy
-
 
 def scores(probs: np.ndarray, y: np.ndarray, classes: int) -> dict:
-    """Loss, accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    """Accuracy, per-class accuracy and the confusion matrix (rows: true, columns: predicted).
+
+    The loss is not here: it is the trainer's (:func:`_test_loss`), computed from the logits."""
     import numpy as np
 
-    p = np.clip(probs[np.arange(len(y)), y], EPSILON, 1 - EPSILON)
     pred = probs.argmax(1)
     confusion = np.zeros((classes, classes), np.int64)
     np.add.at(confusion, (y, pred), 1)
     totals = confusion.sum(1)
     per_class = [float(confusion[i, i] / totals[i]) if totals[i] else None for i in range(classes)]
     return {
-        "loss": float(-np.log(p).mean()),
         "accuracy": float((pred == y).mean()),
         "per_class_accuracy": per_class,
         "confusion": confusion.tolist(),
@@ -56,7 +55,7 @@ def _run_parts(target: str, weights: str | None):
         except (OSError, ValueError) as e:
             raise NetdslError("E616", f"`{metrics}`: not readable ({e})") from None
         w = Path(weights) if weights else path / "weights.safetensors"
-        if not w.is_file():
+        if not weights and not w.is_file():  # named weights: the reader says what is wrong with them (E303)
             raise NetdslError("E616", f"`{w}`: no weights (the run is not complete)", hint="finish it with --resume")
         return str(spec), str(w), m
     if not path.exists():
@@ -151,6 +150,8 @@ def evaluate_cli(args, params: dict) -> int:
     given.update({k: v for k, v in (("dataset", args.dataset), ("data", args.data)) if v is not None})
     if args.data is not None and args.dataset is None:
         given.pop("dataset", None)
+    if args.dataset is not None and args.data is None:  # that standard data set, not the run's own files
+        given.pop("data", None)
     out = args.output or (str(Path(args.target) / "confusion.png") if run else "confusion.png")
     _check_output(out, spec, default=args.output is None)  # before the work: nothing to lose
     recorded = saved.get("data")
@@ -175,6 +176,8 @@ def evaluate_cli(args, params: dict) -> int:
     datasets.precheck(net, s)
     ds = datasets.load(net, s, test_only=True)
     result = scores(mod.predict(model, ds.x_test), ds.y_test, len(ds.class_names))
+    smoothing = saved.get("label_smoothing", s.label_smoothing)  # the run's (a flag), else the spec's
+    result["loss"] = _test_loss(net, model, backend, ds, float(smoothing or 0.0))
     names = list(ds.class_names)
     print(f"{net.name} on {ds.source}: {len(ds.x_test):,} test images")
     print(f"test loss: {result['loss']:.4f} - test accuracy: {result['accuracy']:.4f}\n")
@@ -186,6 +189,20 @@ def evaluate_cli(args, params: dict) -> int:
         raise NetdslError("E616", str(e)) from None
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _test_loss(net, model, backend: str, ds, smoothing: float) -> float:
+    """The test loss as training computes it (the trainer's own function: a softmax scored on its
+    logits, the run's label smoothing), not from clipped probabilities, which disagreed."""
+    if backend == "torch":
+        from .backends import torch_train
+
+        return torch_train.evaluate(model, ds.x_test, ds.y_test, torch_train.recipe.output_kind(net.graph), smoothing)[
+            0
+        ]
+    from .backends import keras_train
+
+    return keras_train.evaluate(net, model, ds.x_test, ds.y_test, smoothing)[0]
 
 
 def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
@@ -219,7 +236,9 @@ def read_image(path: str, shape: tuple, resize: bool) -> np.ndarray:
     except NetdslError:
         raise
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise NetdslError("E615", f"{name}: not a readable image ({e})") from None
+        # Pillow names what it read: for standard input that is a buffer's repr, not a name
+        why = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(e)) or type(e).__name__
+        raise NetdslError("E615", f"{name}: not a readable image ({why})") from None
 
 
 def predict_cli(args, params: dict) -> int:

@@ -52,6 +52,11 @@ def _pause(point: str) -> None:
 
 
 def _sha256(path: Path) -> str:
+    """The file's sha256; "" for a device or FIFO put in its place (read_bytes never ended on /dev/zero)."""
+    import stat
+
+    if not stat.S_ISREG(os.stat(path).st_mode):  # (OSError, a missing file: the caller says so)
+        return ""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

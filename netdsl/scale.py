@@ -269,12 +269,13 @@ def launch_cli(args, out: str) -> int:
         free = len(os.sched_getaffinity(0)) - (busy or 0)
         threads = max(1, math.floor((free + 0.5) / args.nproc))
     code = launch(args, out, args.nproc, threads)
-    if code == 130:
+    if code in (130, 143):
         from .rundir import RunDir
 
         resumable = RunDir(out).is_ours()
         advice = "continue with" if resumable else "nothing was written yet; start it again with"
-        print(f"\nnetdsl: interrupted; {advice}: {again(args, out, resumable)}", file=sys.stderr)
+        what = "terminated (SIGTERM)" if code == 143 else "interrupted"
+        print(f"\nnetdsl: {what}; {advice}: {again(args, out, resumable)}", file=sys.stderr)
     return code
 
 
@@ -336,21 +337,52 @@ def launch(args, out: str, nproc: int, threads: int | None = None) -> int:
     reader = threading.Thread(target=_relay, args=(proc.stderr, failed), daemon=True)
     reader.start()
     interrupted = False
+    terminated: list = []
+
+    def on_term(signum, frame):  # SIGTERM (kill, a job scheduler): stop the ranks as Ctrl-C does
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        before = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread: the default stays
+        before = None
+    try:
+        code = _wait(proc)
+    except _Interrupted:
+        interrupted = True
+        code = None
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+    reader.join(timeout=5)
+    if interrupted:
+        return 143 if terminated else 130
+    return _outcome(code, failed, nproc, out)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _wait(proc) -> int:
+    """torchrun's exit code; _Interrupted once a Ctrl-C (or SIGTERM) has stopped it."""
     while True:
         try:
             code = proc.wait()
             break
         except KeyboardInterrupt:
-            interrupted = True
             proc.send_signal(signal.SIGINT)  # torchrun passes it to every rank
             try:
-                code = proc.wait(timeout=30)
-                break
+                proc.wait(timeout=30)
             except (subprocess.TimeoutExpired, KeyboardInterrupt):
                 os.killpg(proc.pid, signal.SIGKILL)
-    reader.join(timeout=5)
-    if interrupted:
-        return 130
+                proc.wait()
+            raise _Interrupted from None
+    return code
+
+
+def _outcome(code: int, failed: dict, nproc: int, out: str) -> int:
     if code == 0:
         return 0
     if failed.get("said"):  # a rank gave its own error (E6xx): that is the message

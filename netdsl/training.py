@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import recipe, scale
+from . import recipe, scale, train_guards
 from . import settings as table
 from .errors import NetdslError, Source, did_you_mean
 from .files import write_atomic as _write
@@ -356,6 +356,15 @@ def _fit(net, given: dict, model=None, on_epoch=None, arrays=None) -> dict:
     run = RunDir(given.get("out") if world.main else None)
     try:
         return _fit_in(run, net, given, model, world, on_epoch, arrays)
+    except (MemoryError, RuntimeError) as e:  # (TensorFlow's ResourceExhaustedError is neither)
+        why = train_guards.out_of_memory(e)
+        if why is None:
+            raise
+        raise train_guards.too_big(net, why) from None
+    except Exception as e:
+        if type(e).__name__ != "ResourceExhaustedError":
+            raise
+        raise train_guards.too_big(net, train_guards.out_of_memory(e)) from None
     finally:
         run.release()
 
@@ -375,6 +384,8 @@ def _open(run: RunDir, net, given: dict, arrays=None) -> tuple[dict | None, Sett
     manifest = None
     restart = None  # the settings of a run stopped before its first checkpoint
     restarting = False  # --resume of a run that has no checkpoint yet: it starts over
+    train_guards.check_trainable(net)  # E606: nothing to train
+    train_guards.check_memory(net)  # E607: the weights alone exceed the machine's memory
     if given.get("resume") and given.get("init_from"):
         raise NetdslError("E601", "--init-from starts a new run from those weights; --resume continues a run's own")
     if given.get("resume"):

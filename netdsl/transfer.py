@@ -87,6 +87,38 @@ def _rename(key: str, mapping: dict[str, str]) -> str:
     return f"{mapping[node]}.{weight}" if node in mapping else key
 
 
+def _names(keys) -> tuple[set, list]:
+    """(every node and node.weight name of ``keys``, the node names in order)."""
+    nodes = list(dict.fromkeys(k.partition(".")[0] for k in keys))
+    return set(keys) | set(nodes), nodes
+
+
+def _listed(items: list) -> str:
+    shown = ", ".join(items[:SHOWN])
+    return (shown + (f", and {len(items) - SHOWN} more" if len(items) > SHOWN else "")) or "none"
+
+
+def _check_mapping(mapping: dict[str, str], tensors: dict, expected: dict) -> None:
+    """Every --map entry must name something there: OLD in the weights, NEW in the net (E451).
+
+    An entry that matched nothing was accepted silently ("loaded 0 tensors")."""
+    have, have_nodes = _names(sorted(tensors))
+    want, want_nodes = _names(list(expected))
+    for old, new in mapping.items():
+        if old not in have:
+            raise NetdslError(
+                "E451",
+                f"--map {old}={new}: the weights have no node or tensor `{old}`",
+                hint=f"their nodes: {_listed(have_nodes)}",
+            )
+        if new not in want:
+            raise NetdslError(
+                "E451",
+                f"--map {old}={new}: the net has no node or weight `{new}`",
+                hint=f"its nodes with weights: {_listed(want_nodes)}",
+            )
+
+
 def match(net, tensors: dict, mapping: dict[str, str] | None = None) -> tuple[dict, LoadReport]:
     """The tensors that fit ``net`` (float32, checked finite) and the report on all of them."""
     import numpy as np
@@ -94,6 +126,7 @@ def match(net, tensors: dict, mapping: dict[str, str] | None = None) -> tuple[di
     from .weights import specs
 
     mapping = mapping or {}
+    _check_mapping(mapping, tensors, specs(net))
     renamed: dict = {}
     for key, t in tensors.items():
         new = _rename(key, mapping)

@@ -13,7 +13,6 @@ import json
 import os
 import struct
 import sys
-from pathlib import Path
 
 from . import ops
 from .errors import NetdslError
@@ -114,18 +113,54 @@ def save(net, model, path: str | os.PathLike) -> None:
         raise NetdslError("E303", f"cannot write `{path}`: {e.strerror or e}") from None
 
 
+# safetensors' own cap on the JSON header; a weights file is read whole, so it is also capped
+MAX_HEADER = 100 << 20
+MAX_FILE = 64 << 30
+
+
+def _read_bytes(path) -> bytes:
+    """A regular file's bytes, read only up to the size it has: a device or FIFO is refused.
+
+    ``/dev/zero`` passed for weights made ``read_bytes`` grow without limit.
+    """
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO without a writer: no hang
+    except OSError as e:
+        raise NetdslError("E303", f"cannot read `{path}`: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise NetdslError("E303", f"cannot read `{path}`: it is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise NetdslError("E303", f"`{path}` is not a regular file (a device, FIFO or socket), not a weights file")
+        if st.st_size > MAX_FILE:
+            raise NetdslError("E303", f"`{path}` is {st.st_size:,} bytes, more than a weights file netdsl reads")
+        chunks, left = [], st.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise NetdslError("E303", f"cannot read `{path}`: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
 def read(path: str | os.PathLike) -> dict:
     """The tensors of a weights file, or E303 for anything that is not one."""
     from safetensors.numpy import load as from_bytes
 
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise NetdslError("E303", f"cannot read `{path}`: {e.strerror or e}") from None
-    if len(data) < 8 or struct.unpack("<Q", data[:8])[0] > len(data) - 8:
+    data = _read_bytes(path)
+    size = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else None
+    if size is None or size > len(data) - 8 or size > MAX_HEADER:
         raise NetdslError("E303", f"`{path}` is not a safetensors weights file (truncated or foreign)")
     try:
-        header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])
+        header = json.loads(data[8 : 8 + size])
         meta = header.get("__metadata__") or {}
         tensors = from_bytes(data)
     except Exception as e:  # safetensors raises its own error type for a damaged file

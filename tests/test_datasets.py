@@ -507,3 +507,67 @@ def test_evaluate_checks_only_the_test_split(tmp_path):
     assert "Warning" not in p.stderr, p.stderr
     err = code_of(load_npz, tmp_path / "nan.npz")  # training still refuses it
     assert err.code == "E614" and "x_train[0]" in err.message
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_evaluate_loss_is_trainings_from_the_logits(tmp_path, capsys, backend):
+    """Confidently wrong predictions: the loss from the logits, as training reports it (evaluate
+    clipped the probabilities at 1e-7, which capped each image's loss at 16.1)."""
+    pytest.importorskip("torch" if backend == "torch" else "tensorflow")
+    from safetensors.numpy import save_file
+
+    from netdsl.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    y = rng.integers(0, 3, 40)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    (tmp_path / "p.net").write_text("input 8x8x1\nflatten\ndense 3 softmax\n")
+    kernel = rng.normal(0, 8, (64, 3)).astype(np.float32)
+    save_file({"dense_1.kernel": kernel, "dense_1.bias": np.zeros(3, np.float32)}, str(tmp_path / "w.safetensors"))
+    logits = (x.reshape(40, 64) / np.float32(255)).astype(np.float64) @ kernel
+    top = logits.max(1)
+    want = float(np.mean(top + np.log(np.exp(logits - top[:, None]).sum(1)) - logits[np.arange(40), y]))
+    assert want > 17  # beyond what the clipped loss could give
+    argv = ["evaluate", str(tmp_path / "p.net"), "--weights", str(tmp_path / "w.safetensors")]
+    code = main([*argv, "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "c.png"), "-b", backend])
+    out = capsys.readouterr().out
+    assert code == 0
+    got = float(out.split("test loss: ")[1].split()[0])
+    assert got == pytest.approx(want, rel=1e-3), out
+
+
+def test_a_text_file_named_npz_is_said_to_be_no_zip(tmp_path):
+    from netdsl import data
+
+    (tmp_path / "small.npz").write_text("hello\n")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    for path, said in ((tmp_path / "small.npz", "not a zip/npz file"), (tmp_path / "empty.npz", "it is empty")):
+        for read in (load_npz, data.load_npz):  # an .npz of the user's, and MNIST's
+            err = code_of(read, path)
+            assert err.code in ("E614", "E502") and said in err.message and "pickle" not in err.message, err
+
+
+def test_bad_standard_input_to_predict_names_standard_input(monkeypatch):
+    from netdsl.evaluate import read_image
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"garbage\n")))
+    err = code_of(read_image, "-", (8, 8, 1), False)
+    assert err.code == "E615" and err.message.startswith("standard input: not a readable image (")
+    assert "BytesIO" not in err.message and "0x" not in err.message, err.message
+
+
+def test_evaluate_dataset_scores_that_data_set_not_the_runs(tmp_path, capsys):
+    """--dataset mnist on a run trained on an .npz scored the .npz's test set, silently."""
+    pytest.importorskip("torch")
+    from netdsl.cli import main
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), np.arange(30) % 10
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:7], y_test=y[:7])
+    netdsl.train(netdsl.parse("flatten\ndense 10 softmax\n"), data=str(tmp_path / "d.npz"), out=tmp_path / "run")
+    assert main(["evaluate", str(tmp_path / "run"), "-o", str(tmp_path / "c.png")]) == 0
+    assert "d.npz: 7 test images" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "run"), "--dataset", "mnist", "-o", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "d.npz" not in out and "7 test images" not in out, out

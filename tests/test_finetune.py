@@ -193,3 +193,67 @@ def test_frozen_from_a_parameter_and_in_a_def():
     )
     assert [x.trainable for x in net.layers[:2]] == [0, 4 * 9 * 4 + 4]
     assert netdsl.parse("input 4; dense 3 frozen=fz", fz="true").trainable_params == 0
+
+
+# ---- the one weights reader: never a device or FIFO, never more than the file holds -----
+
+
+@pytest.mark.parametrize("bad", ["/dev/zero", "fifo", "huge-header"])
+def test_weights_reader_refuses_devices_fifos_and_absurd_headers(tmp_path, capsys, bad):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    spec = tmp_path / "p.net"
+    spec.write_text("input 8x8x1\nflatten\ndense 8 relu\ndense 3 softmax\n")
+    if bad == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    elif bad == "huge-header":
+        (tmp_path / bad).write_bytes((2**63).to_bytes(8, "little") + b"{}")
+    path = bad if bad.startswith("/") else str(tmp_path / bad)
+    run = tmp_path / "run"  # a run directory as evaluate sees one: --weights names other weights
+    run.mkdir()
+    (run / "spec.net").write_text(spec.read_text())
+    (run / "metrics.json").write_text("{}")
+    for argv in (
+        ["export", str(spec), "--weights", path, "-o", str(tmp_path / "x.onnx")],
+        ["evaluate", str(run), "--weights", path],
+    ):
+        # a subprocess with a memory limit: /dev/zero was read without end
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import resource,sys;resource.setrlimit(resource.RLIMIT_AS,(2<<30,2<<30));"
+                "from netdsl.cli import main;sys.exit(main(sys.argv[1:]))",
+                *argv,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env(),
+        )
+        assert r.returncode == 1, r.stderr
+        assert "error[E303]" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(NetdslError) as e:
+        netdsl.parse(spec.read_text()).load_weights(netdsl.parse(spec.read_text()).to_torch(), path)
+    assert e.value.code == "E303"
+
+
+@pytest.mark.parametrize(
+    "mapping, message",
+    [
+        ({"dense_1": "nosuch"}, "--map dense_1=nosuch: the net has no node or weight `nosuch`"),
+        ({"nosuch": "dense_1"}, "--map nosuch=dense_1: the weights have no node or tensor `nosuch`"),
+        ({"dense_1.gamma": "dense_1.kernel"}, "the weights have no node or tensor `dense_1.gamma`"),
+    ],
+)
+def test_a_map_entry_that_names_nothing_is_refused(tmp_path, mapping, message):
+    net = netdsl.parse("input 4; dense 3 relu; dense 2 softmax")
+    _, path = _save(net, tmp_path)
+    with pytest.raises(NetdslError) as e:
+        net.load_weights(net.to_torch(device="cpu"), path, strict=False, mapping=mapping)
+    assert e.value.code == "E451" and message in str(e.value)
+    assert "dense_1, dense_2" in str(e.value)  # what there is

@@ -712,3 +712,17 @@ def test_the_advice_after_ctrl_c_works(tmp_path, tiny, data_dir, point, resumabl
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_fifo_in_place_of_a_checkpoint_file_is_damage_not_a_hang(capsys, tmp_path, data_dir, finished_run):
+    import os
+    import shutil
+
+    spec, done = finished_run
+    out = tmp_path / "run"
+    shutil.copytree(done, out)
+    victim = out / "checkpoint" / "epoch-2.weights.safetensors"
+    victim.unlink()
+    os.mkfifo(victim)  # reading it waited for a writer forever (and /dev/zero's like grew without end)
+    status, stdout, err = train_cli(capsys, spec, "--data", data_dir, "--out", out, "--resume", "--epochs", "3")
+    assert status == 1 and "error[E603]" in err and "is damaged" in err, err

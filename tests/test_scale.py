@@ -407,7 +407,9 @@ def test_a_killed_rank_ends_the_job_and_resume_finishes_it_with_another_n(tmp_pa
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_every_rank(tmp_path, data_dir):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_every_rank(tmp_path, data_dir, sig, status):
+    """Ctrl-C, and SIGTERM likewise (it exited -15 with no advice): every rank stops, the advice."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "netdsl", "train", str(LENET), "--data", str(data_dir), "--out", str(out)]
     proc = subprocess.Popen(
@@ -424,7 +426,7 @@ def test_ctrl_c_stops_every_rank(tmp_path, data_dir):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         ranks = _ranks(proc.pid)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         err = proc.stderr.read()
         proc.wait(timeout=40)
     finally:
@@ -432,8 +434,8 @@ def test_ctrl_c_stops_every_rank(tmp_path, data_dir):
             proc.kill()
             proc.wait()
         proc.stderr.close()
-    assert proc.returncode == 130, err
-    assert "interrupted; continue with: netdsl train" in err and "--nproc 2 --resume" in err, err
+    assert proc.returncode == status, err
+    assert "; continue with: netdsl train" in err and "--nproc 2 --resume" in err, err
     assert "--epochs 50 --batch 4" in err, err  # the user's flags, repeated
     assert "Traceback" not in err, err
     time.sleep(0.5)

@@ -602,3 +602,60 @@ def test_optimizer_case_keeps_the_specs_learning_rate():
     net = netdsl.parse("flatten; dense 10 softmax\ntrain adam lr=0.003")
     assert resolve(net, {"optimizer": "Adam"}).lr == 0.003
     assert resolve(net, {"optimizer": "sgd"}).lr == 0.01  # another optimizer: its own default
+
+
+# ---- refused before training: nothing to train, too big, a --data path not there -------
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_nothing_trainable_is_refused_before_the_run(capsys, tmp_path, data_dir, backend):
+    path = tmp_path / "frozen.net"
+    path.write_text("flatten\ndense 10 softmax frozen=true\n")
+    status, stdout, err = train_cli(capsys, path, "--data", data_dir, "--out", tmp_path / "run", "-b", backend)
+    assert status == 1, err
+    assert f"{path}:2:1: error[E606]: nothing to train: every weight of the net is frozen" in err
+    assert "Epoch" not in stdout and not (tmp_path / "run").exists()
+
+
+def test_batchnorm_statistics_alone_are_nothing_to_train(tmp_path):
+    net = netdsl.parse("input 28x28x1\nbatchnorm frozen=true\nflatten\ndense 10 softmax frozen=true\n")
+    with pytest.raises(NetdslError) as e:
+        netdsl.train(net, data=str(tmp_path))
+    assert e.value.code == "E606"
+
+
+def test_a_net_too_big_for_memory_is_refused(capsys, tmp_path, data_dir):
+    path = tmp_path / "big.net"
+    path.write_text("flatten\ndense 100000000 relu\ndense 10 softmax\n")  # 79.5e9 params: 318 GB of weights
+    status, stdout, err = train_cli(capsys, path, "--data", data_dir, "--out", tmp_path / "run")
+    assert status == 1, err
+    assert "error[E607]: not enough memory to build the model: 79,500,000,010 params need ~318.0 GB" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_path_not_there_is_said_first(capsys, tmp_path):
+    path = tmp_path / "small.net"
+    path.write_text("input 8x8x1\nflatten\ndense 3 softmax\n")  # not MNIST's shape: E602 came first
+    status, _, err = train_cli(capsys, path, "--data", tmp_path / "nonexist", "--out", tmp_path / "run")
+    assert status == 1
+    assert f"error[E502]: `{tmp_path / 'nonexist'}`: no such file or directory" in err and "E602" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_allocation_that_fails_is_e607_not_an_internal_error(tmp_path, data_dir):
+    """Under a 4 GB address-space limit a 5.4 GB dense layer cannot be allocated: torch's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory") was exit 3."""
+    import resource
+
+    spec = tmp_path / "big.net"
+    spec.write_text("flatten\ndense 1700000\ndense 10 softmax\n")  # 1.35e9 params, 5.4 GB
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    cmd = [sys.executable, "-m", "netdsl", "train", str(spec), "--data", str(data_dir), "--out", str(tmp_path / "r")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=_env(), preexec_fn=limit)
+    assert p.returncode == 1, p.stderr
+    assert "error[E607]: not enough memory to build the model: 1,351,500,010 params" in p.stderr, p.stderr
+    assert "torch could not allocate" in p.stderr and "internal error" not in p.stderr, p.stderr
+    assert not (tmp_path / "r").exists()

@@ -125,6 +125,19 @@ class _NaNStop(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def evaluate(net, model, x, y, smoothing: float = 0.0) -> tuple[float, float]:
+    """(mean loss, accuracy) of an uncompiled ``model`` (``netdsl evaluate``): compiled with the
+    trainer's own loss first, so the test loss is the one training reported."""
+    with backend._calm():
+        model.compile(
+            loss=loss(recipe.output_kind(net.graph), smoothing, int(net.output_shape[-1])), metrics=["accuracy"]
+        )
+        r = model.evaluate(
+            np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64), batch_size=EVAL_BATCH, verbose=0
+        )
+    return float(r[0]), float(r[1])
+
+
 class Trainer:
     """One compiled Keras model and the training set (numpy, channels last)."""
 

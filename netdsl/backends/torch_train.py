@@ -18,6 +18,7 @@ both frameworks the same gradients and compare.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -230,6 +231,42 @@ def _mean_loss(losses: list, b: int, n: int) -> float:
     return float((t[:-1].sum() * b + t[-1] * last) / n)
 
 
+def evaluate(
+    model, x, y, kind: str, smoothing: float = 0.0, device="cpu", world=None, autocast=None, fmt=None
+) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``model`` in inference mode over channels-last numpy images.
+
+    The one scoring of a test set: the trainer's validation and test loss, and ``netdsl
+    evaluate``'s, all by :func:`scores` (a final softmax scored on its logits).  Under torchrun
+    each rank scores every N-th chunk and the sums are all-reduced (the buffers, batchnorm's
+    running statistics, are rank 0's first, as DDP's are at each step).
+    """
+    world = world or torch_scale.World()
+    autocast = autocast or contextlib.nullcontext
+    fmt = fmt or torch.contiguous_format
+    torch_scale.sync_buffers(model, world)
+    was = model.training
+    model.eval()
+    total, hits = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
+    losses, right = [], []
+    with torch.no_grad():
+        for k, i in enumerate(range(0, len(y), EVAL_BATCH)):
+            if k % world.size != world.rank:
+                continue
+            xb = _nchw(x[i : i + EVAL_BATCH], device).contiguous(memory_format=fmt)
+            yb = _tensor(y[i : i + EVAL_BATCH], np.int64).to(device)
+            with autocast():
+                loss, out = scores(model, xb, yb, kind, smoothing)  # as Keras reports it
+            losses.append(loss.float() * len(yb))
+            right.append((out.argmax(1) == yb).sum())
+    model.train(was)
+    if losses:
+        total = torch.stack(losses).cpu().double().sum()  # on the CPU: MPS has no float64
+        hits = torch.stack(right).sum().cpu()
+    total, count = torch_scale.all_sum([float(total), float(hits)], world, device)
+    return total / len(y), int(count) / len(y)
+
+
 class Trainer:
     """One model, its optimizer and the training set on ``device``."""
 
@@ -330,34 +367,11 @@ class Trainer:
         return int(bad.nonzero()[0, 0]) + 1 if bool(bad.any()) else None
 
     def evaluate(self, x, y) -> tuple[float, float]:
-        """(mean loss, accuracy) in inference mode over channels-last numpy images.
-
-        Under torchrun each rank scores every N-th chunk and the sums are all-reduced (the
-        buffers, batchnorm's running statistics, are rank 0's first, as DDP's are at each step).
-        """
-        model, world = self.model, self.world
-        torch_scale.sync_buffers(model, world)
-        was = model.training
-        model.eval()
-        total, hits = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.int64)
-        losses, right = [], []
+        """(mean loss, accuracy) in inference mode over channels-last numpy images (see :func:`evaluate`)."""
         fmt = torch.channels_last if self.s.channels_last else torch.contiguous_format
-        with torch.no_grad():
-            for k, i in enumerate(range(0, len(y), EVAL_BATCH)):
-                if k % world.size != world.rank:
-                    continue
-                xb = _nchw(x[i : i + EVAL_BATCH], self.device).contiguous(memory_format=fmt)
-                yb = _tensor(y[i : i + EVAL_BATCH], np.int64).to(self.device)
-                with self.autocast():
-                    loss, out = scores(model, xb, yb, self.kind, self.s.label_smoothing)  # as Keras reports it
-                losses.append(loss.float() * len(yb))
-                right.append((out.argmax(1) == yb).sum())
-        model.train(was)
-        if losses:
-            total = torch.stack(losses).cpu().double().sum()  # on the CPU: MPS has no float64
-            hits = torch.stack(right).sum().cpu()
-        total, count = torch_scale.all_sum([float(total), float(hits)], world, self.device)
-        return total / len(y), int(count) / len(y)
+        return evaluate(
+            self.model, x, y, self.kind, self.s.label_smoothing, self.device, self.world, self.autocast, fmt
+        )
 
     # -- checkpoints: tensors to safetensors, the rest to JSON ------------------------------
 

@@ -43,7 +43,10 @@ def kind(s, arrays=None) -> str:
 
 
 def precheck(net, s, arrays=None) -> None:
-    """Before any data is read: a standard data set's shape and classes."""
+    """Before any data is read: a --data path that is not there, then a standard data set's shape and classes."""
+    path = _user_path(s) if arrays is None else None
+    if path is not None and not path.exists():  # else it reads as "the net does not fit MNIST"
+        raise NetdslError("E502", f"`{path}`: no such file or directory (--data)")
     k = kind(s, arrays)
     if k in STANDARD:
         shape, classes = STANDARD[k]

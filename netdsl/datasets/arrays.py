@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..data import MAX_ITEMS, Dataset, _npz_too_big
+from ..data import MAX_ITEMS, Dataset, _npz_too_big, not_npz
 from ..errors import NetdslError
 
 if TYPE_CHECKING:
@@ -43,12 +43,17 @@ def load_npz(
         raise _bad(where, too_big)
     try:
         with open(path, "rb") as fh:
+            why = not_npz(fh)
+            if why:
+                raise _bad(where, why)
             npz = np.load(fh, allow_pickle=False)
             if not hasattr(npz, "files"):
                 raise ValueError("a single .npy array, not an .npz archive")
             with npz as f:
                 arrays = {k: f[k] for k in (*KEYS, "class_names") if k in f.files}
                 keys = list(f.files)
+    except NetdslError:
+        raise
     except Exception as e:  # BadZipFile, ValueError (pickled objects), OSError, ...
         raise _bad(where, f"not a readable .npz file ({e})") from None
     missing = [k for k in KEYS if k not in arrays]

@@ -195,6 +195,33 @@ def test_a_foreign_sqlite_database_is_refused_untouched(spec, data, tmp_path, ca
     assert main(argv) == 1 and not new.exists() and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("tables", [("trials", "patients"), ("studies",), ("trials",)])
+def test_a_foreign_database_with_optuna_table_names_is_refused_untouched(spec, tmp_path, capsys, tables):
+    """Another program's `trials`/`studies` table is not Optuna's (its key column differs)."""
+    import sqlite3
+
+    db = tmp_path / "clin.db"
+    con = sqlite3.connect(db)
+    for name in tables:
+        con.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute(f"INSERT INTO {name} (name) VALUES ('x')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    argv = ["sweep", str(spec), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{db}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]" in err and "a SQLite database of something else" in err and tables[0] in err, err
+    assert db.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_a_directory_as_sqlite_storage_is_named_so(spec, tmp_path, capsys):
+    argv = ["sweep", str(spec), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{tmp_path}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]" in err and "is a directory" in err and not (tmp_path / "o").exists(), err
+
+
 def test_sweep_directory_made_by_many_processes_at_once(tmp_path):
     """Several sweeps started together on one new -o DIR: each step tolerates a sibling having
     done it first, and a sibling's half-made directory (only the marker yet) is not foreign."""

@@ -75,6 +75,7 @@ class Screen:
         from .frontend.spaces import extract
 
         self.source, self.params, self.input_shape, self.opts, self.name = source, params, input_shape, opts, name
+        self._data: dict = {}  # (data set, input and output shape) -> None (it fits) or its E602
         try:
             self.program = parse_program(source.text)
             self.space = extract(self.program, source.text)
@@ -105,13 +106,14 @@ class Screen:
         """(net, None) for a candidate that can be trained, else (None, reason)."""
         from .frontend.driver import compile_program
         from .net import Net
-        from .training import check_net, resolve
+        from .training import resolve
 
         try:
             graph = compile_program(self.source, self.program, self.params, self.input_shape, self.space, dict(values))
             net = Net(graph, self.source, self.name)
-            check_net(net)
-            resolve(net, {k: v for k, v in self.opts.train.items() if v is not None})
+            settings = {k: v for k, v in self.opts.train.items() if v is not None}
+            arrays = settings.pop("data", None) if not isinstance(settings.get("data"), (str, os.PathLike)) else None
+            self._fits_data(net, resolve(net, settings), arrays)
         except NetdslError as e:
             first = e.errors[0] if getattr(e, "errors", None) else e
             where = f" (line {first.span.line})" if first.span else ""
@@ -121,6 +123,28 @@ class Screen:
         if self.opts.max_macs is not None and net.total_macs > self.opts.max_macs:
             return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
         return net, None
+
+
+    def _fits_data(self, net, s, arrays) -> None:
+        """E602 unless the candidate takes the samples of the data set the sweep trains on and
+        gives one score per class (as `netdsl train` holds it).  A standard data set's shape is
+        known; a user's (.npz, image folder, arrays) is read once per input and output shape,
+        since only those decide, and not kept."""
+        from . import datasets
+
+        k = datasets.kind(s, arrays)
+        if k in datasets.STANDARD:
+            datasets.precheck(net, s, arrays)
+            return
+        key = (k, s.data, s.scale, getattr(s, "resize", None), tuple(net.input_shape[1:]), tuple(net.output_shape[1:]))
+        if key not in self._data:
+            try:
+                datasets.load(net, s, arrays)
+                self._data[key] = None
+            except NetdslError as e:
+                self._data[key] = e
+        if self._data[key] is not None:
+            raise self._data[key]
 
 
 _BUDGET = re.compile(r"([\d,]+) (params|MACs), over ")

@@ -106,6 +106,50 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
     assert metrics["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"], abs=1e-6)
 
 
+SMALL = """\
+input 8x8x1
+flatten
+dense choice(4, 8) relu
+dense 3 softmax
+train adam lr=log(1e-3, 1e-2) epochs=1 batch=16
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """8x8 grayscale images of 3 classes in an .npz (not MNIST's shape)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("small")
+    arrays = {
+        "x_train": rng.integers(0, 256, (64, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(64) % 3,
+        "x_test": rng.integers(0, 256, (24, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(24) % 3,
+    }
+    np.savez(d / "small.npz", **arrays)
+    return d / "small.npz"
+
+
+def test_candidates_are_checked_against_the_data_the_sweep_trains_on(small, tmp_path, capsys):
+    """An 8x8 net of 3 classes sweeps on an 8x8 .npz (it was held to MNIST's 28x28x1); a
+    candidate of another output size is pruned with the data set's reason."""
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("dense 3 softmax", "dense choice(3, 5) softmax"))
+    out = tmp_path / "sw"
+    argv = ["sweep", p, "--data", small, "--trials", "2", "-o", out, "-q", "--no-prune"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    study = load(out)
+    assert len(trained(study)) == 2 and all(t.params["dense@4"] == 3 for t in trained(study))
+    reasons = [t.user_attrs["reason"] for t in rejected(study)]
+    reasons += [r.split(",", 3)[2] for r in (out / "rejected.csv").read_text().splitlines()[1:]] if (
+        out / "rejected.csv"
+    ).exists() else []
+    assert reasons and all("E602" in r and "3 classes" in r for r in reasons), reasons
+    assert "MNIST" not in (out / "trials.csv").read_text()
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

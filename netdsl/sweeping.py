@@ -124,7 +124,6 @@ class Screen:
             return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
         return net, None
 
-
     def _fits_data(self, net, s, arrays) -> None:
         """E602 unless the candidate takes the samples of the data set the sweep trains on and
         gives one score per class (as `netdsl train` holds it).  A standard data set's shape is

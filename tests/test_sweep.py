@@ -143,9 +143,11 @@ def test_candidates_are_checked_against_the_data_the_sweep_trains_on(small, tmp_
     study = load(out)
     assert len(trained(study)) == 2 and all(t.params["dense@4"] == 3 for t in trained(study))
     reasons = [t.user_attrs["reason"] for t in rejected(study)]
-    reasons += [r.split(",", 3)[2] for r in (out / "rejected.csv").read_text().splitlines()[1:]] if (
-        out / "rejected.csv"
-    ).exists() else []
+    reasons += (
+        [r.split(",", 3)[2] for r in (out / "rejected.csv").read_text().splitlines()[1:]]
+        if (out / "rejected.csv").exists()
+        else []
+    )
     assert reasons and all("E602" in r and "3 classes" in r for r in reasons), reasons
     assert "MNIST" not in (out / "trials.csv").read_text()
 

@@ -145,6 +145,20 @@ class Screen:
         if self._data[key] is not None:
             raise self._data[key]
 
+    def resolved(self, values: dict, net):
+        """The candidate as a plain spec (every search space written as its value, as best.net
+        is): what its trial trains, so that the run directory's spec.net rebuilds this very
+        net for `netdsl evaluate`/`predict`/`train --resume`, not the spec's default."""
+        from .frontend.spaces import plain_text
+        from .net import compile_source
+
+        try:
+            text = plain_text(self.source.text, self.space, values)
+            plain = compile_source(Source(text, self.source.filename), self.params, self.input_shape, self.name)
+        except NetdslError:  # (cannot happen: the same values, written out) train what was checked
+            return net
+        return plain if plain.total_params == net.total_params else net
+
 
 _BUDGET = re.compile(r"([\d,]+) (params|MACs), over ")
 
@@ -397,7 +411,7 @@ class Sweep:
         trial.set_user_attr("params", net.total_params)
         trial.set_user_attr("macs", net.total_macs)
         self.trained += 1
-        self._train(trial, net, values)
+        self._train(trial, self.screen.resolved(values, net), values)
         return True
 
     def _duplicate(self, trial, values: dict) -> str | None:

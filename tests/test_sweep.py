@@ -152,6 +152,25 @@ def test_candidates_are_checked_against_the_data_the_sweep_trains_on(small, tmp_
     assert "MNIST" not in (out / "trials.csv").read_text()
 
 
+def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, capsys):
+    """Each trial's spec.net is its candidate written out (no search space left), so evaluate
+    rebuilds the net that was trained, not the spec's default (tanh was evaluated as relu)."""
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("dense choice(4, 8) relu", "dense 6 choice(relu, tanh)"))
+    out = tmp_path / "sw"
+    argv = ["sweep", p, "--data", small, "--trials", "2", "-o", out, "-q", "--no-prune", "--seed", "3"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    done = trained(load(out))
+    assert "tanh" in {t.params["dense@3"] for t in done}  # not the default (relu)
+    for t in done:
+        run = t.user_attrs["run"]
+        text = (out / "trials" / run.rsplit("/", 1)[-1] / "spec.net").read_text()
+        assert "choice(" not in text and f"dense 6 {t.params['dense@3']}" in text
+        capsys.readouterr()
+        assert main(["evaluate", run]) == 0, capsys.readouterr().err
+        assert f"test accuracy: {t.user_attrs['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

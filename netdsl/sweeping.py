@@ -414,6 +414,11 @@ class Sweep:
         self._train(trial, self.screen.resolved(values, net), values)
         return True
 
+    def _failed(self, trial, error: str) -> None:
+        trial.set_user_attr("error", error)
+        self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        self.say(f"trial {trial.number}: failed in training: {error}")
+
     def _duplicate(self, trial, values: dict) -> str | None:
         S = self.optuna.trial.TrialState
         if self.screen.space.continuous():  # a float drawn twice: not worth reading every trial
@@ -451,13 +456,23 @@ class Sweep:
             with _Beat(self.study, trial):
                 metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
         except NetdslError as e:
-            if e.code != "E604":  # no data, no framework, a bad flag: every trial would fail so
+            if e.code != "E604" and not out_of_memory(
+                e
+            ):  # no data, no framework, a bad flag: every trial would fail so
                 trial.set_user_attr("lost", f"{e.code}: {e.message}")
                 self.study.tell(trial, state=S.FAIL)
                 raise
-            trial.set_user_attr("error", f"{e.code}: {e.message}")  # this candidate diverged: it counts
-            self.study.tell(trial, state=S.FAIL)
-            self.say(f"trial {trial.number}: failed in training: {e.code}: {e.message}")
+            # this candidate diverged, or is too big for this machine's memory: it failed, and counts
+            self._failed(trial, f"{e.code}: {e.message}")
+            return
+        except (MemoryError, RuntimeError) as e:
+            if not out_of_memory(e):
+                trial.set_user_attr("lost", f"{type(e).__name__}: {e}"[:300])
+                with contextlib.suppress(Exception):
+                    self.study.tell(trial, state=S.FAIL)
+                raise
+            # the framework's own allocation error (a trainer that does not turn it into a NetdslError)
+            self._failed(trial, f"not enough memory to train this candidate ({net.total_params:,} params)")
             return
         except BaseException:  # Ctrl-C, SIGTERM: the trial is lost, not failed
             trial.set_user_attr("lost", "interrupted")
@@ -486,6 +501,19 @@ class Sweep:
             return
         self.study.tell(trial, [float(got[k]) for k in objective])
         self.say(f"trial {trial.number}: {shown}, {net.total_params:,} params, {seconds:.1f} s")
+
+
+_NO_MEMORY = re.compile(r"memory|DefaultCPUAllocator|ResourceExhausted|\bOOM\b", re.IGNORECASE)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: one candidate too big for this machine, not a fault of the
+    whole sweep (torch's "DefaultCPUAllocator: can't allocate memory", TensorFlow's
+    ResourceExhaustedError, MemoryError, or the trainer's NetdslError saying so)."""
+    if isinstance(e, MemoryError):
+        return True
+    text = e.message if isinstance(e, NetdslError) else f"{type(e).__name__}: {e}"
+    return bool(_NO_MEMORY.search(text))
 
 
 def _fmt(v) -> str:

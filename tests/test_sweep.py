@@ -171,6 +171,26 @@ def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, c
         assert f"test accuracy: {t.user_attrs['test_accuracy']:.4f}" in capsys.readouterr().out
 
 
+def _memory_limit():  # a child's address space: 6 GB (torch's import fits; 27 GB of weights do not)
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+
+def test_a_candidate_too_big_to_allocate_fails_its_trial_and_the_sweep_goes_on(small, tmp_path):
+    p = tmp_path / "b.net"
+    p.write_text(SMALL.replace("choice(4, 8)", "choice(100000000, 8)"))  # 6.8e9 params: 27 GB
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "netdsl", "sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "3"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=_memory_limit)
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr[-2000:]
+    assert "failed in training: " in r.stdout and "memory" in r.stdout, r.stdout
+    done = trained(load(out, "b"))
+    big = [t for t in done if t.params["dense@3"] == 100000000]
+    assert big and all(t.state == optuna.trial.TrialState.FAIL and "memory" in t.user_attrs["error"] for t in big)
+    assert any(t.state == optuna.trial.TrialState.COMPLETE for t in done) and (out / "best.net").exists()
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

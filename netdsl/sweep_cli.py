@@ -138,6 +138,11 @@ def cli(args, params: dict) -> int:
             train=train,
         )
         screen = Screen(source, params, args.input, opts, stem)
+        usage = screen.overridden(train) or screen.no_validation(train, opts.objectives)
+        if usage:  # before any trial: a usage error, as argparse's
+            hint = {True: "leave the flag out (or write the value in the spec)", False: "use --objective loss or accuracy, or --validation above 0"}  # fmt: skip
+            print(f"netdsl sweep: error: {usage}; {hint['validation' not in usage]}", file=sys.stderr)
+            return 2
         out = Path(args.out or Path("sweeps") / stem)
         made = make_dir(out)
         name = args.study or stem

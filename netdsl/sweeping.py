@@ -90,6 +90,60 @@ class Screen:
             )
         self._whole_numbers()
 
+    def train_line(self) -> dict:
+        """The spec's `train` settings: key -> its expression (the optimizer word as `optimizer`)."""
+        from .frontend import syntax as s
+
+        found: dict = {}
+        for st in self.program.stmts:
+            if isinstance(st, s.Train):
+                if st.optimizer is not None:
+                    found["optimizer"] = st.optimizer
+                found.update((k.key.text, k.value) for k in st.settings)
+        return found
+
+    def swept_settings(self) -> dict:
+        """Training settings the spec searches: setting -> its dimension (`lr` -> log(1e-3, 1e-2))."""
+        dims = {d.name: d for d in self.space.dims}
+        return {k: dims[k] for k in self.train_line() if k in dims}
+
+    def overridden(self, given: dict) -> str | None:
+        """Why the train flags in ``given`` would replace a setting the spec searches (the trial
+        would train at the flag's value while the study records the drawn one), or None."""
+        swept = self.swept_settings()
+        line = self.train_line()
+        for key, dim in swept.items():
+            if given.get(key) is not None:
+                flag = "--" + key.replace("_", "-")
+                return f"{flag} replaces the search space `{key}={dim.text()}` of the spec's train line"
+        # a flag naming another optimizer (schedule) drops the spec's settings that were for its own
+        for flag, tied in (("optimizer", ("lr", "momentum", "nesterov")), ("schedule", ("gamma", "step_size", "min_lr", "lr_patience"))):  # fmt: skip
+            hit = [k for k in tied if k in swept]
+            if given.get(flag) is not None and hit:
+                mine = getattr(line.get(flag), "text", None)
+                if mine is None or str(given[flag]).lower() != mine.lower():
+                    return (
+                        f"--{flag} {given[flag]} drops the spec's search space `{hit[0]}={swept[hit[0]].text()}` "
+                        f"(it was for the spec's {flag})"
+                    )
+        return None
+
+    def no_validation(self, given: dict, objectives) -> str | None:
+        """Why a val_* objective cannot be measured: validation=0 (a flag or the train line)."""
+        from .frontend import syntax as s
+
+        need = [o for o in objectives if o.startswith("val_")]
+        if not need:
+            return None
+        if given.get("validation") is not None:
+            if float(given["validation"]) == 0:
+                return f"--objective {need[0]} is measured on the validation split, and --validation 0 leaves none"
+            return None
+        v = self.train_line().get("validation")
+        if isinstance(v, s.Num) and v.value == 0:
+            return f"--objective {need[0]} is measured on the validation split, and the spec's validation=0 leaves none"
+        return None
+
     def _whole_numbers(self) -> None:
         """E907 before any trial, as `netdsl check` does: a float space feeding a whole number
         would have every candidate but its lower bound pruned."""
@@ -561,6 +615,9 @@ def sweep(
         raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
     directory = Path(out) if out is not None else Path("sweeps") / stem
     screen = Screen(source, {}, None, opts, stem)
+    usage = screen.overridden(settings) or screen.no_validation(settings, opts.objectives)
+    if usage:
+        raise ValueError(usage)
     made = make_dir(directory)
     try:
         run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))

@@ -191,6 +191,28 @@ def test_a_candidate_too_big_to_allocate_fails_its_trial_and_the_sweep_goes_on(s
     assert any(t.state == optuna.trial.TrialState.COMPLETE for t in done) and (out / "best.net").exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--lr", "0.005"], "--lr replaces the search space `lr=log(0.001, 0.01)`"),
+        (["--batch", "8"], "--batch replaces the search space `batch=choice(16, 32)`"),
+        (["--optimizer", "sgd"], "--optimizer sgd drops the spec's search space `lr=log(0.001, 0.01)`"),
+        (["--validation", "0"], "--objective val_accuracy is measured on the validation split, and --validation 0"),
+        (["--validation", "0", "--objective", "val_loss,params"], "--objective val_loss is measured on the valid"),
+    ],
+)
+def test_flags_that_would_void_the_search_are_usage_errors_before_any_trial(small, tmp_path, capsys, flags, said):
+    """A flag replacing a swept training setting (the trial would train at the flag's value
+    while the study records the drawn one), or --validation 0 under a val_* objective."""
+    p = tmp_path / "m.net"
+    p.write_text(SMALL.replace("batch=16", "batch=choice(16, 32)"))
+    out = tmp_path / "sw"
+    assert main(["sweep", str(p), "--data", str(small), "-o", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "netdsl sweep: error:" in err, err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

@@ -213,6 +213,48 @@ def test_flags_that_would_void_the_search_are_usage_errors_before_any_trial(smal
     assert not out.exists()
 
 
+def test_best_net_retrain_line_reproduces_the_sweep(small, tmp_path, capsys):
+    """The retrain line quotes a path with spaces, writes a boolean as a bare flag (train refuses
+    `--nesterov True`) and names a backend other than the default; pasted, it retrains the best
+    trial to its score."""
+    from netdsl.sweep_report import retrain_flags
+
+    d = tmp_path / "d ir"
+    d.mkdir()
+    (d / "my data.npz").write_bytes(small.read_bytes())
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("train adam", "train sgd"))
+    out = tmp_path / "sw"
+    argv = [
+        "sweep",
+        p,
+        "--data",
+        d / "my data.npz",
+        "--trials",
+        "1",
+        "-o",
+        out,
+        "-q",
+        "--nesterov",
+        "--momentum",
+        "0.9",
+    ]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    best = load(out).best_trial
+    retrain = next(ln for ln in (out / "best.net").read_text().splitlines() if ln.startswith("# retrain: "))
+    cmd = shlex.split(retrain.removeprefix("# retrain: netdsl ").removesuffix(" (the same seed gives the same score)"))
+    assert "--nesterov" in cmd and "True" not in cmd and str(d / "my data.npz") in cmd, cmd
+    cmd[1] = str(out / "best.net")
+    capsys.readouterr()
+    assert main([*cmd, "--out", str(tmp_path / "retrain"), "-q"]) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
+    assert metrics["epochs"][-1]["val_accuracy"] == pytest.approx(best.value, abs=1e-6)
+    assert metrics["settings"]["nesterov"] is True
+    words = shlex.split(retrain_flags({"backend": "keras", "nesterov": False, "lr": 0.1 + 0.2, "data": "a b"}))
+    assert words == ["-b", "keras", "--no-nesterov", "--lr", "0.30000000000000004", "--data", "a b"]
+    assert retrain_flags({"backend": "torch", "epochs": 2}) == "--epochs 2"
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

@@ -265,7 +265,18 @@ class Sweep:
     def __init__(self, screen: Screen, opts: Options, out: Path, name: str, say):
         self.optuna = _optuna()
         self.screen, self.opts, self.out, self.say = screen, opts, out, say
+        self.runs = out / "trials" / study_dir(name)  # each study its own: trial numbers restart per study
+        if opts.storage == "memory" and self.runs.is_dir() and any(self.runs.iterdir()):
+            raise NetdslError(
+                "E911",
+                f"a `--storage memory` study cannot be continued, and `{self.runs}` holds the trials of an earlier sweep",
+                hint="name a new -o DIR or --study NAME (or leave --storage out: the SQLite study continues)",
+            )
         self.study, created = open_study(self.optuna, opts, screen, out, name)
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NetdslError("E911", f"cannot make the trials' directory `{self.runs}`: {e.strerror or e}") from None
         lost = fail_lost(self.optuna, self.study)
         if lost:
             say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
@@ -491,7 +502,7 @@ class Sweep:
 
         S = self.optuna.trial.TrialState
         opts, objective = self.opts, self.opts.objectives
-        run = self.out / "trials" / f"{trial.number:04d}"
+        run = self.runs / f"{trial.number:04d}"
         trial.set_user_attr("run", str(run))
         pruned = []
 
@@ -568,6 +579,16 @@ def out_of_memory(e: BaseException) -> bool:
         return True
     text = e.message if isinstance(e, NetdslError) else f"{type(e).__name__}: {e}"
     return bool(_NO_MEMORY.search(text))
+
+
+def study_dir(name: str) -> str:
+    """The folder of a study's trial run directories under trials/: its name when that is a
+    plain file name, else a name made from its hash (`--study ../x` stays inside)."""
+    import hashlib
+
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", name) and name not in (".", ".."):
+        return name
+    return "study-" + hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 def _fmt(v) -> str:

@@ -82,7 +82,7 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
     reasons = {t.user_attrs["reason"].split(":")[0] if "E" in t.user_attrs["reason"][:1] else "budget" for t in refused}
     assert reasons <= {"E203", "budget"}
     for t in refused:
-        assert not (out / "trials" / f"{t.number:04d}").exists()
+        assert not (out / "trials" / "s" / f"{t.number:04d}").exists()
         assert t.params["conv@1.2"] == 40 or t.params["conv@1.1"] == 6
         assert ("E203" in t.user_attrs["reason"]) == (t.params["conv@1.2"] == 40)
     assert "pruned before training: E203" in stdout or "over --max-params 2,000" in stdout
@@ -164,7 +164,7 @@ def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, c
     assert "tanh" in {t.params["dense@3"] for t in done}  # not the default (relu)
     for t in done:
         run = t.user_attrs["run"]
-        text = (out / "trials" / run.rsplit("/", 1)[-1] / "spec.net").read_text()
+        text = (out / "trials" / "s" / run.rsplit("/", 1)[-1] / "spec.net").read_text()
         assert "choice(" not in text and f"dense 6 {t.params['dense@3']}" in text
         capsys.readouterr()
         assert main(["evaluate", run]) == 0, capsys.readouterr().err
@@ -253,6 +253,26 @@ def test_best_net_retrain_line_reproduces_the_sweep(small, tmp_path, capsys):
     words = shlex.split(retrain_flags({"backend": "keras", "nesterov": False, "lr": 0.1 + 0.2, "data": "a b"}))
     assert words == ["-b", "keras", "--no-nesterov", "--lr", "0.30000000000000004", "--data", "a b"]
     assert retrain_flags({"backend": "torch", "epochs": 2}) == "--epochs 2"
+
+
+def test_each_study_of_a_sweep_directory_has_its_own_trial_directories(small, tmp_path, capsys):
+    """A second study in one -o trains (trial numbers restart per study: trials/<study>/NNNN);
+    a `--storage memory` study cannot continue, and a rerun on its directory says so."""
+    p = tmp_path / "m.net"
+    p.write_text(SMALL)
+    out = tmp_path / "sw"
+    base = ["sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "1", "-q"]
+    assert main(base) == 0, capsys.readouterr().err
+    assert main([*base, "--study", "other"]) == 0, capsys.readouterr().err
+    assert (out / "trials" / "m" / "0000" / "metrics.json").exists()
+    assert (out / "trials" / "other" / "0000" / "metrics.json").exists()
+    mem = tmp_path / "mem"
+    argv = ["sweep", str(p), "--data", str(small), "-o", str(mem), "--trials", "1", "-q", "--storage", "memory"]
+    assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]: a `--storage memory` study cannot be continued" in err and "new -o DIR" in err, err
 
 
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
@@ -499,7 +519,7 @@ def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
         proc = subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     try:
-        while not list((out / "trials").glob("*/metrics.json")):
+        while not list((out / "trials").glob("*/*/metrics.json")):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "no trial started in 120 s"
             time.sleep(0.05)

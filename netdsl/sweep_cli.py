@@ -160,20 +160,47 @@ def cli(args, params: dict) -> int:
             e.located(Source("", "netdsl sweep"))
         print(str(e), file=sys.stderr)
         return 1
-    interrupted = False
+    interrupted = 0
+    restore = _on_sigterm()
     try:
-        sweep.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    except NetdslError as e:
-        if args.traceback:
-            raise
-        print(str(e.located(Source("", "netdsl sweep")) if e.source is None else e), file=sys.stderr)
-        return 1
-    return _finish(sweep, screen, out, opts, say, interrupted, args)
+        try:
+            sweep.run()
+        except _Terminated:
+            interrupted = 143
+        except KeyboardInterrupt:
+            interrupted = 130
+        except NetdslError as e:
+            if args.traceback:
+                raise
+            print(str(e.located(Source("", "netdsl sweep")) if e.source is None else e), file=sys.stderr)
+            return 1
+        return _finish(sweep, screen, out, opts, say, interrupted, args)
+    finally:
+        restore()
 
 
-def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a batch system's stop): handled as Ctrl-C, so the trial in training is
+    marked lost (not left running) and the results are written."""
+
+
+def _on_sigterm():
+    """Raise :class:`_Terminated` on SIGTERM until the returned function restores the handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(_signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: writing the results is not cut short
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _finish(sweep, screen, out: Path, opts, say, interrupted: int, args) -> int:
     from . import sweep_report
     from .sweeping import counts
 
@@ -184,8 +211,12 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
         print(f"netdsl sweep: error[E911]: cannot write the results into `{out}`: {e.strerror or e}", file=sys.stderr)
         return 1
     if interrupted:
-        print("\nnetdsl: interrupted; continue the study with the same command (or add --resume)", file=sys.stderr)
-        return 130
+        how = "interrupted" if interrupted == 130 else "terminated (SIGTERM)"
+        if opts.storage == "memory":
+            print(f"\nnetdsl: {how}; a --storage memory study cannot be continued", file=sys.stderr)
+        else:
+            print(f"\nnetdsl: {how}; continue the study with the same command (or add --resume)", file=sys.stderr)
+        return interrupted
     trained = counts(optuna, sweep.study)
     if trained == 0 and sweep.reasons:
         common = sweep.common_reasons(3)

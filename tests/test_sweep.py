@@ -275,6 +275,31 @@ def test_each_study_of_a_sweep_directory_has_its_own_trial_directories(small, tm
     assert "error[E911]: a `--storage memory` study cannot be continued" in err and "new -o DIR" in err, err
 
 
+def test_sigterm_marks_the_trial_lost_and_says_how_to_continue(small, tmp_path):
+    p = tmp_path / "m.net"
+    p.write_text(SMALL.replace("epochs=1", "epochs=500"))
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "netdsl", "sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "2"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out / "trials").glob("*/*/metrics.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial started in 120 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated (SIGTERM); continue the study with the same command" in stderr, stderr[-2000:]
+    study = load(out, "m")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    assert study.trials[0].user_attrs["lost"] == "interrupted" and "lost" in (out / "trials.csv").read_text()
+
+
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
 def test_every_candidate_pruned_is_e910_with_the_reasons(spec, data, tmp_path, capsys, monkeypatch, budget):
     calls = []

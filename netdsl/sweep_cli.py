@@ -84,7 +84,7 @@ def _seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
     if not 0 < value <= 10**9:
-        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text[:40]!r}")
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 and at most 1e9 (31 years), got {text[:40]!r}")
     return value
 
 

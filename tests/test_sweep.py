@@ -457,6 +457,12 @@ def test_bad_flags_are_usage_errors(spec, flags, capsys):
     assert main(["sweep", str(spec), *flags]) == 2
 
 
+@pytest.mark.parametrize("value", ["1e308", "0", "nan", "inf"])
+def test_a_timeout_out_of_range_says_the_bounds(spec, value, capsys):
+    assert main(["sweep", str(spec), "--timeout", value]) == 2
+    assert "expected seconds above 0 and at most 1e9" in capsys.readouterr().err
+
+
 def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
     out = tmp_path / "mo"
     argv = ["sweep", spec, "--data", data, "--trials", "3", "-o", out, "--objective", "val_accuracy,params"]

@@ -169,6 +169,8 @@ class Screen:
             arrays = settings.pop("data", None) if not isinstance(settings.get("data"), (str, os.PathLike)) else None
             self._fits_data(net, resolve(net, settings), arrays)
         except NetdslError as e:
+            if getattr(e, "whole_sweep", False):
+                raise
             first = e.errors[0] if getattr(e, "errors", None) else e
             where = f" (line {first.span.line})" if first.span else ""
             return None, f"{first.code}: {first.message}{where}"
@@ -195,6 +197,9 @@ class Screen:
                 datasets.load(net, s, arrays)
                 self._data[key] = None
             except NetdslError as e:
+                # a file that cannot be read fails every candidate alike: the sweep's error, not
+                # a candidate's reason (E602, E613: the candidate's shape does not fit the data)
+                e.whole_sweep = e.code not in ("E602", "E613")
                 self._data[key] = e
         if self._data[key] is not None:
             raise self._data[key]
@@ -457,7 +462,12 @@ class Sweep:
         values = suggest(trial, self.screen.space)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        net, reason = self.screen.check(values)
+        try:
+            net, reason = self.screen.check(values)
+        except NetdslError as e:  # the data cannot be read: no trial can train
+            trial.set_user_attr("lost", f"{e.code}: {e.message}")
+            self.study.tell(trial, state=S.FAIL)
+            raise
         if reason is not None:
             self._refuse(values)
         if reason is None:

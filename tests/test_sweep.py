@@ -152,6 +152,16 @@ def test_candidates_are_checked_against_the_data_the_sweep_trains_on(small, tmp_
     assert "MNIST" not in (out / "trials.csv").read_text()
 
 
+def test_data_that_cannot_be_read_stops_the_sweep_with_its_error(tmp_path, capsys):
+    """Not "every candidate was pruned (1,000 drawn)": the file's own error, at once."""
+    (tmp_path / "bad.npz").write_text("hello\n")
+    p = tmp_path / "s.net"
+    p.write_text(SMALL)
+    assert main(["sweep", str(p), "--data", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "sw"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E614]" in err and "bad.npz" in err and "E910" not in err, err
+
+
 def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, capsys):
     """Each trial's spec.net is its candidate written out (no search space left), so evaluate
     rebuilds the net that was trained, not the spec's default (tanh was evaluated as relu)."""

@@ -1,7 +1,8 @@
 """`netdsl sweep`: search a spec's search spaces with Optuna, checking every candidate first.
 
 A candidate is written into the spec (:mod:`netdsl.frontend.spaces`) and checked as
-`netdsl check` does, with its training settings and the budgets (--max-params, --max-macs).
+`netdsl check` does, with its training settings, the data set it trains on (shape and classes)
+and the budgets (--max-params, --max-macs).
 TPE's proposal is a trial of the study; when it fails the checks it is told as pruned, with
 its reason, and costs no training.  Then candidates are redrawn at random from the whole
 space, without the study (a storage round trip per candidate made screening slow), until one

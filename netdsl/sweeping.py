@@ -105,8 +105,16 @@ class Screen:
 
     def swept_settings(self) -> dict:
         """Training settings the spec searches: setting -> its dimension (`lr` -> log(1e-3, 1e-2))."""
+        from .frontend import syntax as s
+
         dims = {d.name: d for d in self.space.dims}
-        return {k: dims[k] for k in self.train_line() if k in dims}
+        found = {}
+        for k, v in self.train_line().items():
+            if k in dims:
+                found[k] = dims[k]
+            elif isinstance(v, s.Name) and v.name in dims:  # `let r = log(...)` then `train lr=r`
+                found[k] = dims[v.name]
+        return found
 
     def overridden(self, given: dict) -> str | None:
         """Why the train flags in ``given`` would replace a setting the spec searches (the trial
@@ -116,7 +124,7 @@ class Screen:
         for key, dim in swept.items():
             if given.get(key) is not None:
                 flag = "--" + key.replace("_", "-")
-                return f"{flag} replaces the search space `{key}={dim.text()}` of the spec's train line"
+                return f"{flag} replaces the search space `{dim.name}={dim.text()}` of the spec's train line"
         # a flag naming another optimizer (schedule) drops the spec's settings that were for its own
         for flag, tied in (("optimizer", ("lr", "momentum", "nesterov")), ("schedule", ("gamma", "step_size", "min_lr", "lr_patience"))):  # fmt: skip
             hit = [k for k in tied if k in swept]

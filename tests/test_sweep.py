@@ -221,6 +221,10 @@ def test_flags_that_would_void_the_search_are_usage_errors_before_any_trial(smal
     err = capsys.readouterr().err
     assert said in err and "netdsl sweep: error:" in err, err
     assert not out.exists()
+    if flags[0] == "--lr":  # swept through a name: `let r = log(...)`, `train lr=r`
+        p.write_text("let r = log(1e-3, 1e-2)\n" + SMALL.replace("lr=log(1e-3, 1e-2)", "lr=r"))
+        assert main(["sweep", str(p), "--data", str(small), "-o", str(out), *flags]) == 2
+        assert "--lr replaces the search space `r=log(0.001, 0.01)`" in capsys.readouterr().err
 
 
 def test_best_net_retrain_line_reproduces_the_sweep(small, tmp_path, capsys):

@@ -349,7 +349,14 @@ class Sweep:
                 self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
                 return
             trial = self.study.ask()  # TPE's proposal, or a redrawn candidate enqueued below
-            if self._one(trial):
+            try:
+                ok = self._one(trial)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM while it was checked: lost, not left running
+                with contextlib.suppress(Exception):  # (one told already raises: nothing to do)
+                    trial.set_user_attr("lost", "interrupted")
+                    self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                raise
+            if ok:
                 self.in_row = 0
                 continue
             self.in_row += 1

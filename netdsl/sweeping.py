@@ -547,13 +547,13 @@ class Sweep:
             with _Beat(self.study, trial):
                 metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
         except NetdslError as e:
-            if e.code != "E604" and not out_of_memory(
-                e
-            ):  # no data, no framework, a bad flag: every trial would fail so
+            if e.code not in CANDIDATE_ERRORS and not out_of_memory(e):
+                # no data, no framework, a bad flag: every trial would fail so
                 trial.set_user_attr("lost", f"{e.code}: {e.message}")
                 self.study.tell(trial, state=S.FAIL)
                 raise
-            # this candidate diverged, or is too big for this machine's memory: it failed, and counts
+            # this candidate diverged, trains nothing, or is too big for this machine's memory: it
+            # failed, and counts
             self._failed(trial, f"{e.code}: {e.message}")
             return
         except (MemoryError, RuntimeError) as e:
@@ -594,6 +594,9 @@ class Sweep:
         self.say(f"trial {trial.number}: {shown}, {net.total_params:,} params, {seconds:.1f} s")
 
 
+# the trainer's errors about one candidate (the sweep goes on): diverged (E604), nothing
+# trainable (E606), too big for this machine's memory (E607); any other fails every trial alike
+CANDIDATE_ERRORS = ("E604", "E606", "E607")
 _NO_MEMORY = re.compile(r"memory|DefaultCPUAllocator|ResourceExhausted|\bOOM\b", re.IGNORECASE)
 
 

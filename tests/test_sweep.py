@@ -162,6 +162,18 @@ def test_data_that_cannot_be_read_stops_the_sweep_with_its_error(tmp_path, capsy
     assert "error[E614]" in err and "bad.npz" in err and "E910" not in err, err
 
 
+def test_a_candidate_with_nothing_to_train_is_pruned_before_training(small, tmp_path, capsys):
+    p = tmp_path / "f.net"
+    p.write_text("input 8x8x1\nflatten\ndense 3 softmax frozen=choice(true, false)\ntrain epochs=1 batch=16\n")
+    out = tmp_path / "sw"
+    argv = ["sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "2", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    study = load(out, "f")
+    assert [t.params["dense@3.frozen"] for t in trained(study)] == ["false"]
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert any("nothing to train" in r for r in rows) and len(rows) < 20  # not 1,000 redraws of 2 candidates
+
+
 def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, capsys):
     """Each trial's spec.net is its candidate written out (no search space left), so evaluate
     rebuilds the net that was trained, not the spec's default (tanh was evaluated as relu)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from .files import write_atomic
@@ -140,7 +141,7 @@ def retrain_flags(train_flags: dict) -> str:
 
     words: list[str] = []
     for k, v in train_flags.items():
-        if v is None:
+        if v is None or (k == "data" and not isinstance(v, (str, os.PathLike))):  # arrays: no flag
             continue
         if k == "backend":
             if str(v).lower() not in ("torch", "pytorch"):

@@ -211,7 +211,7 @@ CODES: dict[str, Code] = {
         "nothing to sweep: a spec without a search space, or every candidate drawn was pruned before training (the message gives the commonest reasons)"
     ),
     "E911": Code(
-        "the sweep's study cannot be used: a storage URL that cannot be opened, no study to `--resume`, a study of another spec, space or objectives, a sweep directory that cannot be made or written, or that holds files netdsl sweep did not write"
+        "the sweep's study cannot be used: a storage URL that cannot be opened (a SQLite path that is a directory, another program's database), no study to `--resume`, a study of another spec, space or objectives, a `--storage memory` study rerun on its sweep directory, a sweep directory that cannot be made or written, or that holds files netdsl sweep did not write"
     ),
     "E912": Code("`netdsl sweep` needs Optuna, which is not installed (`pip install 'netdsl[sweep]'`)"),
     "E914": Code(

@@ -84,7 +84,7 @@ def _seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text[:40]!r}") from None
     if not 0 < value <= 10**9:
-        raise argparse.ArgumentTypeError(f"expected seconds above 0, got {text[:40]!r}")
+        raise argparse.ArgumentTypeError(f"expected seconds above 0 and at most 1e9 (31 years), got {text[:40]!r}")
     return value
 
 
@@ -138,6 +138,11 @@ def cli(args, params: dict) -> int:
             train=train,
         )
         screen = Screen(source, params, args.input, opts, stem)
+        usage = screen.overridden(train) or screen.no_validation(train, opts.objectives)
+        if usage:  # before any trial: a usage error, as argparse's
+            hint = {True: "leave the flag out (or write the value in the spec)", False: "use --objective loss or accuracy, or --validation above 0"}  # fmt: skip
+            print(f"netdsl sweep: error: {usage}; {hint['validation' not in usage]}", file=sys.stderr)
+            return 2
         out = Path(args.out or Path("sweeps") / stem)
         made = make_dir(out)
         name = args.study or stem
@@ -155,20 +160,47 @@ def cli(args, params: dict) -> int:
             e.located(Source("", "netdsl sweep"))
         print(str(e), file=sys.stderr)
         return 1
-    interrupted = False
+    interrupted = 0
+    restore = _on_sigterm()
     try:
-        sweep.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    except NetdslError as e:
-        if args.traceback:
-            raise
-        print(str(e.located(Source("", "netdsl sweep")) if e.source is None else e), file=sys.stderr)
-        return 1
-    return _finish(sweep, screen, out, opts, say, interrupted, args)
+        try:
+            sweep.run()
+        except _Terminated:
+            interrupted = 143
+        except KeyboardInterrupt:
+            interrupted = 130
+        except NetdslError as e:
+            if args.traceback:
+                raise
+            print(str(e.located(Source("", "netdsl sweep")) if e.source is None else e), file=sys.stderr)
+            return 1
+        return _finish(sweep, screen, out, opts, say, interrupted, args)
+    finally:
+        restore()
 
 
-def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a batch system's stop): handled as Ctrl-C, so the trial in training is
+    marked lost (not left running) and the results are written."""
+
+
+def _on_sigterm():
+    """Raise :class:`_Terminated` on SIGTERM until the returned function restores the handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(_signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: writing the results is not cut short
+        raise _Terminated
+
+    old = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _finish(sweep, screen, out: Path, opts, say, interrupted: int, args) -> int:
     from . import sweep_report
     from .sweeping import counts
 
@@ -179,8 +211,12 @@ def _finish(sweep, screen, out: Path, opts, say, interrupted: bool, args) -> int
         print(f"netdsl sweep: error[E911]: cannot write the results into `{out}`: {e.strerror or e}", file=sys.stderr)
         return 1
     if interrupted:
-        print("\nnetdsl: interrupted; continue the study with the same command (or add --resume)", file=sys.stderr)
-        return 130
+        how = "interrupted" if interrupted == 130 else "terminated (SIGTERM)"
+        if opts.storage == "memory":
+            print(f"\nnetdsl: {how}; a --storage memory study cannot be continued", file=sys.stderr)
+        else:
+            print(f"\nnetdsl: {how}; continue the study with the same command (or add --resume)", file=sys.stderr)
+        return interrupted
     trained = counts(optuna, sweep.study)
     if trained == 0 and sweep.reasons:
         common = sweep.common_reasons(3)

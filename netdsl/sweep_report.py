@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 from .files import write_atomic
@@ -123,13 +124,35 @@ def best_spec(text: str, space, trial, objectives, train_flags: dict) -> str:
     from .frontend.spaces import plain_text
 
     scores = ", ".join(f"{o} {v:.6g}" for o, v in zip(objectives, trial.values, strict=True))
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in train_flags.items() if v is not None and k != "backend")
+    flags = retrain_flags(train_flags)
     head = [
         f"# netdsl sweep: trial {trial.number}, {scores}",
         "# candidate: " + ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items()),
         "# retrain: netdsl train best.net" + (f" {flags}" if flags else "") + " (the same seed gives the same score)",
     ]
     return "\n".join(head) + "\n" + plain_text(text, space, trial.params)
+
+
+def retrain_flags(train_flags: dict) -> str:
+    """The sweep's train flags as `netdsl train` takes them, to paste into a shell: the backend
+    unless the default, every value quoted (a path with spaces), a float exactly, a boolean
+    as `--flag`/`--no-flag` (train refuses `--nesterov True`)."""
+    import shlex
+
+    words: list[str] = []
+    for k, v in train_flags.items():
+        if v is None or (k == "data" and not isinstance(v, (str, os.PathLike))):  # arrays: no flag
+            continue
+        if k == "backend":
+            if str(v).lower() not in ("torch", "pytorch"):
+                words += ["-b", str(v)]
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            words.append(flag if v else "--no-" + flag[2:])
+        else:
+            words += [flag, repr(v) if isinstance(v, float) else str(v)]
+    return " ".join(map(shlex.quote, words))
 
 
 def pareto(points: list[tuple[int, float, int]]) -> list[tuple[int, float, int]]:

@@ -67,6 +67,10 @@ def open_study(optuna, opts, screen, out: Path, name: str):
     """(study, created): the study named ``name`` in the storage, created unless --resume."""
     url = opts.storage or f"sqlite:///{out / 'study.db'}"
     path = _sqlite_path(url)
+    if path is not None and os.path.isdir(path):  # (SQLite says only "disk I/O error")
+        raise NetdslError(
+            "E911", f"the study storage `{path}` is a directory", hint="name a file: --storage sqlite:///DIR/study.db"
+        )
     new_file = path is not None and not os.path.exists(path)
     if path is not None and not new_file:
         _optuna_or_empty(path, url)  # E911 before Optuna adds its tables to someone's database
@@ -90,12 +94,17 @@ def _sqlite_path(url: str) -> str | None:
     return None if not path or path.startswith(":memory:") or "?" in path else path
 
 
-# Optuna's RDB schema: a database holding any other table is someone else's (a schema that
-# another sweep is creating at this moment holds some of these only)
+# Optuna's RDB schema, each table with its key column (the same in every Optuna version since
+# the schema was versioned): a database holding any other table, or a table of one of these
+# names without its key column (another program's `trials`), is someone else's.  A schema that
+# another sweep is creating at this moment holds some of these tables only.
 _OPTUNA_TABLES = {
-    "studies", "study_directions", "study_user_attributes", "study_system_attributes", "trials",
-    "trial_params", "trial_values", "trial_intermediate_values", "trial_user_attributes",
-    "trial_system_attributes", "trial_heartbeats", "version_info", "alembic_version",
+    "studies": "study_id", "study_directions": "study_direction_id",
+    "study_user_attributes": "study_user_attribute_id", "study_system_attributes": "study_system_attribute_id",
+    "trials": "trial_id", "trial_params": "param_id", "trial_values": "trial_value_id",
+    "trial_intermediate_values": "trial_intermediate_value_id",
+    "trial_user_attributes": "trial_user_attribute_id", "trial_system_attributes": "trial_system_attribute_id",
+    "trial_heartbeats": "trial_heartbeat_id", "version_info": "version_info_id", "alembic_version": "version_num",
 }  # fmt: skip
 
 
@@ -122,11 +131,16 @@ def _optuna_or_empty(path: str, url: str) -> None:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            other = {t for t in tables if t not in _OPTUNA_TABLES and not t.startswith("sqlite_")}
+            for t in sorted(tables - other):
+                if t in _OPTUNA_TABLES:  # (a quoted name: table_info takes no parameter)
+                    columns = {r[1] for r in con.execute(f'PRAGMA table_info("{t}")')}
+                    if _OPTUNA_TABLES[t] not in columns:
+                        other.add(t)
         finally:
             con.close()
     except sqlite3.Error as e:
         raise NetdslError("E911", f"cannot open the study storage `{url}`: {_first_line(e)}") from None
-    other = {t for t in tables if t not in _OPTUNA_TABLES and not t.startswith("sqlite_")}
     if other:
         some = ", ".join(sorted(other)[:5])
         raise NetdslError(

@@ -1,7 +1,8 @@
 """`netdsl sweep`: search a spec's search spaces with Optuna, checking every candidate first.
 
 A candidate is written into the spec (:mod:`netdsl.frontend.spaces`) and checked as
-`netdsl check` does, with its training settings and the budgets (--max-params, --max-macs).
+`netdsl check` does, with its training settings, the data set it trains on (shape and classes)
+and the budgets (--max-params, --max-macs).
 TPE's proposal is a trial of the study; when it fails the checks it is told as pruned, with
 its reason, and costs no training.  Then candidates are redrawn at random from the whole
 space, without the study (a storage round trip per candidate made screening slow), until one
@@ -20,32 +21,15 @@ import re
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import NetdslError, Source
+from .errors import NetdslError
+from .sweep_screen import _BUDGET, Options, Screen, draw, reason_kind, suggest  # noqa: F401 - re-exported
 from .sweep_study import OBJECTIVES, _Beat, counts, fail_lost, make_dir, open_study, undo  # noqa: F401 - re-exported
 
 PER_EPOCH = ("val_accuracy", "val_loss", "accuracy", "loss")  # reported each epoch: the pruner's input
 MAX_TRIALS = 100_000
 WAIT_POLL = 2.0  # seconds between looks at trials other processes train
-
-
-@dataclass
-class Options:
-    trials: int = 20
-    timeout: float | None = None
-    max_params: int | None = None
-    max_macs: int | None = None
-    objectives: tuple[str, ...] = ("val_accuracy",)
-    storage: str | None = None
-    study: str | None = None
-    out: str | None = None
-    resume: bool = False
-    max_rejects: int = 1000
-    prune: bool = True
-    quiet: bool = False
-    train: dict = field(default_factory=dict)  # the train flags (None: the spec's or the default)
 
 
 def _optuna():
@@ -64,106 +48,6 @@ def _optuna():
     return optuna
 
 
-# ---- checking candidates -----------------------------------------------------------------
-
-
-class Screen:
-    """A spec parsed once; :meth:`check` builds and checks one candidate in milliseconds."""
-
-    def __init__(self, source: Source, params: dict, input_shape, opts: Options, name: str = "net"):
-        from .frontend.driver import parse_program
-        from .frontend.spaces import extract
-
-        self.source, self.params, self.input_shape, self.opts, self.name = source, params, input_shape, opts, name
-        try:
-            self.program = parse_program(source.text)
-            self.space = extract(self.program, source.text)
-        except NetdslError as e:
-            raise e.located(source) from None
-        if not self.space:
-            raise NetdslError(
-                "E910",
-                "the spec has no search space: nothing to sweep",
-                hint="write one where a value may vary: `dense choice(64, 128)`, `train lr=log(1e-4, 1e-2)`",
-                source=source,
-            )
-        self._whole_numbers()
-
-    def _whole_numbers(self) -> None:
-        """E907 before any trial, as `netdsl check` does: a float space feeding a whole number
-        would have every candidate but its lower bound pruned."""
-        from .frontend.driver import compile_program, whole_numbers
-
-        default = self.space.default()
-        try:
-            compile_program(self.source, self.program, self.params, self.input_shape, self.space, default)
-        except NetdslError:
-            return  # a sweep needs no valid default candidate: it is pruned like any other
-        whole_numbers(self.source, self.program, self.params, self.input_shape, self.space, default)
-
-    def check(self, values: dict):
-        """(net, None) for a candidate that can be trained, else (None, reason)."""
-        from .frontend.driver import compile_program
-        from .net import Net
-        from .training import check_net, resolve
-
-        try:
-            graph = compile_program(self.source, self.program, self.params, self.input_shape, self.space, dict(values))
-            net = Net(graph, self.source, self.name)
-            check_net(net)
-            resolve(net, {k: v for k, v in self.opts.train.items() if v is not None})
-        except NetdslError as e:
-            first = e.errors[0] if getattr(e, "errors", None) else e
-            where = f" (line {first.span.line})" if first.span else ""
-            return None, f"{first.code}: {first.message}{where}"
-        if self.opts.max_params is not None and net.total_params > self.opts.max_params:
-            return None, f"{net.total_params:,} params, over --max-params {self.opts.max_params:,}"
-        if self.opts.max_macs is not None and net.total_macs > self.opts.max_macs:
-            return None, f"{net.total_macs:,} MACs, over --max-macs {self.opts.max_macs:,}"
-        return net, None
-
-
-_BUDGET = re.compile(r"([\d,]+) (params|MACs), over ")
-
-
-def reason_kind(reason: str) -> str:
-    """What a reason is about, to count the common ones: a code, or a budget."""
-    if reason.startswith("E"):
-        return reason.split(":", 1)[0]
-    return reason.split(", over ", 1)[-1].split(" ", 1)[0] if ", over " in reason else reason
-
-
-def suggest(trial, space) -> dict:
-    values = {}
-    for d in space.dims:
-        if d.kind == "choice":
-            values[d.name] = trial.suggest_categorical(d.name, list(d.options))
-        elif d.integer:
-            values[d.name] = trial.suggest_int(d.name, d.low, d.high, log=d.kind == "log")
-        else:
-            values[d.name] = trial.suggest_float(d.name, d.low, d.high, log=d.kind == "log")
-    return values
-
-
-def draw(rng, space) -> dict:
-    """A candidate drawn uniformly from the whole space (log-uniformly for `log`), without Optuna:
-    the redraws after a rejection cost no storage round trip."""
-    import math
-
-    values = {}
-    for d in space.dims:
-        if d.kind == "choice":
-            values[d.name] = d.options[rng.randrange(len(d.options))]
-        elif d.kind == "int":
-            values[d.name] = rng.randint(d.low, d.high)
-        elif d.kind == "float":
-            values[d.name] = rng.uniform(d.low, d.high)
-        else:
-            v = math.exp(rng.uniform(math.log(d.low), math.log(d.high)))
-            values[d.name] = min(max(round(v), d.low), d.high) if d.integer else min(max(v, d.low), d.high)
-    return values
-
-
 # ---- the loop --------------------------------------------------------------------------------
 
 
@@ -174,7 +58,18 @@ class Sweep:
     def __init__(self, screen: Screen, opts: Options, out: Path, name: str, say):
         self.optuna = _optuna()
         self.screen, self.opts, self.out, self.say = screen, opts, out, say
+        self.runs = out / "trials" / study_dir(name)  # each study its own: trial numbers restart per study
+        if opts.storage == "memory" and self.runs.is_dir() and any(self.runs.iterdir()):
+            raise NetdslError(
+                "E911",
+                f"a `--storage memory` study cannot be continued, and `{self.runs}` holds the trials of an earlier sweep",
+                hint="name a new -o DIR or --study NAME (or leave --storage out: the SQLite study continues)",
+            )
         self.study, created = open_study(self.optuna, opts, screen, out, name)
+        try:
+            self.runs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise NetdslError("E911", f"cannot make the trials' directory `{self.runs}`: {e.strerror or e}") from None
         lost = fail_lost(self.optuna, self.study)
         if lost:
             say(f"marked {lost} trial{'s' * (lost != 1)} failed: their process ended while they trained")
@@ -233,7 +128,14 @@ class Sweep:
                 self.stopped = f"{self.in_row} candidates in a row were pruned before training (--max-rejects)"
                 return
             trial = self.study.ask()  # TPE's proposal, or a redrawn candidate enqueued below
-            if self._one(trial):
+            try:
+                ok = self._one(trial)
+            except KeyboardInterrupt:  # Ctrl-C, SIGTERM while it was checked: lost, not left running
+                with contextlib.suppress(Exception):  # (one told already raises: nothing to do)
+                    trial.set_user_attr("lost", "interrupted")
+                    self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                raise
+            if ok:
                 self.in_row = 0
                 continue
             self.in_row += 1
@@ -291,6 +193,8 @@ class Sweep:
                     self._refuse(values)
                 if reason is None:
                     reason = self._duplicate(None, values)
+                    if reason is not None:  # trained already: as good as refused for the redraws
+                        self._refuse(values)
                 if reason is None:
                     return values
                 self.in_row += 1
@@ -355,7 +259,12 @@ class Sweep:
         values = suggest(trial, self.screen.space)
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
-        net, reason = self.screen.check(values)
+        try:
+            net, reason = self.screen.check(values)
+        except NetdslError as e:  # the data cannot be read: no trial can train
+            trial.set_user_attr("lost", f"{e.code}: {e.message}")
+            self.study.tell(trial, state=S.FAIL)
+            raise
         if reason is not None:
             self._refuse(values)
         if reason is None:
@@ -374,8 +283,13 @@ class Sweep:
         trial.set_user_attr("params", net.total_params)
         trial.set_user_attr("macs", net.total_macs)
         self.trained += 1
-        self._train(trial, net, values)
+        self._train(trial, self.screen.resolved(values, net), values)
         return True
+
+    def _failed(self, trial, error: str) -> None:
+        trial.set_user_attr("error", error)
+        self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        self.say(f"trial {trial.number}: failed in training: {error}")
 
     def _duplicate(self, trial, values: dict) -> str | None:
         S = self.optuna.trial.TrialState
@@ -395,7 +309,7 @@ class Sweep:
 
         S = self.optuna.trial.TrialState
         opts, objective = self.opts, self.opts.objectives
-        run = self.out / "trials" / f"{trial.number:04d}"
+        run = self.runs / f"{trial.number:04d}"
         trial.set_user_attr("run", str(run))
         pruned = []
 
@@ -414,13 +328,22 @@ class Sweep:
             with _Beat(self.study, trial):
                 metrics = train(net, settings.pop("backend", None), out=run, quiet=True, on_epoch=on_epoch, **settings)
         except NetdslError as e:
-            if e.code != "E604":  # no data, no framework, a bad flag: every trial would fail so
+            if e.code not in CANDIDATE_ERRORS and not out_of_memory(e):
+                # no data, no framework, a bad flag: every trial would fail so
                 trial.set_user_attr("lost", f"{e.code}: {e.message}")
                 self.study.tell(trial, state=S.FAIL)
                 raise
-            trial.set_user_attr("error", f"{e.code}: {e.message}")  # this candidate diverged: it counts
-            self.study.tell(trial, state=S.FAIL)
-            self.say(f"trial {trial.number}: failed in training: {e.code}: {e.message}")
+            # this candidate diverged, or is too big for this machine's memory: it failed, and counts
+            self._failed(trial, f"{e.code}: {e.message}")
+            return
+        except (MemoryError, RuntimeError) as e:
+            if not out_of_memory(e):
+                trial.set_user_attr("lost", f"{type(e).__name__}: {e}"[:300])
+                with contextlib.suppress(Exception):
+                    self.study.tell(trial, state=S.FAIL)
+                raise
+            # the framework's own allocation error (a trainer that does not turn it into a NetdslError)
+            self._failed(trial, f"not enough memory to train this candidate ({net.total_params:,} params)")
             return
         except BaseException:  # Ctrl-C, SIGTERM: the trial is lost, not failed
             trial.set_user_attr("lost", "interrupted")
@@ -449,6 +372,33 @@ class Sweep:
             return
         self.study.tell(trial, [float(got[k]) for k in objective])
         self.say(f"trial {trial.number}: {shown}, {net.total_params:,} params, {seconds:.1f} s")
+
+
+# the trainer's errors about one candidate (the sweep goes on): diverged, or too big for this
+# machine's memory (:func:`out_of_memory`); any other fails every trial alike.  (A candidate with
+# nothing to train is pruned before training: Screen.check.)
+CANDIDATE_ERRORS = ("E604",)
+_NO_MEMORY = re.compile(r"memory|DefaultCPUAllocator|ResourceExhausted|\bOOM\b", re.IGNORECASE)
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """An allocation that failed: one candidate too big for this machine, not a fault of the
+    whole sweep (torch's "DefaultCPUAllocator: can't allocate memory", TensorFlow's
+    ResourceExhaustedError, MemoryError, or the trainer's NetdslError saying so)."""
+    if isinstance(e, MemoryError):
+        return True
+    text = e.message if isinstance(e, NetdslError) else f"{type(e).__name__}: {e}"
+    return bool(_NO_MEMORY.search(text))
+
+
+def study_dir(name: str) -> str:
+    """The folder of a study's trial run directories under trials/: its name when that is a
+    plain file name, else a name made from its hash (`--study ../x` stays inside)."""
+    import hashlib
+
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", name) and name not in (".", ".."):
+        return name
+    return "study-" + hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 def _fmt(v) -> str:
@@ -496,6 +446,9 @@ def sweep(
         raise ValueError(f"unknown objective {bad[0]!r} (choose from {', '.join(OBJECTIVES)})")
     directory = Path(out) if out is not None else Path("sweeps") / stem
     screen = Screen(source, {}, None, opts, stem)
+    usage = screen.overridden(settings) or screen.no_validation(settings, opts.objectives)
+    if usage:
+        raise ValueError(usage)
     made = make_dir(directory)
     try:
         run = Sweep(screen, opts, directory, opts.study or stem, print if verbose else (lambda _t: None))

@@ -82,7 +82,7 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
     reasons = {t.user_attrs["reason"].split(":")[0] if "E" in t.user_attrs["reason"][:1] else "budget" for t in refused}
     assert reasons <= {"E203", "budget"}
     for t in refused:
-        assert not (out / "trials" / f"{t.number:04d}").exists()
+        assert not (out / "trials" / "s" / f"{t.number:04d}").exists()
         assert t.params["conv@1.2"] == 40 or t.params["conv@1.1"] == 6
         assert ("E203" in t.user_attrs["reason"]) == (t.params["conv@1.2"] == 40)
     assert "pruned before training: E203" in stdout or "over --max-params 2,000" in stdout
@@ -104,6 +104,226 @@ def test_pruned_candidates_cost_no_training_and_best_net_retrains_to_its_score(
     metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
     assert metrics["epochs"][-1]["val_accuracy"] == pytest.approx(best.value, abs=1e-6)
     assert metrics["test_accuracy"] == pytest.approx(best.user_attrs["test_accuracy"], abs=1e-6)
+
+
+SMALL = """\
+input 8x8x1
+flatten
+dense choice(4, 8) relu
+dense 3 softmax
+train adam lr=log(1e-3, 1e-2) epochs=1 batch=16
+"""
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """8x8 grayscale images of 3 classes in an .npz (not MNIST's shape)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("small")
+    arrays = {
+        "x_train": rng.integers(0, 256, (64, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(64) % 3,
+        "x_test": rng.integers(0, 256, (24, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(24) % 3,
+    }
+    np.savez(d / "small.npz", **arrays)
+    return d / "small.npz"
+
+
+def test_candidates_are_checked_against_the_data_the_sweep_trains_on(small, tmp_path, capsys):
+    """An 8x8 net of 3 classes sweeps on an 8x8 .npz (it was held to MNIST's 28x28x1); a
+    candidate of another output size is pruned with the data set's reason."""
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("dense 3 softmax", "dense choice(3, 5) softmax"))
+    out = tmp_path / "sw"
+    argv = ["sweep", p, "--data", small, "--trials", "2", "-o", out, "-q", "--no-prune"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    study = load(out)
+    assert len(trained(study)) == 2 and all(t.params["dense@4"] == 3 for t in trained(study))
+    reasons = [t.user_attrs["reason"] for t in rejected(study)]
+    reasons += (
+        [r.split(",", 3)[2] for r in (out / "rejected.csv").read_text().splitlines()[1:]]
+        if (out / "rejected.csv").exists()
+        else []
+    )
+    assert reasons and all("E602" in r and "3 classes" in r for r in reasons), reasons
+    assert "MNIST" not in (out / "trials.csv").read_text()
+
+
+def test_data_that_cannot_be_read_stops_the_sweep_with_its_error(tmp_path, capsys):
+    """Not "every candidate was pruned (1,000 drawn)": the file's own error, at once."""
+    (tmp_path / "bad.npz").write_text("hello\n")
+    p = tmp_path / "s.net"
+    p.write_text(SMALL)
+    assert main(["sweep", str(p), "--data", str(tmp_path / "bad.npz"), "-o", str(tmp_path / "sw"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "error[E614]" in err and "bad.npz" in err and "E910" not in err, err
+
+
+def test_a_candidate_with_nothing_to_train_is_pruned_before_training(small, tmp_path, capsys):
+    p = tmp_path / "f.net"
+    p.write_text("input 8x8x1\nflatten\ndense 3 softmax frozen=choice(true, false)\ntrain epochs=1 batch=16\n")
+    out = tmp_path / "sw"
+    argv = ["sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "2", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    study = load(out, "f")
+    assert [t.params["dense@3.frozen"] for t in trained(study)] == ["false"]
+    rows = (out / "trials.csv").read_text().splitlines()
+    assert any("nothing to train" in r for r in rows) and len(rows) < 20  # not 1,000 redraws of 2 candidates
+
+
+def test_a_trial_directory_evaluates_to_its_recorded_accuracy(small, tmp_path, capsys):
+    """Each trial's spec.net is its candidate written out (no search space left), so evaluate
+    rebuilds the net that was trained, not the spec's default (tanh was evaluated as relu)."""
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("dense choice(4, 8) relu", "dense 6 choice(relu, tanh)"))
+    out = tmp_path / "sw"
+    argv = ["sweep", p, "--data", small, "--trials", "2", "-o", out, "-q", "--no-prune", "--seed", "3"]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    done = trained(load(out))
+    assert "tanh" in {t.params["dense@3"] for t in done}  # not the default (relu)
+    for t in done:
+        run = t.user_attrs["run"]
+        text = (out / "trials" / "s" / run.rsplit("/", 1)[-1] / "spec.net").read_text()
+        assert "choice(" not in text and f"dense 6 {t.params['dense@3']}" in text
+        capsys.readouterr()
+        assert main(["evaluate", run]) == 0, capsys.readouterr().err
+        assert f"test accuracy: {t.user_attrs['test_accuracy']:.4f}" in capsys.readouterr().out
+
+
+def _memory_limit():  # a child's address space: 6 GB (torch's import fits; 27 GB of weights do not)
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+
+def test_a_candidate_too_big_to_allocate_fails_its_trial_and_the_sweep_goes_on(small, tmp_path):
+    p = tmp_path / "b.net"
+    p.write_text(SMALL.replace("choice(4, 8)", "choice(100000000, 8)"))  # 6.8e9 params: 27 GB
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "netdsl", "sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "3"]
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, preexec_fn=_memory_limit)
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr[-2000:]
+    assert "failed in training: " in r.stdout and "memory" in r.stdout, r.stdout
+    done = trained(load(out, "b"))
+    big = [t for t in done if t.params["dense@3"] == 100000000]
+    assert big and all(t.state == optuna.trial.TrialState.FAIL and "memory" in t.user_attrs["error"] for t in big)
+    assert any(t.state == optuna.trial.TrialState.COMPLETE for t in done) and (out / "best.net").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--lr", "0.005"], "--lr replaces the search space `lr=log(0.001, 0.01)`"),
+        (["--batch", "8"], "--batch replaces the search space `batch=choice(16, 32)`"),
+        (["--optimizer", "sgd"], "--optimizer sgd drops the spec's search space `lr=log(0.001, 0.01)`"),
+        (["--validation", "0"], "--objective val_accuracy is measured on the validation split, and --validation 0"),
+        (["--validation", "0", "--objective", "val_loss,params"], "--objective val_loss is measured on the valid"),
+    ],
+)
+def test_flags_that_would_void_the_search_are_usage_errors_before_any_trial(small, tmp_path, capsys, flags, said):
+    """A flag replacing a swept training setting (the trial would train at the flag's value
+    while the study records the drawn one), or --validation 0 under a val_* objective."""
+    p = tmp_path / "m.net"
+    p.write_text(SMALL.replace("batch=16", "batch=choice(16, 32)"))
+    out = tmp_path / "sw"
+    assert main(["sweep", str(p), "--data", str(small), "-o", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "netdsl sweep: error:" in err, err
+    assert not out.exists()
+    if flags[0] == "--lr":  # swept through a name: `let r = log(...)`, `train lr=r`
+        p.write_text("let r = log(1e-3, 1e-2)\n" + SMALL.replace("lr=log(1e-3, 1e-2)", "lr=r"))
+        assert main(["sweep", str(p), "--data", str(small), "-o", str(out), *flags]) == 2
+        assert "--lr replaces the search space `r=log(0.001, 0.01)`" in capsys.readouterr().err
+
+
+def test_best_net_retrain_line_reproduces_the_sweep(small, tmp_path, capsys):
+    """The retrain line quotes a path with spaces, writes a boolean as a bare flag (train refuses
+    `--nesterov True`) and names a backend other than the default; pasted, it retrains the best
+    trial to its score."""
+    from netdsl.sweep_report import retrain_flags
+
+    d = tmp_path / "d ir"
+    d.mkdir()
+    (d / "my data.npz").write_bytes(small.read_bytes())
+    p = tmp_path / "s.net"
+    p.write_text(SMALL.replace("train adam", "train sgd"))
+    out = tmp_path / "sw"
+    argv = [
+        "sweep",
+        p,
+        "--data",
+        d / "my data.npz",
+        "--trials",
+        "1",
+        "-o",
+        out,
+        "-q",
+        "--nesterov",
+        "--momentum",
+        "0.9",
+    ]
+    assert main(list(map(str, argv))) == 0, capsys.readouterr().err
+    best = load(out).best_trial
+    retrain = next(ln for ln in (out / "best.net").read_text().splitlines() if ln.startswith("# retrain: "))
+    cmd = shlex.split(retrain.removeprefix("# retrain: netdsl ").removesuffix(" (the same seed gives the same score)"))
+    assert "--nesterov" in cmd and "True" not in cmd and str(d / "my data.npz") in cmd, cmd
+    cmd[1] = str(out / "best.net")
+    capsys.readouterr()
+    assert main([*cmd, "--out", str(tmp_path / "retrain"), "-q"]) == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "retrain" / "metrics.json").read_text())
+    assert metrics["epochs"][-1]["val_accuracy"] == pytest.approx(best.value, abs=1e-6)
+    assert metrics["settings"]["nesterov"] is True
+    words = shlex.split(retrain_flags({"backend": "keras", "nesterov": False, "lr": 0.1 + 0.2, "data": "a b"}))
+    assert words == ["-b", "keras", "--no-nesterov", "--lr", "0.30000000000000004", "--data", "a b"]
+    assert retrain_flags({"backend": "torch", "epochs": 2, "data": {"x_train": []}}) == "--epochs 2"  # arrays
+
+
+def test_each_study_of_a_sweep_directory_has_its_own_trial_directories(small, tmp_path, capsys):
+    """A second study in one -o trains (trial numbers restart per study: trials/<study>/NNNN);
+    a `--storage memory` study cannot continue, and a rerun on its directory says so."""
+    p = tmp_path / "m.net"
+    p.write_text(SMALL)
+    out = tmp_path / "sw"
+    base = ["sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "1", "-q"]
+    assert main(base) == 0, capsys.readouterr().err
+    assert main([*base, "--study", "other"]) == 0, capsys.readouterr().err
+    assert (out / "trials" / "m" / "0000" / "metrics.json").exists()
+    assert (out / "trials" / "other" / "0000" / "metrics.json").exists()
+    mem = tmp_path / "mem"
+    argv = ["sweep", str(p), "--data", str(small), "-o", str(mem), "--trials", "1", "-q", "--storage", "memory"]
+    assert main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]: a `--storage memory` study cannot be continued" in err and "new -o DIR" in err, err
+
+
+def test_sigterm_marks_the_trial_lost_and_says_how_to_continue(small, tmp_path):
+    p = tmp_path / "m.net"
+    p.write_text(SMALL.replace("epochs=1", "epochs=500"))
+    out = tmp_path / "sw"
+    cmd = [sys.executable, "-m", "netdsl", "sweep", str(p), "--data", str(small), "-o", str(out), "--trials", "2"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while not list((out / "trials").glob("*/*/metrics.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no trial started in 120 s"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "terminated (SIGTERM); continue the study with the same command" in stderr, stderr[-2000:]
+    study = load(out, "m")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+    assert study.trials[0].user_attrs["lost"] == "interrupted" and "lost" in (out / "trials.csv").read_text()
 
 
 @pytest.mark.parametrize("budget", ["--max-params", "--max-macs"])
@@ -195,6 +415,33 @@ def test_a_foreign_sqlite_database_is_refused_untouched(spec, data, tmp_path, ca
     assert main(argv) == 1 and not new.exists() and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("tables", [("trials", "patients"), ("studies",), ("trials",)])
+def test_a_foreign_database_with_optuna_table_names_is_refused_untouched(spec, tmp_path, capsys, tables):
+    """Another program's `trials`/`studies` table is not Optuna's (its key column differs)."""
+    import sqlite3
+
+    db = tmp_path / "clin.db"
+    con = sqlite3.connect(db)
+    for name in tables:
+        con.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute(f"INSERT INTO {name} (name) VALUES ('x')")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    argv = ["sweep", str(spec), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{db}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]" in err and "a SQLite database of something else" in err and tables[0] in err, err
+    assert db.read_bytes() == before and not (tmp_path / "o").exists()
+
+
+def test_a_directory_as_sqlite_storage_is_named_so(spec, tmp_path, capsys):
+    argv = ["sweep", str(spec), "-o", str(tmp_path / "o"), "--storage", f"sqlite:///{tmp_path}"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "error[E911]" in err and "is a directory" in err and not (tmp_path / "o").exists(), err
+
+
 def test_sweep_directory_made_by_many_processes_at_once(tmp_path):
     """Several sweeps started together on one new -o DIR: each step tolerates a sibling having
     done it first, and a sibling's half-made directory (only the marker yet) is not foreign."""
@@ -234,6 +481,12 @@ def test_sweep_directory_made_by_many_processes_at_once(tmp_path):
 )
 def test_bad_flags_are_usage_errors(spec, flags, capsys):
     assert main(["sweep", str(spec), *flags]) == 2
+
+
+@pytest.mark.parametrize("value", ["1e308", "0", "nan", "inf"])
+def test_a_timeout_out_of_range_says_the_bounds(spec, value, capsys):
+    assert main(["sweep", str(spec), "--timeout", value]) == 2
+    assert "expected seconds above 0 and at most 1e9" in capsys.readouterr().err
 
 
 def test_two_objectives_give_a_pareto_front(spec, data, tmp_path, capsys):
@@ -323,7 +576,7 @@ def test_a_killed_sweep_continues_when_run_again(spec, data, tmp_path):
         proc = subprocess.Popen(cmd, env=_env(), stdout=f, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     try:
-        while not list((out / "trials").glob("*/metrics.json")):
+        while not list((out / "trials").glob("*/*/metrics.json")):
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "no trial started in 120 s"
             time.sleep(0.05)

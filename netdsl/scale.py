@@ -296,9 +296,10 @@ def again(args, out, resumable: bool) -> str:
 
 
 # torchrun's own lines (its logger and the ChildFailedError report): kept from the user, who gets
-# netdsl's one message; the workers' own output passes through.
+# netdsl's one message; the workers' own output passes through, a located error's excerpt too
+# (`  12 | conv ...` and its caret line `     | ^^^^`, which starts with four spaces).
 _NOISE = re.compile(
-    r"^(\[?[WEI]\d{4} |\*{5,}|={5,}|Traceback \(most recent call last\)|  File |    |"
+    r"^(\[?[WEI]\d{4} |\*{5,}|={5,}|Traceback \(most recent call last\)|  File |    (?! *\| )|"
     r"torch\.distributed\.elastic|\S*\.py FAILED|Failures:|  <NO_OTHER_FAILURES>|Root Cause|"
     r"\[\d+\]:|  (time|host|rank|exitcode|error_file|traceback)\s*:|-{5,}|\s*$)"
 )

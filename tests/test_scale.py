@@ -247,6 +247,28 @@ def test_the_speed_settings_are_recorded(tmp_path, data_dir):
     assert saved["settings"]["channels_last"] is True
 
 
+def test_the_launcher_relays_a_located_error_whole():
+    """Under --nproc the ranks' stderr passes through a filter of torchrun's noise; a located
+    error at line 12 (its caret line starts with four spaces) must arrive whole."""
+    import io
+
+    from netdsl.scale import _relay
+
+    with pytest.raises(netdsl.NetdslError) as err:
+        netdsl.parse("\n" * 11 + "input 4x4x1\ndense 3")
+    text = str(err.value) + "\n"
+    noise = 'Traceback (most recent call last):\n  File "x.py", line 1\n    raise X\n'
+    failed: dict = {}
+    out = io.StringIO()
+    real, sys.stderr = sys.stderr, out
+    try:
+        _relay(io.StringIO(noise + text), failed)
+    finally:
+        sys.stderr = real
+    assert out.getvalue() == text and failed["said"], out.getvalue()
+    assert "    | ^" in text  # the caret line of a two-digit line number
+
+
 def test_the_first_line_says_how_the_run_scales(capsys, tmp_path, data_dir):
     """The opt-in speed flags and the ranks are said on the run's first line, not only in metrics.json."""
     from netdsl.cli import main

@@ -125,3 +125,24 @@ def test_fmt_and_the_language_server_import_no_framework(tmp_path):
         "netdsl.load('examples/lenet5.net')._repr_mimebundle_()\n"
     )
     assert probe(body, tmp_path) == ""
+
+
+def test_only_backends_import_a_framework_at_module_level():
+    """A framework module lives under netdsl/backends/ (imported only when a model is built or
+    read); anywhere else torch/tensorflow/keras are imported inside the function that needs them."""
+    import ast
+
+    frameworks = {"torch", "tensorflow", "keras"}
+    bad = []
+    for path in sorted((ROOT / "netdsl").rglob("*.py")):
+        if "backends" in path.relative_to(ROOT / "netdsl").parts:
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] in frameworks for n in names):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, bad

@@ -54,7 +54,7 @@ def from_keras(model, *, name: str | None = None, source: str | None = None):
 def _from_torch(module, input, name, source):
     import torch
 
-    from . import torch_fx
+    from ..backends import torch_import_fx as torch_fx  # the torch reader: a framework module
     from .spec import assemble
 
     if not isinstance(module, torch.nn.Module):

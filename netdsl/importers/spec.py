@@ -1,6 +1,6 @@
 """The importers' common half: a graph of netdsl layers becomes spec text, a Net and its weights.
 
-A reader (:mod:`.torch_fx`, :mod:`.keras_cfg`) produces :class:`Node` records in a
+A reader (:mod:`netdsl.backends.torch_import_fx`, :mod:`.keras_cfg`) produces :class:`Node` records in a
 topological order, each already in netdsl's terms (op, resolved arguments, weights in the
 canonical Keras layout).  :func:`assemble` writes the spec a person would have written
 (shorthand, blocks for series-parallel graphs, ``repeat`` for runs of identical

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 if TYPE_CHECKING:
-    from .torch_layers import _V
+    from .torch_import_layers import _V
 
 
 def _np(t):
@@ -142,7 +142,7 @@ class SeqNorms:
                 "netdsl's layernorm (Keras's axis=-1) normalises the channels; only a LayerNorm of a vector imports",
             )
         if x.perm:  # the same statistics over the vector in any order: gamma and beta follow it
-            from .torch_layers import _perm
+            from .torch_import_layers import _perm
 
             ws = {k: v[_perm(x.perm)] for k, v in ws.items()}
         return self.add("layernorm", args, [x], where, ws, shape=shape, perm=x.perm)

@@ -3,8 +3,8 @@
 The module is traced with :func:`torch.fx.symbolic_trace`'s tracer (supported ``torch.nn``
 layers, and their subclasses that keep the layer's own forward, stay leaves), then run once,
 single-threaded, on a random batch of two of the given input shape so every value's shape is
-known.  Each graph node becomes at most one netdsl node (:mod:`.torch_layers` knows the
-layers); what has no netdsl equivalent is an :class:`~.spec.Unsupported` error naming the
+known.  Each graph node becomes at most one netdsl node (:mod:`.torch_import_layers` knows the
+layers); what has no netdsl equivalent is an :class:`~netdsl.importers.spec.Unsupported` error naming the
 module path and type.
 
 Layout: torch is NCHW with weights (O, I, kH, kW); netdsl is channels last with Keras's
@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from .spec import Node, Unsupported
-from .torch_layers import _V, FUNCS, METHODS, Layers, _fn_name
+from ..importers.spec import Node, Unsupported
+from .torch_import_layers import _V, FUNCS, METHODS, Layers, _fn_name
 
 SUPPORTED = (
     "modules: Conv2d (zero padding; groups, dilation; depthwise as dwconv), Conv1d, MaxPool1d, AvgPool1d "

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .torch_seq import SeqNorms, _np, _same_pads
+from .torch_import_seq import SeqNorms, _np, _same_pads
 
 
 class _V(NamedTuple):

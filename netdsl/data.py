@@ -222,32 +222,39 @@ def load_idx(directory: Path | str, name: str = "mnist", *, scale: bool = True) 
     return _finish(name, directory, xtr, ytr, xte, yte, scale)
 
 
-def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Dataset:
-    """Keras' ``mnist.npz``: uint8 ``x_train`` (N, 28, 28), integer ``y_train`` (N,), and the same for test."""
+def read_npz(path: Path, wanted: tuple, bad) -> tuple[dict, list]:
+    """The arrays named in ``wanted`` that an ``.npz`` holds, and every name it holds; read
+    without pickles, its members' sizes checked first.  A problem is ``bad(why)`` (raised)."""
     import numpy as np
 
-    path = Path(path)
     try:
         too_big = _npz_too_big(path)
     except Exception:  # not a zip, or a damaged one: np.load below says what it is
         too_big = None
     if too_big:
-        raise _bad(path, too_big)
+        raise bad(too_big)
     try:
         with open(path, "rb") as fh:  # our handle: np.load leaks its own on a foreign file
             why = not_npz(fh)
             if why:
-                raise _bad(path, why)
+                raise bad(why)
             npz = np.load(fh, allow_pickle=False)
             if not hasattr(npz, "files"):
                 raise ValueError("a single .npy array, not an .npz archive")
             with npz as f:
-                arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in f.files}
-                keys = list(f.files)
+                return {k: f[k] for k in wanted if k in f.files}, list(f.files)
     except NetdslError:
         raise
     except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError...
-        raise _bad(path, f"not a readable .npz file ({e})") from None
+        raise bad(f"not a readable .npz file ({e})") from None
+
+
+def load_npz(path: Path | str, name: str = "mnist", *, scale: bool = True) -> Dataset:
+    """Keras' ``mnist.npz``: uint8 ``x_train`` (N, 28, 28), integer ``y_train`` (N,), and the same for test."""
+    import numpy as np
+
+    path = Path(path)
+    arrays, keys = read_npz(path, ("x_train", "y_train", "x_test", "y_test"), lambda why: _bad(path, why))
     if len(arrays) < 4:
         raise _bad(path, f"needs arrays x_train, y_train, x_test, y_test; it has {', '.join(keys) or 'none'}")
     for split in ("train", "test"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..data import MAX_ITEMS, Dataset, _npz_too_big, not_npz
+from ..data import MAX_ITEMS, Dataset, read_npz
 from ..errors import NetdslError
 
 if TYPE_CHECKING:
@@ -31,31 +31,10 @@ def load_npz(
 ) -> Dataset:
     """An ``.npz`` of the four arrays (and optionally ``class_names``), checked (E614); ``shape``:
     the net's input shape (samples of exactly that shape are taken as they are)."""
-    import numpy as np
 
     path = Path(path)
     where = f"`{path}`"
-    try:
-        too_big = _npz_too_big(path)
-    except Exception:  # not a zip: np.load below says what it is
-        too_big = None
-    if too_big:
-        raise _bad(where, too_big)
-    try:
-        with open(path, "rb") as fh:
-            why = not_npz(fh)
-            if why:
-                raise _bad(where, why)
-            npz = np.load(fh, allow_pickle=False)
-            if not hasattr(npz, "files"):
-                raise ValueError("a single .npy array, not an .npz archive")
-            with npz as f:
-                arrays = {k: f[k] for k in (*KEYS, "class_names") if k in f.files}
-                keys = list(f.files)
-    except NetdslError:
-        raise
-    except Exception as e:  # BadZipFile, ValueError (pickled objects), OSError, ...
-        raise _bad(where, f"not a readable .npz file ({e})") from None
+    arrays, keys = read_npz(path, (*KEYS, "class_names"), lambda why: _bad(where, why))
     missing = [k for k in KEYS if k not in arrays]
     if missing:
         raise _bad(where, f"needs arrays {', '.join(KEYS)}; it has {', '.join(keys) or 'none'}")

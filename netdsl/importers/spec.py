@@ -54,7 +54,7 @@ def _size(pair) -> str:
 
 
 def _conv_like(n: Node) -> str:
-    """dwconv, sepconv and conv1d: a size (kernel, or filters x kernel), then the options."""
+    """conv, dwconv, sepconv and conv1d: a size (kernel, or filters x kernel), then the options."""
     a, op = n.args, n.op
     one = op == "conv1d"
     k = str(a["kernel"]) if one else _size(a["kernel"])
@@ -77,6 +77,8 @@ def _conv_like(n: Node) -> str:
     d = a.get("dilation", 1 if one else (1, 1))
     if d != (1 if one else (1, 1)):
         extra.append(f"dilation={d if one else _size(d)}")
+    if a.get("groups", 1) != 1:
+        extra.append(f"groups={a['groups']}")
     if not a.get("bias", True):
         extra.append("bias=false")
     return " ".join([text, *extra])
@@ -84,26 +86,7 @@ def _conv_like(n: Node) -> str:
 
 def line(n: Node) -> str:
     a, op = n.args, n.op
-    if op == "conv":
-        text = f"conv {a['filters']}x{_size(a['kernel'])}"
-        extra = []
-        if a.get("stride", (1, 1)) != (1, 1):
-            if a["stride"][0] == a["stride"][1]:
-                text += f"/{a['stride'][0]}"
-            else:
-                extra.append(f"stride={_size(a['stride'])}")
-        if a.get("activation", "linear") != "linear":
-            text += f" {a['activation']}"
-        if a.get("padding", "valid") == "same":
-            text += " same"
-        if a.get("dilation", (1, 1)) != (1, 1):
-            extra.append(f"dilation={_size(a['dilation'])}")
-        if a.get("groups", 1) != 1:
-            extra.append(f"groups={a['groups']}")
-        if not a.get("bias", True):
-            extra.append("bias=false")
-        return " ".join([text, *extra])
-    if op in ("dwconv", "sepconv", "conv1d"):
+    if op in ("conv", "dwconv", "sepconv", "conv1d"):
         return _conv_like(n)
     if op in ("maxpool1d", "avgpool1d"):
         text = f"{op} {a['size']}" + (f"/{a['stride']}" if a["stride"] != a["size"] else "")

@@ -16,6 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.net"))
 
 
+# The tiny spec the trainer's tests train (LeNet-like, two quick epochs at lr 0.01) and its fixture.
+TINY = "conv 4x5 relu\nmaxpool 4\nflatten\ndense 10 softmax\ntrain adam lr=0.01 epochs=2 batch=50\n"
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """TINY written to tmp_path/tiny.net."""
+    path = tmp_path / "tiny.net"
+    path.write_text(TINY)
+    return path
+
+
 def cli_env(**extra) -> dict:
     """The environment of a `python -m netdsl` subprocess: this checkout on the path, nothing
     inherited that steers netdsl (NETDSL_*), threads (OMP_*) or a distributed launch (torchrun's

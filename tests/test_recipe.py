@@ -18,7 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, TINY  # noqa: E402
 from test_train import synthetic, write_idx  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -26,19 +26,10 @@ from netdsl import NetdslError, recipe, settings  # noqa: E402
 from netdsl.cli import main  # noqa: E402
 from netdsl.training import Progress, Settings, resolve  # noqa: E402
 
-TINY = "conv 4x5 relu\nmaxpool 4\nflatten\ndense 10 softmax\ntrain adam lr=0.01 epochs=2 batch=50\n"
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_idx(tmp_path_factory.mktemp("data"), synthetic(600, 100))
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,6 @@ def data_dir(tmp_path_factory):
     return write_idx(tmp_path_factory.mktemp("data"), synthetic(1000, 300))
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
-
-
 def snapshot(directory: Path) -> dict:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 

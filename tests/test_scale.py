@@ -34,13 +34,6 @@ def data_dir(tmp_path_factory):
     return write_idx(tmp_path_factory.mktemp("data"), synthetic(2000, 400))
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
-
-
 @pytest.fixture(scope="module")
 def sample_home(tmp_path_factory):
     """A HOME without data caches: the runs that must learn in one epoch use the offline sample

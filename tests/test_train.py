@@ -23,7 +23,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, TINY  # noqa: E402
 from conftest import cli_env as _env  # noqa: E402
 
 import netdsl  # noqa: E402
@@ -33,7 +33,6 @@ from netdsl.data import Dataset  # noqa: E402
 from netdsl.training import OPTIMIZER_LR, Progress, RunDir, Settings, latest_run, resolve  # noqa: E402
 
 LENET = ROOT / "examples" / "lenet5.net"
-TINY = "conv 4x5 relu\nmaxpool 4\nflatten\ndense 10 softmax\ntrain adam lr=0.01 epochs=2 batch=50\n"
 
 
 def synthetic(n_train: int, n_test: int, seed: int = 0) -> Dataset:
@@ -68,13 +67,6 @@ def write_idx(directory: Path, ds: Dataset) -> Path:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return write_idx(tmp_path_factory.mktemp("data"), synthetic(1000, 300))
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    path = tmp_path / "tiny.net"
-    path.write_text(TINY)
-    return path
 
 
 def train_cli(capsys, *argv):

@@ -275,6 +275,8 @@ def test_arrays_of_the_nets_input_shape_train_as_they_are(tmp_path, spec, shape,
     assert a["test_accuracy"] == b["test_accuracy"]
     # samples of another shape are still images (or refused), named with the net's shape
     wrong = _separable(30, (7,))
+    err = code_of(from_arrays, ([[1, 2], [3]], [0, 1], [[1, 2]], [0]), shape=shape)  # ragged: not arrays
+    assert err.code == "E614" and "not arrays of one shape" in err.message
     err = code_of(from_arrays, (*wrong, *wrong), shape=shape)
     assert err.code == "E614" and f"or samples of the net's input shape {'x'.join(map(str, shape))}" in err.message
 

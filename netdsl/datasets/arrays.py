@@ -91,6 +91,8 @@ def from_arrays(
             x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
         except KeyError as e:
             raise _bad(where, f"needs {e.args[0]}") from None
+        except ValueError as e:  # ragged nested lists given to netdsl.train
+            raise _bad(where, f"x_{split}/y_{split} are not arrays of one shape ({e})") from None
         exact = shape is not None and x.ndim >= 2 and tuple(x.shape[1:]) == tuple(shape)
         if x.ndim not in (3, 4) and not exact:
             raise _bad(
